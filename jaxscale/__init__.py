@@ -1,0 +1,17 @@
+"""jaxscale: fit neural scaling laws fast, on JAX.
+
+Example:
+    >>> import jaxscale as js
+    >>> res = js.fit(js.datasets.chinchilla(), law="chinchilla")
+    >>> res.converged
+    True
+"""
+
+from . import datasets
+from .fit import FitResult, fit
+from .io import read_runs
+from .laws import Law, get_law
+from .runs import Runs
+
+__all__ = ["FitResult", "Law", "Runs", "datasets", "fit", "get_law", "read_runs"]
+__version__ = "0.1.0"

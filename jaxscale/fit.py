@@ -1,0 +1,234 @@
+"""``fit``: a multi-start fit of a scaling law, every start solved in one batched kernel.
+
+Example:
+    >>> import jaxscale as js
+    >>> res = js.fit(js.datasets.chinchilla(), law="chinchilla")
+    >>> res.converged, round(res.params["alpha"], 3), round(res.params["beta"], 3)
+    (True, 0.347, 0.367)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from . import engine
+from .laws import Law, get_law
+from .objective import LOSSES
+from .results import fit_report, fit_summary, fit_to_dict
+from .runs import Runs
+from .solver import CONVERGED, STATUS_NAMES
+
+DEFAULT_N_REFINE = 64
+# Two starts "reach the optimum" when their objectives agree to this relative tolerance.
+SAME_OPTIMUM_RTOL = 1e-9
+
+
+class FitResult(NamedTuple):
+    """Outcome of :func:`fit`. Plain data; ``summary()``, ``str()`` and ``to_dict()`` present it."""
+
+    law: Law
+    params: dict[str, float]  # natural parameters by name
+    theta: np.ndarray  # the law's fitted parameters (e.g. log E, log A, log B, alpha, beta)
+    objective: float
+    status: str  # "converged", "max_steps", "nonfinite" or "stalled"
+    steps: int
+    grad_norm: float
+    n_points: int
+    n_starts: int  # starts refined by the solver
+    n_candidates: int  # starts considered (screened) before refining
+    n_at_optimum: int  # refined starts whose objective matches the best one
+    fixed: tuple[str, ...]
+    loss: str
+    delta: float
+
+    @property
+    def converged(self) -> bool:
+        return self.status == STATUS_NAMES[CONVERGED]
+
+    @property
+    def derived(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.law.derive(self.params).items()}
+
+    def predict(self, **inputs: Sequence[float]) -> np.ndarray:
+        """Predicted loss at the given inputs, e.g. ``predict(N=[7e10], D=[1.4e12])``."""
+        missing = [n for n in self.law.inputs if n not in inputs]
+        if missing:
+            raise ValueError(f"predict needs {list(self.law.inputs)}; missing {missing}")
+        log_x = np.log(np.stack([np.asarray(inputs[n], dtype=np.float64) for n in self.law.inputs], axis=-1))
+        with jax.enable_x64(True):
+            return np.asarray(self.law.predict(self.theta, log_x))
+
+    def summary(self):
+        """One row per natural parameter (pandas DataFrame)."""
+        return fit_summary(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary (the ``--json`` document of the command line)."""
+        return fit_to_dict(self)
+
+    def __str__(self) -> str:
+        return fit_report(self)
+
+
+def resolve_starts(law: Law, starts: str | np.ndarray | Sequence[Mapping[str, float]]) -> np.ndarray:
+    """A start specification -> ``[S, p]`` fitted parameters."""
+    if isinstance(starts, str):
+        if starts not in ("screen", "grid"):
+            raise ValueError(f"starts must be 'screen', 'grid' or an array of starts; got {starts!r}")
+        return law.grid_points()
+    if len(starts) and isinstance(starts[0], Mapping):
+        return np.stack([law.from_natural(s) for s in starts])
+    arr = np.asarray(starts, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != law.n_params:
+        raise ValueError(
+            f"starts must have shape [S, {law.n_params}] (fitted parameters {law.params}); got {arr.shape}"
+        )
+    return arr
+
+
+def match_inputs(runs: Runs, law: Law) -> np.ndarray:
+    """The columns of ``runs.x`` in the order of ``law.inputs`` (log scale)."""
+    if len(law.inputs) == 1 and len(runs.inputs) == 1:
+        return runs.log_inputs()
+    missing = [n for n in law.inputs if n not in runs.inputs]
+    if missing:
+        raise ValueError(
+            f"law {law.name!r} needs inputs {list(law.inputs)} but the runs have {list(runs.inputs)}; "
+            f"map them in read_runs, e.g. read_runs(df, {missing[0]}='your_column', ...)"
+        )
+    return runs.log_inputs()[:, [runs.inputs.index(n) for n in law.inputs]]
+
+
+def prepare(
+    runs: Runs,
+    law: Law,
+    *,
+    loss: str,
+    delta: float,
+    fixed: Mapping[str, float] | None,
+    max_steps: int,
+    gtol: float,
+) -> tuple[engine.Config, engine.Data]:
+    """Validate the fit options and build the kernel's static config and shared arrays."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if not delta > 0:
+        raise ValueError(f"delta must be > 0; got {delta}")
+    fixed = dict(fixed or {})
+    fixed_idx = [law.natural_index(n) for n in fixed]
+    theta_fixed = np.zeros(law.n_params)
+    if fixed:
+        full = law.from_natural({**dict.fromkeys(law.natural, 1.0), **fixed})
+        theta_fixed[fixed_idx] = full[fixed_idx]
+    free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
+    if not free:
+        raise ValueError("every parameter is fixed: nothing to fit")
+    if runs.n_points <= len(free):
+        raise ValueError(
+            f"{runs.n_points} runs cannot determine {len(free)} free parameters of law {law.name!r}: "
+            f"need at least {len(free) + 1} runs (or fix some parameters with fixed={{...}})"
+        )
+    cfg = engine.Config(law, loss, float(delta), free, int(max_steps), float(gtol))
+    data = engine.make_data(law, match_inputs(runs, law), runs.log_loss(), theta_fixed, free)
+    return cfg, data
+
+
+def as_runs(runs: Runs | Any) -> Runs:
+    if isinstance(runs, Runs):
+        return runs
+    from .io import read_runs  # pandas stays at the edge: imported only when needed
+
+    return read_runs(runs)
+
+
+def fit(
+    runs: Runs | Any,
+    law: str | Law = "chinchilla",
+    *,
+    loss: str = "huber",
+    delta: float = 1e-3,
+    starts: str | np.ndarray | Sequence[Mapping[str, float]] = "screen",
+    n_refine: int = DEFAULT_N_REFINE,
+    fixed: Mapping[str, float] | None = None,
+    weights: Sequence[float] | None = None,
+    max_steps: int = 1000,
+    gtol: float = 1e-10,
+    chunk_size: int = 4096,
+) -> FitResult:
+    """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of log residuals.
+
+    Args:
+        runs: a :class:`Runs` (see :func:`jaxscale.read_runs`), or a DataFrame / CSV path with
+            columns ``N``, ``D``, ``loss``.
+        law: a law name (``"chinchilla"``, ``"power"``) or a :class:`Law`.
+        loss: ``"huber"`` (Hoffmann et al.'s choice) or ``"squared"``.
+        delta: Huber threshold on log residuals (1e-3 as in Hoffmann et al.).
+        starts: ``"screen"`` evaluates the law's start grid and refines the ``n_refine`` starts
+            with the lowest initial objective; ``"grid"`` refines every grid point (Epoch AI's
+            4,500 for Chinchilla); or explicit starts (``[S, p]`` fitted parameters, or a list
+            of dicts of natural parameters).
+        fixed: natural parameters held at given values, e.g. ``{"E": 1.69}``.
+        weights: per-run weights (default 1; 0 leaves a run out).
+        max_steps, gtol: solver budget and gradient tolerance (see :mod:`jaxscale.solver`).
+        chunk_size: maximum number of starts solved side by side.
+
+    Returns:
+        :class:`FitResult`; ``converged`` is False if the best start did not converge.
+    """
+    law = get_law(law)
+    runs = as_runs(runs)
+    w = np.ones(runs.n_points) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (runs.n_points,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be {runs.n_points} finite, non-negative numbers (one per run)")
+    with jax.enable_x64(True):
+        cfg, data = prepare(runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol)
+        candidates = resolve_starts(law, starts)
+        if isinstance(starts, str) and len(cfg.free) < law.n_params:
+            # The grid over held-fixed parameters collapses: keep one start per free combination.
+            _, keep = np.unique(candidates[:, list(cfg.free)], axis=0, return_index=True)
+            candidates = candidates[np.sort(keep)]
+        n_refine_eff = n_refine if isinstance(starts, str) and starts == "screen" else len(candidates)
+        best = _solve_chunked_starts(cfg, data, candidates, w, n_refine_eff, chunk_size)
+    value = float(best.value[0])
+    finite = best.start_values[0][np.isfinite(best.start_values[0])]
+    theta = best.theta[0]
+    return FitResult(
+        law=law,
+        params={n: float(v) for n, v in zip(law.natural, law.to_natural(theta), strict=True)},
+        theta=theta,
+        objective=value,
+        status=STATUS_NAMES[int(best.status[0])],
+        steps=int(best.steps[0]),
+        grad_norm=float(best.grad_norm[0]),
+        n_points=int(np.count_nonzero(w)),
+        n_starts=int(best.start_values.shape[1]),
+        n_candidates=len(candidates),
+        n_at_optimum=int(np.sum(finite <= value + SAME_OPTIMUM_RTOL * max(abs(value), 1e-300))),
+        fixed=tuple(fixed or {}),
+        loss=loss,
+        delta=float(delta),
+    )
+
+
+def _solve_chunked_starts(cfg, data, candidates, w, n_refine, chunk_size) -> engine.Best:
+    """One problem, many starts: split the refined starts into chunks, keep the best overall."""
+    if n_refine < len(candidates):
+        return engine.solve(cfg, data, candidates, w[None], n_refine=n_refine, chunk_size=1)
+    n = len(candidates)
+    n_chunks = -(-n // chunk_size)
+    size = -(-n // n_chunks)  # equal chunks, so the kernel compiles once
+    padded = np.concatenate([candidates, np.repeat(candidates[-1:], n_chunks * size - n, axis=0)])
+    parts = [
+        engine.solve(cfg, data, padded[lo : lo + size], w[None], n_refine=size, chunk_size=1)
+        for lo in range(0, n_chunks * size, size)
+    ]
+    values = np.array([p.value[0] if np.isfinite(p.value[0]) else np.inf for p in parts])
+    i = int(np.argmin(values))
+    return parts[i]._replace(
+        start=parts[i].start + i * size,
+        start_values=np.concatenate([p.start_values for p in parts], axis=1)[:, :n],
+    )

@@ -1,0 +1,197 @@
+"""Scaling laws as small, hashable descriptions around a pure log-space predictor.
+
+A :class:`Law` is static configuration: it can be passed to ``jax.jit`` as a static
+argument. Its predictor ``log_predict(theta, log_x)`` maps *fitted* parameters ``theta``
+(shape ``[p]``) and the logs of the inputs (shape ``[..., k]``) to the log of the predicted
+loss (shape ``[...]``). Fitting happens in log space because the inputs span 1e6–1e13 and
+the LogSumExp form never exponentiates a large number.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxscale.laws import get_law
+    >>> law = get_law("chinchilla")
+    >>> theta = law.from_natural({"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28})
+    >>> x = jnp.log(jnp.array([[70e9, 1.4e12]]))
+    >>> round(float(jnp.exp(law.log_predict(theta, x))[0]), 3)
+    1.937
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+LogPredict = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: names, a log-space predictor and a default start grid.
+
+    Attributes:
+        name: short name used in reports and on the command line.
+        inputs: names of the input variables, in column order of ``log_x`` (e.g. ``("N", "D")``).
+        params: names of the fitted parameters, in order of ``theta``.
+        natural: names of the natural parameters, one per fitted parameter.
+        log_scale: for each parameter, whether the fitted value is the log of the natural one.
+        log_predict: ``(theta [p], log_x [..., k]) -> log loss [...]``, pure and
+            differentiable; batch over parameter sets with ``jax.vmap``.
+        grid: default start grid, one tuple of values per fitted parameter; the starts are
+            their Cartesian product.
+        center_pairs: ``(coef, exponent, input)`` index triples such that the predictor
+            depends on them only through ``theta[coef] - theta[exponent] * log_x[input]``.
+            The solver then works in coordinates where ``log_x[input]`` is centred, which
+            removes the strong coef/exponent correlation (a conditioning fix, nothing more).
+        formula: human-readable formula for reports.
+        derived: optional ``natural params by name -> derived quantities by name`` (works on
+            scalars and arrays), e.g. Chinchilla's frontier exponents ``a`` and ``b``.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    params: tuple[str, ...]
+    natural: tuple[str, ...]
+    log_scale: tuple[bool, ...]
+    log_predict: LogPredict
+    grid: tuple[tuple[float, ...], ...]
+    center_pairs: tuple[tuple[int, int, int], ...] = ()
+    formula: str = ""
+    derived: Callable[[dict], dict] | None = None
+
+    def __post_init__(self) -> None:
+        p = len(self.params)
+        if not (len(self.natural) == len(self.log_scale) == len(self.grid) == p):
+            raise ValueError(
+                f"law {self.name!r}: params, natural, log_scale and grid must all have "
+                f"{p} entries (one per fitted parameter)"
+            )
+        for coef, expo, inp in self.center_pairs:
+            if not (0 <= coef < p and 0 <= expo < p and 0 <= inp < len(self.inputs)):
+                raise ValueError(f"law {self.name!r}: center pair {(coef, expo, inp)} out of range")
+
+    @property
+    def n_params(self) -> int:
+        return len(self.params)
+
+    def grid_points(self) -> np.ndarray:
+        """The default start grid as a ``[S, p]`` float64 array of fitted parameters."""
+        return np.array(list(itertools.product(*self.grid)), dtype=np.float64)
+
+    def to_natural(self, theta):
+        """Fitted parameters ``[..., p]`` -> natural parameters ``[..., p]`` (works on jax and numpy)."""
+        xp = jnp if not isinstance(theta, np.ndarray) else np
+        mask = np.array(self.log_scale)
+        return xp.where(mask, xp.exp(theta), theta)
+
+    def from_natural(self, values: Mapping[str, float]) -> np.ndarray:
+        """Natural parameters by name -> fitted vector ``[p]`` (float64)."""
+        missing = [n for n in self.natural if n not in values]
+        if missing:
+            raise ValueError(f"law {self.name!r} needs values for {missing}; got {sorted(values)}")
+        out = np.empty(self.n_params)
+        for i, (nat, is_log) in enumerate(zip(self.natural, self.log_scale, strict=True)):
+            v = float(values[nat])
+            if is_log and not v > 0:
+                raise ValueError(f"parameter {nat} must be > 0 (it is fitted as its log); got {v}")
+            out[i] = np.log(v) if is_log else v
+        return out
+
+    def natural_index(self, name: str) -> int:
+        """Position of a natural parameter name, with a clear error listing the valid names."""
+        if name not in self.natural:
+            raise ValueError(f"law {self.name!r} has no parameter {name!r}; its parameters are {list(self.natural)}")
+        return self.natural.index(name)
+
+    def derive(self, natural: Mapping) -> dict:
+        """Derived quantities from natural parameters by name (empty when the law has none)."""
+        return dict(self.derived(natural)) if self.derived is not None else {}
+
+    def predict(self, theta, log_x):
+        """Predicted loss (natural scale) at ``log_x``."""
+        return jnp.exp(self.log_predict(theta, log_x))
+
+
+def uncenter(law: Law, theta_c, shift):
+    """Centred-coordinate parameters -> the law's own fitted parameters.
+
+    ``shift`` has one entry per ``law.center_pairs`` (the centre of that pair's log input,
+    or 0 to leave the pair alone). Linear in ``theta_c``, so it is exact and differentiable.
+    """
+    theta = theta_c
+    for j, (coef, expo, _) in enumerate(law.center_pairs):
+        theta = theta.at[..., coef].add(theta_c[..., expo] * shift[..., j])
+    return theta
+
+
+def center(law: Law, theta, shift):
+    """Inverse of :func:`uncenter`."""
+    theta_c = theta
+    for j, (coef, expo, _) in enumerate(law.center_pairs):
+        theta_c = theta_c.at[..., coef].add(-theta[..., expo] * shift[..., j])
+    return theta_c
+
+
+def _chinchilla(theta, log_x):
+    e, a, b, alpha, beta = theta
+    terms = jnp.stack(jnp.broadcast_arrays(a - alpha * log_x[..., 0], b - beta * log_x[..., 1], e), axis=-1)
+    return logsumexp(terms, axis=-1)
+
+
+def _power(theta, log_x):
+    e, a, alpha = theta
+    terms = jnp.stack(jnp.broadcast_arrays(a - alpha * log_x[..., 0], e), axis=-1)
+    return logsumexp(terms, axis=-1)
+
+
+def _frontier_exponents(p):
+    # Under C = 6ND, N_opt ∝ C^a and D_opt ∝ C^b with a = β/(α+β), b = α/(α+β) (Hoffmann et al.).
+    total = p["alpha"] + p["beta"]
+    return {"a": p["beta"] / total, "b": p["alpha"] / total}
+
+
+_HALF = tuple(np.round(np.arange(0.0, 2.01, 0.5), 10))
+_E_GRID = tuple(np.round(np.arange(-1.0, 1.01, 0.5), 10))
+_COEF_GRID = tuple(float(v) for v in range(0, 26, 5))
+
+CHINCHILLA = Law(
+    name="chinchilla",
+    inputs=("N", "D"),
+    params=("e", "a", "b", "alpha", "beta"),
+    natural=("E", "A", "B", "alpha", "beta"),
+    log_scale=(True, True, True, False, False),
+    log_predict=_chinchilla,
+    # Epoch AI's replication grid (Besiroglu et al. 2024): 5 x 6 x 6 x 5 x 5 = 4,500 starts.
+    grid=(_E_GRID, _COEF_GRID, _COEF_GRID, _HALF, _HALF),
+    center_pairs=((1, 3, 0), (2, 4, 1)),
+    formula="L(N, D) = E + A / N^alpha + B / D^beta",
+    derived=_frontier_exponents,
+)
+
+POWER = Law(
+    name="power",
+    inputs=("x",),
+    params=("e", "a", "alpha"),
+    natural=("E", "A", "alpha"),
+    log_scale=(True, True, False),
+    log_predict=_power,
+    grid=(_E_GRID, _COEF_GRID, _HALF),
+    center_pairs=((1, 2, 0),),
+    formula="L(x) = E + A / x^alpha",
+)
+
+_REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, POWER)}
+
+
+def get_law(law: str | Law) -> Law:
+    """Look a law up by name (or pass a :class:`Law` through)."""
+    if isinstance(law, Law):
+        return law
+    try:
+        return _REGISTRY[law]
+    except KeyError:
+        raise ValueError(f"unknown law {law!r}; available: {sorted(_REGISTRY)}") from None

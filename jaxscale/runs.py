@@ -1,0 +1,89 @@
+"""``Runs``: validated training-run measurements as plain arrays (no pandas here).
+
+Example:
+    >>> import numpy as np
+    >>> from jaxscale.runs import Runs
+    >>> runs = Runs.from_arrays({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11]}, [3.1, 2.6, 2.2])
+    >>> runs.n_points, runs.inputs
+    (3, ('N', 'D'))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Runs(NamedTuple):
+    """Training runs: inputs ``x [P, k]`` (one column per law input), losses ``y [P]``.
+
+    ``rows`` keeps the caller's row labels so that errors and reports can name them.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    inputs: tuple[str, ...]
+    rows: np.ndarray
+    columns: tuple[str, ...]  # the source column behind each input, for messages
+
+    @property
+    def n_points(self) -> int:
+        return int(self.y.shape[0])
+
+    @staticmethod
+    def from_arrays(
+        inputs: Mapping[str, Sequence[float]],
+        loss: Sequence[float],
+        *,
+        rows: Sequence | None = None,
+        columns: Mapping[str, str] | None = None,
+        loss_column: str = "loss",
+    ) -> Runs:
+        """Build and validate runs from arrays; raises ``ValueError`` naming the bad rows."""
+        names = tuple(inputs)
+        cols = tuple((columns or {}).get(n, n) for n in names)
+        y = _as_float(loss, loss_column)
+        x = np.stack([_as_float(inputs[n], c) for n, c in zip(names, cols, strict=True)], axis=-1) if names else None
+        if x is None or x.shape[0] != y.shape[0]:
+            raise ValueError(f"every input needs one value per run ({y.shape[0]} losses)")
+        labels = np.arange(y.shape[0]) if rows is None else np.asarray(rows)
+        for j, c in enumerate(cols):
+            _check_positive_finite(x[:, j], c, labels)
+        _check_positive_finite(y, loss_column, labels)
+        return Runs(x, y, names, labels, cols)
+
+    def log_inputs(self) -> np.ndarray:
+        return np.log(self.x)
+
+    def log_loss(self) -> np.ndarray:
+        return np.log(self.y)
+
+
+def _as_float(values, column: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"column {column!r} has non-numeric values: convert it to numbers first") from None
+
+
+def _rows(labels: np.ndarray, bad: np.ndarray) -> str:
+    shown = ", ".join(str(v) for v in labels[bad][:5])
+    more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+    return f"rows {shown}{more}"
+
+
+def _check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(
+            f"column {column!r} has {int(bad.sum())} missing or non-finite values ({_rows(labels, bad)}): "
+            "drop those runs or fill them in"
+        )
+    bad = values <= 0
+    if bad.any():
+        raise ValueError(
+            f"column {column!r} has {int(bad.sum())} non-positive values ({_rows(labels, bad)}): "
+            "scaling laws are fitted in log space and need values > 0"
+        )
