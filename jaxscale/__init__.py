@@ -8,10 +8,11 @@ Example:
 """
 
 from . import datasets
+from .bootstrap import BootstrapResult, bootstrap
 from .fit import FitResult, fit
 from .io import read_runs
 from .laws import Law, get_law
 from .runs import Runs
 
-__all__ = ["FitResult", "Law", "Runs", "datasets", "fit", "get_law", "read_runs"]
+__all__ = ["BootstrapResult", "FitResult", "Law", "Runs", "bootstrap", "datasets", "fit", "get_law", "read_runs"]
 __version__ = "0.1.0"

@@ -13,16 +13,19 @@ the objective is linear in the weights.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
+from . import solver
 from .laws import Law, center, uncenter
 from .objective import law_objective, residual_loss
-from .solver import minimize
 
 
 class Config(NamedTuple):
@@ -66,6 +69,11 @@ def _objective(cfg: Config, data: Data, x_free, weights):
     return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, loss=cfg.loss, delta=cfg.delta)
 
 
+def objective_value_and_grad(cfg: Config, data: Data, x_free, weights):
+    """``(f, ∇f)`` in the solver's (free, centred) coordinates."""
+    return jax.value_and_grad(_objective, argnums=2)(cfg, data, x_free, weights)
+
+
 def centred_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
     """Starts in the law's fitted parameters ``[S, p]`` -> the solver's free, centred coordinates."""
     free_mask = np.isin(np.arange(cfg.law.n_params), cfg.free)
@@ -73,31 +81,85 @@ def centred_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
     return center(cfg.law, theta, data.shift)[:, cfg.free]
 
 
-@partial(jax.jit, static_argnames=("cfg", "n_refine"))
-def solve_chunk(cfg: Config, data: Data, starts_c: jax.Array, weights: jax.Array, n_refine: int) -> Best:
+def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int):
+    """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all)."""
+    n_starts = starts_c.shape[0]
+    if n_refine >= n_starts:
+        return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
+    point_loss = jax.vmap(
+        lambda x: residual_loss(
+            cfg.law.log_predict(_full(cfg, data, x), data.log_x) - data.log_y, loss=cfg.loss, delta=cfg.delta
+        )
+    )(starts_c)  # [S, P]
+    screened = weights @ point_loss.T  # [B, S]: the objective is linear in the weights
+    screened = jnp.where(jnp.isnan(screened), jnp.inf, screened)
+    return jax.lax.top_k(-screened, n_refine)[1]
+
+
+def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill_every: int):
+    """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes.
+
+    A lockstep batch waits for its slowest member, and step counts here are heavy-tailed
+    (a few starts crawl through the flat, L1-like part of the Huber loss). So lanes are
+    refilled: every ``refill_every`` iterations, lanes whose item has finished write it out
+    and take the next item from the queue. Each item's arithmetic is independent of which
+    lane runs it and when, so results do not depend on ``lanes`` scheduling or chunking
+    (the lane count fixes the compiled shape, so keep it fixed for bit-identical results).
+    """
+    n_items = x0.shape[0]
+
+    def advance(state, lane_w):
+        return jax.vmap(
+            lambda st, w: solver.step(
+                lambda z: objective_value_and_grad(cfg, data, z, w), st, max_steps=cfg.max_steps, gtol=cfg.gtol
+            )
+        )(state, lane_w)
+
+    lane_item = jnp.arange(lanes)
+    live = lane_item < n_items
+    take = jnp.where(live, lane_item, 0)
+    state = jax.vmap(solver.start)(x0[take])
+    # Idle lanes (more lanes than items) start finished so they never count as work.
+    state = state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS))
+    lane_item = jnp.where(live, lane_item, -1)
+    out = solver.result(jax.vmap(solver.start)(x0))  # placeholders, every item is overwritten
+
+    def cond(carry):
+        return jnp.any(carry[1] >= 0)
+
+    def body(carry):
+        state, lane_item, next_item, out = carry
+        lane_w = weights[owner[jnp.maximum(lane_item, 0)]]
+        state = jax.lax.fori_loop(0, refill_every, lambda _, st: advance(st, lane_w), state)
+        finished = (state.status != solver.RUNNING) & (lane_item >= 0)
+        res = solver.result(state)
+        dest = jnp.where(finished, lane_item, n_items)  # n_items: dropped
+        out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
+        new_item = next_item + jnp.cumsum(finished) - 1
+        refill = finished & (new_item < n_items)
+        fresh = jax.vmap(solver.start)(x0[jnp.where(refill, new_item, 0)])
+        state = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
+        lane_item = jnp.where(finished, jnp.where(refill, new_item, -1), lane_item)
+        return state, lane_item, next_item + jnp.sum(finished), out
+
+    init = (state, lane_item, jnp.minimum(lanes, n_items), out)
+    return jax.lax.while_loop(cond, body, init)[3]
+
+
+def _solve_chunk(
+    cfg: Config, data: Data, starts_c: jax.Array, weights: jax.Array, n_refine: int, lanes: int, refill_every: int = 8
+) -> Best:
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``.
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
-    otherwise every start is refined.
+    otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes.
     """
-    n_starts = starts_c.shape[0]
-    if n_refine < n_starts:
-        point_loss = jax.vmap(
-            lambda x: residual_loss(
-                cfg.law.log_predict(_full(cfg, data, x), data.log_x) - data.log_y, loss=cfg.loss, delta=cfg.delta
-            )
-        )(starts_c)  # [S, P]
-        screened = weights @ point_loss.T  # [B, S]
-        screened = jnp.where(jnp.isnan(screened), jnp.inf, screened)
-        _, idx = jax.lax.top_k(-screened, n_refine)  # [B, n_refine]
-    else:
-        idx = jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
-    x0 = starts_c[idx]  # [B, S', p_free]
-
-    def one_start(x, w):
-        return minimize(lambda z: _objective(cfg, data, z, w), x, max_steps=cfg.max_steps, gtol=cfg.gtol)
-
-    res = jax.vmap(jax.vmap(one_start, in_axes=(0, None)))(x0, weights)
+    n_problems = weights.shape[0]
+    idx = _screen(cfg, data, starts_c, weights, n_refine)  # [B, K]
+    k = idx.shape[1]
+    owner = jnp.repeat(jnp.arange(n_problems), k)
+    res = _solve_items(cfg, data, starts_c[idx.reshape(-1)], owner, weights, lanes, refill_every)
+    res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
     values = jnp.where(jnp.isfinite(res.value), res.value, jnp.inf)
     best = jnp.argmin(values, axis=1)
 
@@ -115,36 +177,74 @@ def solve_chunk(cfg: Config, data: Data, starts_c: jax.Array, weights: jax.Array
     )
 
 
+solve_chunk = jax.jit(_solve_chunk, static_argnames=("cfg", "n_refine", "lanes", "refill_every"))
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int):
+    """``solve_chunk`` over ``n_devices`` local devices, one chunk per device.
+
+    Every device runs the same per-chunk program as the single-device path (same shapes),
+    so results do not depend on the device count.
+    """
+    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("devices",))
+    fn = jax.shard_map(
+        partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes),
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec("devices")),
+        out_specs=PartitionSpec("devices"),
+        check_vma=False,
+    )
+    return jax.jit(fn)
+
+
+WeightSource = Callable[[int, int], np.ndarray]
+
+
 def solve(
     cfg: Config,
     data: Data,
     starts: np.ndarray,
-    weights: np.ndarray,
+    weights: np.ndarray | WeightSource,
     *,
     n_refine: int,
     chunk_size: int,
-    progress=None,
+    n_problems: int | None = None,
+    lanes: int = 512,
+    devices: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Best:
-    """All problems (rows of ``weights [B, P]``) in chunks of ``chunk_size`` problems.
+    """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time).
 
-    The last chunk is padded with copies of the first problem and trimmed, so every chunk
-    has the same shape and the kernel compiles once. Results do not depend on ``chunk_size``
-    because no computation mixes problems.
+    ``weights`` is a ``[B, P]`` array, or a function ``(lo, hi) -> [hi - lo, P]`` (with
+    ``n_problems``) so that weights are made chunk by chunk and memory stays bounded. The
+    last chunk is padded with copies of its first problem and trimmed: every chunk has the
+    same shape and the kernel compiles once. ``lanes`` (capped at the refinements in a chunk)
+    is how many starts are iterated side by side; 512 fits the CPU's cache best here.
     """
+    if callable(weights):
+        source, n = weights, int(n_problems)
+    else:
+        array = np.asarray(weights)
+        source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
     starts_c = centred_starts(cfg, data, starts)
-    weights = np.asarray(weights)
-    n = weights.shape[0]
-    chunk = max(1, min(chunk_size, n))
+    k = min(n_refine, starts_c.shape[0])
+    chunk = max(1, min(chunk_size, -(-n // devices)))
+    lanes = min(lanes, chunk * k)
+    step = chunk * devices
     outs = []
-    for lo in range(0, n, chunk):
-        w = weights[lo : lo + chunk]
-        pad = chunk - w.shape[0]
-        if pad:
-            w = np.concatenate([w, np.repeat(weights[:1], pad, axis=0)])
-        out = solve_chunk(cfg, data, starts_c, jnp.asarray(w), min(n_refine, starts_c.shape[0]))
-        outs.append(jax.tree.map(lambda a, keep=chunk - pad: np.asarray(a)[:keep], out))
+    for lo in range(0, n, step):
+        w = source(lo, min(lo + step, n))
+        keep = w.shape[0]
+        if keep < step:
+            w = np.concatenate([w, np.repeat(w[:1], step - keep, axis=0)])
+        if devices == 1:
+            out = solve_chunk(cfg, data, starts_c, jnp.asarray(w), k, lanes)
+        else:
+            out = _sharded_solver(cfg, k, lanes, devices)(data, starts_c, jnp.asarray(w))
+        outs.append(jax.tree.map(lambda a, keep=keep: np.asarray(a)[:keep], out))
         if progress is not None:
-            progress(min(lo + chunk, n), n)
+            progress(lo + keep, n)
     return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
 
 

@@ -157,7 +157,7 @@ def fit(
     weights: Sequence[float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
-    chunk_size: int = 4096,
+    lanes: int = 512,
 ) -> FitResult:
     """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of log residuals.
 
@@ -174,7 +174,7 @@ def fit(
         fixed: natural parameters held at given values, e.g. ``{"E": 1.69}``.
         weights: per-run weights (default 1; 0 leaves a run out).
         max_steps, gtol: solver budget and gradient tolerance (see :mod:`jaxscale.solver`).
-        chunk_size: maximum number of starts solved side by side.
+        lanes: number of starts iterated side by side (finished ones are replaced by the next).
 
     Returns:
         :class:`FitResult`; ``converged`` is False if the best start did not converge.
@@ -192,7 +192,7 @@ def fit(
             _, keep = np.unique(candidates[:, list(cfg.free)], axis=0, return_index=True)
             candidates = candidates[np.sort(keep)]
         n_refine_eff = n_refine if isinstance(starts, str) and starts == "screen" else len(candidates)
-        best = _solve_chunked_starts(cfg, data, candidates, w, n_refine_eff, chunk_size)
+        best = engine.solve(cfg, data, candidates, w[None], n_refine=n_refine_eff, chunk_size=1, lanes=lanes)
     value = float(best.value[0])
     finite = best.start_values[0][np.isfinite(best.start_values[0])]
     theta = best.theta[0]
@@ -211,24 +211,4 @@ def fit(
         fixed=tuple(fixed or {}),
         loss=loss,
         delta=float(delta),
-    )
-
-
-def _solve_chunked_starts(cfg, data, candidates, w, n_refine, chunk_size) -> engine.Best:
-    """One problem, many starts: split the refined starts into chunks, keep the best overall."""
-    if n_refine < len(candidates):
-        return engine.solve(cfg, data, candidates, w[None], n_refine=n_refine, chunk_size=1)
-    n = len(candidates)
-    n_chunks = -(-n // chunk_size)
-    size = -(-n // n_chunks)  # equal chunks, so the kernel compiles once
-    padded = np.concatenate([candidates, np.repeat(candidates[-1:], n_chunks * size - n, axis=0)])
-    parts = [
-        engine.solve(cfg, data, padded[lo : lo + size], w[None], n_refine=size, chunk_size=1)
-        for lo in range(0, n_chunks * size, size)
-    ]
-    values = np.array([p.value[0] if np.isfinite(p.value[0]) else np.inf for p in parts])
-    i = int(np.argmin(values))
-    return parts[i]._replace(
-        start=parts[i].start + i * size,
-        start_values=np.concatenate([p.start_values for p in parts], axis=1)[:, :n],
     )

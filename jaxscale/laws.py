@@ -18,13 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 LogPredict = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
@@ -136,16 +137,32 @@ def center(law: Law, theta, shift):
     return theta_c
 
 
-def _chinchilla(theta, log_x):
-    e, a, b, alpha, beta = theta
-    terms = jnp.stack(jnp.broadcast_arrays(a - alpha * log_x[..., 0], b - beta * log_x[..., 1], e), axis=-1)
-    return logsumexp(terms, axis=-1)
+def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]):
+    """The predictor ``log L = LSE_j(θ[c_j] − Σ θ[e]·log x[k])`` (LogSumExp of linear terms).
 
+    ``terms`` lists, per LogSumExp term, its coefficient index ``c_j`` (or None) and its
+    ``(exponent index, input index)`` pairs; e.g. Chinchilla is
+    ``((0, ()), (1, ((3, 0),)), (2, ((4, 1),)))`` for ``[e, a − α log N, b − β log D]``.
+    """
 
-def _power(theta, log_x):
-    e, a, alpha = theta
-    terms = jnp.stack(jnp.broadcast_arrays(a - alpha * log_x[..., 0], e), axis=-1)
-    return logsumexp(terms, axis=-1)
+    def term_list(theta, log_x):
+        # Terms kept as separate arrays (not stacked on a minor axis of length 2-3) so that
+        # XLA vectorises every exp/log along the points.
+        out = []
+        for coef, powers in terms:
+            t = theta[coef] if coef is not None else jnp.zeros((), theta.dtype)
+            for expo, inp in powers:
+                t = t - theta[expo] * log_x[..., inp]
+            out.append(jnp.broadcast_to(t, log_x.shape[:-1]))
+        return out
+
+    def log_predict(theta, log_x):
+        ts = term_list(theta, log_x)
+        # The max is a constant shift: stop its gradient, as jax.nn.logsumexp does.
+        top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, ts))
+        return top + jnp.log(functools.reduce(jnp.add, [jnp.exp(t - top) for t in ts]))
+
+    return log_predict
 
 
 def _frontier_exponents(p):
@@ -153,6 +170,9 @@ def _frontier_exponents(p):
     total = p["alpha"] + p["beta"]
     return {"a": p["beta"] / total, "b": p["alpha"] / total}
 
+
+_chinchilla = lse_linear(((0, ()), (1, ((3, 0),)), (2, ((4, 1),))))
+_power = lse_linear(((0, ()), (1, ((2, 0),))))
 
 _HALF = tuple(np.round(np.arange(0.0, 2.01, 0.5), 10))
 _E_GRID = tuple(np.round(np.arange(-1.0, 1.01, 0.5), 10))

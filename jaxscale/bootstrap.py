@@ -1,0 +1,270 @@
+"""``bootstrap``: thousands of resamples, each refitted from the screened start grid.
+
+Each resample is a vector of multinomial **weights** on the runs (how often each run was
+drawn), so shapes never change and one compiled kernel serves every resample. A cluster
+bootstrap draws whole clusters (e.g. all runs of one model size) and gives every run the
+count of its cluster. Resample ``i`` is drawn from ``fold_in(key(seed), i)``: it is the same
+whatever the chunk size or device count.
+
+Every resample screens the law's whole start grid by its own objective and refines the best
+``n_refine`` starts — an honest multi-start refit, not a warm start from the point estimate
+(which would understate the spread whenever a resample's optimum moves to another basin).
+
+Example:
+    >>> import jaxscale as js
+    >>> boot = js.bootstrap(js.datasets.chinchilla(), law="chinchilla", n=8, seed=0)
+    >>> boot.n_failed, list(boot.ci(0.9).columns)[:3]
+    (0, ['estimate', 'lower', 'upper'])
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine
+from .fit import FitResult, as_runs, fit, prepare, resolve_starts
+from .frontier import chinchilla_allocation
+from .laws import Law, get_law
+from .runs import Runs
+from .solver import CONVERGED, STATUS_NAMES
+
+DEFAULT_N_REFINE = 16
+
+
+def resample_weights(key: jax.Array, lo: int, hi: int, n_points: int, clusters: np.ndarray | None = None) -> np.ndarray:
+    """Multinomial weights ``[hi - lo, n_points]`` for resamples ``lo..hi-1`` of ``key``.
+
+    ``clusters`` (integer cluster id per point, 0..C-1) switches to a cluster bootstrap:
+    C clusters drawn with replacement, each point weighted by its cluster's count.
+    """
+    n_units = n_points if clusters is None else int(clusters.max()) + 1
+
+    def one(i):
+        draws = jax.random.randint(jax.random.fold_in(key, i), (n_units,), 0, n_units)
+        return jnp.bincount(draws, length=n_units)
+
+    counts = np.asarray(jax.vmap(one)(jnp.arange(lo, hi)), dtype=np.float64)
+    return counts if clusters is None else counts[:, clusters]
+
+
+class BootstrapResult(NamedTuple):
+    """Draws of every natural parameter, one per resample, with each resample's status."""
+
+    law: Law
+    point: FitResult  # the fit to all runs
+    draws: np.ndarray  # [n, p] natural parameters, in law.natural order
+    objective: np.ndarray  # [n]
+    status: np.ndarray  # [n] solver status codes (0 = converged)
+    seed: int
+    cluster_count: int | None  # number of clusters for a cluster bootstrap, else None
+
+    @property
+    def n(self) -> int:
+        return int(self.status.shape[0])
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Mask of resamples whose best start converged (the only ones used in intervals)."""
+        return self.status == CONVERGED
+
+    @property
+    def n_failed(self) -> int:
+        return int(np.sum(~self.ok))
+
+    @property
+    def failed_fraction(self) -> float:
+        return self.n_failed / self.n
+
+    @property
+    def samples(self) -> dict[str, np.ndarray]:
+        """All draws by natural parameter name (failed resamples included; see ``ok``)."""
+        return {name: self.draws[:, i] for i, name in enumerate(self.law.natural)}
+
+    def derived_samples(
+        self, *, compute: Sequence[float] = (), at: Mapping[str, Sequence[float]] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Derived quantities per draw: the law's own (a, b for Chinchilla), the optimal
+        tokens per parameter at each ``compute`` budget (Chinchilla, C = 6ND), and the
+        predicted loss at each point of ``at`` (e.g. ``{"N": [7e10], "D": [1.4e12]}``)."""
+        return _derived(self.law, self.samples, compute=compute, at=at)
+
+    def samples_frame(self, *, compute: Sequence[float] = (), at: Mapping[str, Sequence[float]] | None = None):
+        """Draws as a DataFrame: one row per resample, its status and every quantity."""
+        import pandas as pd
+
+        frame = pd.DataFrame({**self.samples, **self.derived_samples(compute=compute, at=at)})
+        frame.insert(0, "status", [STATUS_NAMES[int(s)] for s in self.status])
+        frame.insert(1, "objective", self.objective)
+        return frame
+
+    def ci(
+        self, level: float = 0.95, *, compute: Sequence[float] = (), at: Mapping[str, Sequence[float]] | None = None
+    ):
+        """Percentile intervals at ``level`` (DataFrame indexed by quantity).
+
+        Columns: ``estimate`` (the fit to all runs), ``lower``, ``upper``, ``se`` (standard
+        deviation of the draws), ``n_used`` (converged resamples) and ``n_failed``.
+        """
+        import pandas as pd
+
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95); got {level}")
+        if not self.ok.any():
+            raise ValueError(f"none of the {self.n} resamples converged: no interval can be computed")
+        point = {**self.point.params, **_derived(self.law, self.point.params, compute=compute, at=at)}
+        draws = {**self.samples, **self.derived_samples(compute=compute, at=at)}
+        tail = 100 * (1 - level) / 2
+        rows = {}
+        for name, values in draws.items():
+            used = np.asarray(values)[self.ok]
+            lo, hi = np.percentile(used, [tail, 100 - tail])
+            rows[name] = {
+                "estimate": float(np.asarray(point[name])),
+                "lower": lo,
+                "upper": hi,
+                "se": float(np.std(used, ddof=1)) if used.size > 1 else float("nan"),
+                "n_used": int(used.size),
+                "n_failed": self.n_failed,
+            }
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def __str__(self) -> str:
+        kind = f"cluster bootstrap ({self.cluster_count} clusters)" if self.cluster_count else "bootstrap"
+        table = self.ci(0.95)[["estimate", "lower", "upper", "se"]]
+        failed = f"{self.n_failed} of {self.n} resamples failed to converge ({100 * self.failed_fraction:.2f}%)"
+        head = f"{self.law.name} {kind}: {self.n} resamples, seed {self.seed}; {failed}, excluded"
+        if not self.point.converged:
+            head += (
+                f"\nWARNING: the fit to all runs did not converge ({self.point.status}): 'estimate' is not an optimum"
+            )
+        return f"{head}\n{table.to_string()}"
+
+
+def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping | None) -> dict[str, np.ndarray]:
+    out = {k: np.asarray(v) for k, v in law.derive(params).items()}
+    if len(compute):
+        if law.name != "chinchilla":
+            raise ValueError("tokens per parameter at a budget needs the chinchilla law (closed form under C = 6ND)")
+        for c in compute:
+            n_opt, d_opt = chinchilla_allocation(params, c)
+            out[f"tokens_per_param@{c:.3g}"] = d_opt / n_opt
+    if at:
+        columns = [np.asarray(at[name], dtype=np.float64) for name in law.inputs]
+        theta = np.stack(
+            [
+                np.log(np.asarray(params[n])) if is_log else np.asarray(params[n])
+                for n, is_log in zip(law.natural, law.log_scale, strict=True)
+            ],
+            axis=-1,
+        )
+        log_x = np.log(np.stack(columns, axis=-1))  # [Q, k]
+        with jax.enable_x64(True):
+            pred = jax.vmap(lambda th: law.predict(th, log_x))(jnp.atleast_2d(theta))  # [n, Q]
+        pred = np.asarray(pred).reshape(np.shape(theta)[:-1] + (log_x.shape[0],))
+        for q, point in enumerate(log_x):
+            label = ",".join(f"{name}={v:.3g}" for name, v in zip(law.inputs, np.exp(point), strict=True))
+            out[f"loss@{label}"] = pred[..., q]
+    return out
+
+
+def _progress_printer(enabled: bool | None, n: int) -> Callable[[int, int], None] | None:
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return None
+
+    def show(done: int, total: int) -> None:
+        bar = "#" * int(30 * done / total)
+        sys.stderr.write(f"\rbootstrap [{bar:<30}] {done}/{total} resamples")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _cluster_ids(runs: Runs, clusters: Sequence | np.ndarray | None) -> np.ndarray | None:
+    if clusters is None:
+        return None
+    labels = np.asarray(clusters)
+    if labels.shape != (runs.n_points,):
+        raise ValueError(f"clusters must give one label per run ({runs.n_points}); got shape {labels.shape}")
+    _, ids = np.unique(labels, return_inverse=True)
+    if ids.max() < 1:
+        raise ValueError("a cluster bootstrap needs at least 2 clusters; all runs share one label")
+    return ids.astype(np.int64)
+
+
+def bootstrap(
+    runs: Runs | Any,
+    law: str | Law = "chinchilla",
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    clusters: Sequence | np.ndarray | None = None,
+    loss: str = "huber",
+    delta: float = 1e-3,
+    starts: str | np.ndarray = "screen",
+    n_refine: int = DEFAULT_N_REFINE,
+    fixed: Mapping[str, float] | None = None,
+    max_steps: int = 1000,
+    gtol: float = 1e-10,
+    chunk_size: int = 256,
+    lanes: int = 512,
+    devices: int | None = None,
+    progress: bool | None = None,
+) -> BootstrapResult:
+    """Bootstrap a fit: ``n`` resamples of the runs, each refitted from the start grid.
+
+    Args:
+        runs, law, loss, delta, fixed, max_steps, gtol: as in :func:`jaxscale.fit`.
+        n: number of resamples; seed: PRNG seed (same seed, same draws, any chunking).
+        clusters: optional label per run for a cluster bootstrap (e.g. the model size).
+        starts: ``"screen"`` (default): every resample screens the full start grid by its own
+            objective and refines its best ``n_refine``; ``"grid"`` refines all of them.
+        chunk_size: resamples per kernel call (bounds memory, whatever ``n``).
+        lanes: starts iterated side by side; keep it fixed for bit-identical results.
+        devices: local devices to shard chunks over (default: all of them).
+        progress: progress bar on stderr (default: only when stderr is a terminal).
+
+    Returns:
+        :class:`BootstrapResult`; ``ci(level)`` gives percentile intervals over the
+        resamples that converged, and says how many failed.
+    """
+    law = get_law(law)
+    runs = as_runs(runs)
+    if n < 2:
+        raise ValueError(f"n must be at least 2 resamples; got {n}")
+    cluster_ids = _cluster_ids(runs, clusters)
+    point = fit(runs, law, loss=loss, delta=delta, starts=starts, fixed=fixed, max_steps=max_steps, gtol=gtol)
+    n_devices = len(jax.local_devices()) if devices is None else int(devices)
+    with jax.enable_x64(True):
+        cfg, data = prepare(runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol)
+        candidates = resolve_starts(law, starts)
+        k = n_refine if isinstance(starts, str) and starts == "screen" else len(candidates)
+        key = jax.random.key(seed)
+        best = engine.solve(
+            cfg,
+            data,
+            candidates,
+            lambda lo, hi: resample_weights(key, lo, hi, runs.n_points, cluster_ids),
+            n_problems=n,
+            n_refine=k,
+            chunk_size=chunk_size,
+            lanes=lanes,
+            devices=n_devices,
+            progress=_progress_printer(progress, n),
+        )
+    return BootstrapResult(
+        law=law,
+        point=point,
+        draws=np.asarray(law.to_natural(best.theta)),
+        objective=best.value,
+        status=best.status,
+        seed=seed,
+        cluster_count=None if cluster_ids is None else int(cluster_ids.max()) + 1,
+    )
