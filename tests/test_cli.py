@@ -47,3 +47,22 @@ def test_missing_column_exits_nonzero_naming_it(tmp_path):
     assert out.returncode == 2
     assert "missing column(s) ['D']" in out.stderr
     assert out.stdout == ""
+
+
+def test_fit_bootstrap_json_has_intervals(tmp_path):
+    t = js.datasets.chinchilla_table()
+    keep = t["in_epoch_fit_set"] == 1
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"N": t["params_N"][keep], "D": t["tokens_D"][keep], "loss": t["loss"][keep]}).to_csv(
+        path, index=False
+    )
+    out = run("fit", str(path), "--bootstrap", "40", "--level", "0.9", "--seed", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)["bootstrap"]
+    assert doc["n"] == 40 and doc["level"] == 0.9 and doc["failed_fraction"] == 0.0
+    api = js.bootstrap(js.datasets.chinchilla(), n=40, seed=3, progress=False).ci(0.9)
+    for name in ("alpha", "beta", "E", "a"):
+        lo, hi = doc["ci"][name]
+        assert lo == pytest.approx(api.loc[name, "lower"], rel=1e-9)
+        assert hi == pytest.approx(api.loc[name, "upper"], rel=1e-9)
+        assert lo < hi
