@@ -23,6 +23,7 @@ EPILOG = """examples:
   jaxscale fit runs.csv --N params --D tokens     fit your own runs
   jaxscale fit runs.csv --json                    one JSON document on stdout
   jaxscale fit runs.csv --bootstrap 4000 --level 0.9   percentile intervals from 4,000 resamples
+  jaxscale isoflop runs.csv --by dataset --json   Approach 2 (isoFLOP parabolas): N* ~ C^a per dataset
 """
 
 
@@ -47,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     p_fit.add_argument("--level", type=float, default=0.95, help="interval level for --bootstrap (default 0.95)")
     p_fit.add_argument("--seed", type=int, default=0, help="PRNG seed for --bootstrap (default 0)")
     p_fit.add_argument("--json", action="store_true", help="print one JSON document instead of a report")
+
+    p_iso = sub.add_parser("isoflop", help="Approach 2: a parabola per isoFLOP budget, then N* ~ C^a, D* ~ C^b")
+    p_iso.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per (budget, model) run")
+    p_iso.add_argument("--flops", default="flops", help="column with the compute budget C (default: flops)")
+    p_iso.add_argument("--N", default="params", help="column with parameter counts (default: params)")
+    p_iso.add_argument("--loss", default="loss", help="column with losses (default: loss)")
+    p_iso.add_argument("--by", nargs="+", default=None, metavar="COL", help="one result per group of these columns")
+    p_iso.add_argument("--window", type=float, default=None, help="keep runs within this distance in ln N of the best")
+    p_iso.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="resamples (default 1000; 0: none)")
+    p_iso.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p_iso.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
+    p_iso.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
     p_ex = sub.add_parser("example", help="run a bundled example")
     p_ex.add_argument("name", choices=["chinchilla"], help="which example")
@@ -85,9 +98,37 @@ def _emit(result, as_json: bool, extra: str = "", boot=None, level: float = 0.95
             print(extra)
 
 
+def _isoflop(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .isoflop import isoflop, isoflop_to_dicts
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        table = isoflop(
+            args.data, flops=args.flops, N=args.N, loss=args.loss, by=args.by, window=args.window,
+            n_boot=args.bootstrap, level=args.level, seed=args.seed,
+        )  # fmt: skip
+        took = time.perf_counter() - start
+    for w in caught:  # the data's problems, said once each, without a Python source line
+        print(f"jaxscale: warning: {w.message}", file=sys.stderr)
+    if args.json:
+        docs = isoflop_to_dicts(table)
+        print(json.dumps(docs if args.by else docs[0]))
+        return 0
+    shown = table.drop(columns=["budgets", "k_N", "k_D"])
+    print(f"isoFLOP profiles (Approach 2): N* ~ C^a, D* ~ C^b; {args.bootstrap} resamples, {args.level:.0%} intervals")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"  ({took:.2f} s including compilation)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "isoflop":
+            return _isoflop(args)
         if args.command == "example":
             start = time.perf_counter()
             result = fit(datasets.chinchilla(), law="chinchilla")
