@@ -11,8 +11,23 @@ from . import datasets
 from .bootstrap import BootstrapResult, bootstrap
 from .fit import FitResult, fit
 from .io import read_runs
+from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
 from .laws import Law, get_law
 from .runs import Runs
 
-__all__ = ["BootstrapResult", "FitResult", "Law", "Runs", "bootstrap", "datasets", "fit", "get_law", "read_runs"]
+__all__ = [
+    "BootstrapResult",
+    "EdgeOfRangeWarning",
+    "FitResult",
+    "IsoflopWarning",
+    "Law",
+    "Runs",
+    "bootstrap",
+    "datasets",
+    "fit",
+    "get_law",
+    "isoflop",
+    "isoflop_to_dicts",
+    "read_runs",
+]
 __version__ = "0.1.0"
