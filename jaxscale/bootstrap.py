@@ -217,6 +217,7 @@ def bootstrap(
     lanes: int = 512,
     devices: int | None = None,
     progress: bool | None = None,
+    solver: str = "bfgs",
 ) -> BootstrapResult:
     """Bootstrap a fit: ``n`` resamples of the runs, each refitted from the start grid.
 
@@ -230,6 +231,9 @@ def bootstrap(
         lanes: starts iterated side by side; keep it fixed for bit-identical results.
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
+        solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
+            with few parameters; ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
+            (used for the point fit and every resample).
 
     Returns:
         :class:`BootstrapResult`; ``ci(level)`` gives percentile intervals over the
@@ -240,10 +244,14 @@ def bootstrap(
     if n < 2:
         raise ValueError(f"n must be at least 2 resamples; got {n}")
     cluster_ids = _cluster_ids(runs, clusters)
-    point = fit(runs, law, loss=loss, delta=delta, starts=starts, fixed=fixed, max_steps=max_steps, gtol=gtol)
+    point = fit(
+        runs, law, loss=loss, delta=delta, starts=starts, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
+    )
     n_devices = len(jax.local_devices()) if devices is None else int(devices)
     with jax.enable_x64(True):
-        cfg, data = prepare(runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol)
+        cfg, data = prepare(
+            runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
+        )
         candidates = resolve_starts(law, starts)
         k = n_refine if isinstance(starts, str) and starts == "screen" else len(candidates)
         key = jax.random.key(seed)

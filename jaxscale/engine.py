@@ -3,8 +3,9 @@
 A *problem* is one weight vector over the data points (the plain fit: all ones; a bootstrap
 resample: multinomial counts; a cluster resample: per-cluster counts). For each problem the
 kernel optionally screens a candidate start set by its initial objective, refines the best
-few with the lockstep BFGS of :mod:`jaxscale.solver`, and keeps the best start. Problems are
-processed in chunks of a fixed size (one compilation, bounded memory, cache-sized batches).
+few with the lockstep BFGS of :mod:`jaxscale.solver` (or optax's L-BFGS, ``Config.method``),
+and keeps the best start. Problems are processed in chunks of a fixed size (one compilation,
+bounded memory, cache-sized batches).
 
 Screening costs one matrix product: the objective of every candidate start for every
 problem is ``W @ R.T`` where ``R[s, i]`` is the loss of start ``s`` at point ``i``, because
@@ -27,6 +28,10 @@ from . import solver
 from .laws import Law, center, uncenter
 from .objective import law_objective, residual_loss
 
+# "bfgs": the lane-refill dense BFGS of _solve_items (few parameters); "lbfgs": optax's
+# L-BFGS, vmapped in plain lockstep (many parameters, and a cross-check).
+METHODS = ("bfgs", "lbfgs")
+
 
 class Config(NamedTuple):
     """Static configuration of a kernel (hashable: it is a jit static argument)."""
@@ -37,6 +42,7 @@ class Config(NamedTuple):
     free: tuple[int, ...]  # indices of the fitted parameters being optimised
     max_steps: int
     gtol: float
+    method: str = "bfgs"  # one of METHODS
 
 
 class Data(NamedTuple):
@@ -146,19 +152,39 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
     return jax.lax.while_loop(cond, body, init)[3]
 
 
+def _solve_items_lbfgs(cfg: Config, data: Data, x0, item_weights) -> solver.SolverResult:
+    """Solve every item (start ``x0[i]``, weights ``item_weights[i]``) with optax's L-BFGS.
+
+    Plain lockstep ``vmap``, no lane refill: the zoom line search is a nested loop that a
+    lane cannot leave mid-way, so this path is for laws where BFGS's dense matrix is the cost.
+    """
+    return jax.vmap(
+        lambda x, w: solver.minimize_lbfgs(
+            lambda z: _objective(cfg, data, z, w), x, max_steps=cfg.max_steps, gtol=cfg.gtol
+        )
+    )(x0, item_weights)
+
+
 def _solve_chunk(
     cfg: Config, data: Data, starts_c: jax.Array, weights: jax.Array, n_refine: int, lanes: int, refill_every: int = 8
 ) -> Best:
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``.
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
-    otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes.
+    otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
+    (``cfg.method == "bfgs"``) or run side by side in one lockstep batch (``"lbfgs"``).
     """
     n_problems = weights.shape[0]
     idx = _screen(cfg, data, starts_c, weights, n_refine)  # [B, K]
     k = idx.shape[1]
     owner = jnp.repeat(jnp.arange(n_problems), k)
-    res = _solve_items(cfg, data, starts_c[idx.reshape(-1)], owner, weights, lanes, refill_every)
+    x0 = starts_c[idx.reshape(-1)]
+    if cfg.method == "lbfgs":
+        res = _solve_items_lbfgs(cfg, data, x0, weights[owner])
+    elif cfg.method == "bfgs":
+        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every)
+    else:
+        raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
     values = jnp.where(jnp.isfinite(res.value), res.value, jnp.inf)
     best = jnp.argmin(values, axis=1)

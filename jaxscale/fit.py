@@ -112,10 +112,13 @@ def prepare(
     fixed: Mapping[str, float] | None,
     max_steps: int,
     gtol: float,
+    solver: str = "bfgs",
 ) -> tuple[engine.Config, engine.Data]:
     """Validate the fit options and build the kernel's static config and shared arrays."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if solver not in engine.METHODS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {engine.METHODS}")
     if not delta > 0:
         raise ValueError(f"delta must be > 0; got {delta}")
     fixed = dict(fixed or {})
@@ -132,7 +135,7 @@ def prepare(
             f"{runs.n_points} runs cannot determine {len(free)} free parameters of law {law.name!r}: "
             f"need at least {len(free) + 1} runs (or fix some parameters with fixed={{...}})"
         )
-    cfg = engine.Config(law, loss, float(delta), free, int(max_steps), float(gtol))
+    cfg = engine.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver)
     data = engine.make_data(law, match_inputs(runs, law), runs.log_loss(), theta_fixed, free)
     return cfg, data
 
@@ -158,6 +161,7 @@ def fit(
     max_steps: int = 1000,
     gtol: float = 1e-10,
     lanes: int = 512,
+    solver: str = "bfgs",
 ) -> FitResult:
     """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of log residuals.
 
@@ -175,6 +179,10 @@ def fit(
         weights: per-run weights (default 1; 0 leaves a run out).
         max_steps, gtol: solver budget and gradient tolerance (see :mod:`jaxscale.solver`).
         lanes: number of starts iterated side by side (finished ones are replaced by the next).
+        solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
+            with few parameters; ``"lbfgs"``, optax's L-BFGS with its zoom line search, for
+            laws with many parameters (``steps`` then counts L-BFGS iterations, ``max_steps``
+            bounds them, and ``lanes`` is unused).
 
     Returns:
         :class:`FitResult`; ``converged`` is False if the best start did not converge.
@@ -185,7 +193,9 @@ def fit(
     if w.shape != (runs.n_points,) or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"weights must be {runs.n_points} finite, non-negative numbers (one per run)")
     with jax.enable_x64(True):
-        cfg, data = prepare(runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol)
+        cfg, data = prepare(
+            runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
+        )
         candidates = resolve_starts(law, starts)
         if isinstance(starts, str) and len(cfg.free) < law.n_params:
             # The grid over held-fixed parameters collapses: keep one start per free combination.
