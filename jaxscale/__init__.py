@@ -10,6 +10,7 @@ Example:
 from . import datasets
 from .bootstrap import BootstrapResult, bootstrap
 from .fit import FitResult, fit
+from .frontier import frontier
 from .io import read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
 from .laws import Law, get_law
@@ -25,6 +26,7 @@ __all__ = [
     "bootstrap",
     "datasets",
     "fit",
+    "frontier",
     "get_law",
     "isoflop",
     "isoflop_to_dicts",
