@@ -28,13 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engine
-from .fit import FitResult, as_runs, fit, prepare, resolve_starts
+from .fit import FitResult, as_runs, candidate_starts, fit, prepare
 from .frontier import chinchilla_allocation
 from .laws import Law, get_law
 from .runs import Runs
 from .solver import CONVERGED, STATUS_NAMES
 
 DEFAULT_N_REFINE = 16
+WARM_N_REFINE = 2
 
 
 def resample_weights(key: jax.Array, lo: int, hi: int, n_points: int, clusters: np.ndarray | None = None) -> np.ndarray:
@@ -226,7 +227,12 @@ def bootstrap(
         n: number of resamples; seed: PRNG seed (same seed, same draws, any chunking).
         clusters: optional label per run for a cluster bootstrap (e.g. the model size).
         starts: ``"screen"`` (default): every resample screens the full start grid by its own
-            objective and refines its best ``n_refine``; ``"grid"`` refines all of them.
+            objective and refines its best ``n_refine``; ``"grid"`` refines all of them;
+            ``"warm"`` (faster, ~8x here) refines only the point estimate and the best grid
+            start. The default is the screened grid because a warm start can only find the
+            basin the full-data fit found: a resample whose optimum moved elsewhere would be
+            reported at a local optimum, narrowing the interval exactly where the data are
+            least informative.
         chunk_size: resamples per kernel call (bounds memory, whatever ``n``).
         lanes: starts iterated side by side; keep it fixed for bit-identical results.
         devices: local devices to shard chunks over (default: all of them).
@@ -244,16 +250,30 @@ def bootstrap(
     if n < 2:
         raise ValueError(f"n must be at least 2 resamples; got {n}")
     cluster_ids = _cluster_ids(runs, clusters)
+    point_starts = "screen" if isinstance(starts, str) and starts == "warm" else starts
     point = fit(
-        runs, law, loss=loss, delta=delta, starts=starts, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
+        runs,
+        law,
+        loss=loss,
+        delta=delta,
+        starts=point_starts,
+        fixed=fixed,
+        max_steps=max_steps,
+        gtol=gtol,
+        solver=solver,
     )
     n_devices = len(jax.local_devices()) if devices is None else int(devices)
     with jax.enable_x64(True):
         cfg, data = prepare(
             runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
         )
-        candidates = resolve_starts(law, starts)
-        k = n_refine if isinstance(starts, str) and starts == "screen" else len(candidates)
+        if isinstance(starts, str) and starts == "warm":
+            # The point estimate and the grid compete in each resample's screening; the
+            # point estimate nearly always ranks first, the best grid start second.
+            grid, _ = candidate_starts(law, cfg, "screen", n_refine)
+            candidates, k = np.vstack([point.theta[None], grid]), WARM_N_REFINE
+        else:
+            candidates, k = candidate_starts(law, cfg, starts, n_refine)
         key = jax.random.key(seed)
         best = engine.solve(
             cfg,

@@ -90,6 +90,17 @@ def resolve_starts(law: Law, starts: str | np.ndarray | Sequence[Mapping[str, fl
     return arr
 
 
+def candidate_starts(law: Law, cfg: engine.Config, starts, n_refine: int) -> tuple[np.ndarray, int]:
+    """The candidate starts ``[S, p]`` and how many of them each problem refines."""
+    candidates = resolve_starts(law, starts)
+    if isinstance(starts, str) and len(cfg.free) < law.n_params:
+        # The grid over held-fixed parameters collapses: keep one start per free combination.
+        _, keep = np.unique(candidates[:, list(cfg.free)], axis=0, return_index=True)
+        candidates = candidates[np.sort(keep)]
+    screened = isinstance(starts, str) and starts == "screen"
+    return candidates, (n_refine if screened else len(candidates))
+
+
 def match_inputs(runs: Runs, law: Law) -> np.ndarray:
     """The columns of ``runs.x`` in the order of ``law.inputs`` (log scale)."""
     if len(law.inputs) == 1 and len(runs.inputs) == 1:
@@ -196,12 +207,7 @@ def fit(
         cfg, data = prepare(
             runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
         )
-        candidates = resolve_starts(law, starts)
-        if isinstance(starts, str) and len(cfg.free) < law.n_params:
-            # The grid over held-fixed parameters collapses: keep one start per free combination.
-            _, keep = np.unique(candidates[:, list(cfg.free)], axis=0, return_index=True)
-            candidates = candidates[np.sort(keep)]
-        n_refine_eff = n_refine if isinstance(starts, str) and starts == "screen" else len(candidates)
+        candidates, n_refine_eff = candidate_starts(law, cfg, starts, n_refine)
         best = engine.solve(cfg, data, candidates, w[None], n_refine=n_refine_eff, chunk_size=1, lanes=lanes)
     value = float(best.value[0])
     finite = best.start_values[0][np.isfinite(best.start_values[0])]

@@ -122,3 +122,20 @@ def test_epoch_published_bootstrap_intervals():
         assert ci.loc[name, "upper"] == pytest.approx(hi, abs=0.01), name
     # Epoch's cell 59: bootstrap SE of a = beta/(alpha+beta) is 0.020.
     assert ci.loc["a", "se"] == pytest.approx(0.020, abs=0.004)
+
+
+def test_warm_start_mode_reaches_the_same_optima_here():
+    runs = js.datasets.chinchilla()
+    screened = js.bootstrap(runs, n=48, seed=2, progress=False)
+    warm = js.bootstrap(runs, n=48, seed=2, starts="warm", progress=False)
+    # On the Chinchilla points every resample's optimum is in the full-data fit's basin, so
+    # the faster warm mode finds the same optima (to round-off); the default stays the grid.
+    np.testing.assert_allclose(warm.objective, screened.objective, rtol=1e-10)
+    np.testing.assert_allclose(warm.draws, screened.draws, rtol=1e-5)
+
+
+def test_fixed_parameters_in_bootstrap_stay_fixed():
+    boot = js.bootstrap(js.datasets.chinchilla(), n=16, seed=0, fixed={"E": 1.69}, progress=False)
+    np.testing.assert_allclose(boot.samples["E"], 1.69, rtol=1e-12)
+    assert boot.n_failed == 0
+    assert boot.ci(0.9).loc["E", "se"] < 1e-12
