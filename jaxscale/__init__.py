@@ -9,6 +9,7 @@ Example:
 
 from . import datasets
 from .bootstrap import BootstrapResult, bootstrap
+from .envelope import EnvelopeResult, EnvelopeWarning, envelope
 from .fit import FitResult, fit
 from .frontier import frontier
 from .io import read_runs
@@ -19,12 +20,15 @@ from .runs import Runs
 __all__ = [
     "BootstrapResult",
     "EdgeOfRangeWarning",
+    "EnvelopeResult",
+    "EnvelopeWarning",
     "FitResult",
     "IsoflopWarning",
     "Law",
     "Runs",
     "bootstrap",
     "datasets",
+    "envelope",
     "fit",
     "frontier",
     "get_law",
