@@ -105,6 +105,23 @@ def _bfgs_update(h, s, y, fresh):
     return jnp.where(curvature_ok, updated, h), fresh & ~curvature_ok
 
 
+def _status(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
+    """Status code: non-finite first, then gradient small, then no progress possible, then budget."""
+    return jnp.where(
+        ~finite,
+        NONFINITE,
+        jnp.where(
+            gmax <= gtol,
+            CONVERGED,
+            jnp.where(
+                stalled,
+                jnp.where(gmax <= jnp.sqrt(gtol), CONVERGED, STALLED),
+                jnp.where(k >= max_steps, MAX_STEPS, RUNNING),
+            ),
+        ),
+    ).astype(jnp.int32)
+
+
 def start(x0: jax.Array) -> State:
     """A state whose first :func:`step` evaluates ``f`` at ``x0`` (t = 0, f = +inf accepts it)."""
     p = x0.shape[0]
@@ -154,19 +171,7 @@ def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xto
     k = s.k + 1
     gmax = jnp.max(jnp.abs(g))
     step_vanished = ~accept & (jnp.max(jnp.abs(t_shrunk * s.p)) <= xtol * (1.0 + jnp.max(jnp.abs(s.x))))
-    status = jnp.where(
-        first & ~finite,
-        NONFINITE,
-        jnp.where(
-            gmax <= gtol,
-            CONVERGED,
-            jnp.where(
-                step_vanished,
-                jnp.where(gmax <= jnp.sqrt(gtol), CONVERGED, STALLED),
-                jnp.where(k >= max_steps, MAX_STEPS, RUNNING),
-            ),
-        ),
-    )
+    status = _status(~(first & ~finite), step_vanished, gmax, k, max_steps=max_steps, gtol=gtol)
     new = State(
         x=x,
         f=f,
@@ -251,23 +256,6 @@ class _LbfgsCarry(NamedTuple):
     status: jax.Array
 
 
-def _lbfgs_status(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
-    """The status at the best point, with the meanings of :func:`step`'s codes."""
-    return jnp.where(
-        ~finite,
-        NONFINITE,
-        jnp.where(
-            gmax <= gtol,
-            CONVERGED,
-            jnp.where(
-                stalled,
-                jnp.where(gmax <= jnp.sqrt(gtol), CONVERGED, STALLED),
-                jnp.where(k >= max_steps, MAX_STEPS, RUNNING),
-            ),
-        ),
-    ).astype(jnp.int32)
-
-
 def minimize_lbfgs(
     fun: Callable[[jax.Array], jax.Array],
     x0: jax.Array,
@@ -326,14 +314,14 @@ def minimize_lbfgs(
         fails = jnp.where(improved, 0, c.fails + 1)
         k = c.k + 1
         stalled = fails >= LBFGS_PATIENCE
-        status = _lbfgs_status(finite, stalled, jnp.max(jnp.abs(best[2])), k, max_steps=max_steps, gtol=gtol)
+        status = _status(finite, stalled, jnp.max(jnp.abs(best[2])), k, max_steps=max_steps, gtol=gtol)
         return _LbfgsCarry(x, state, f, g, best, fails, k, status)
 
     state0 = opt.init(x0)
     f0, g0 = value_and_grad(x0, state=state0)
     finite0 = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
     k0 = jnp.array(0, jnp.int32)
-    status0 = _lbfgs_status(finite0, jnp.array(False), jnp.max(jnp.abs(g0)), k0, max_steps=max_steps, gtol=gtol)
+    status0 = _status(finite0, jnp.array(False), jnp.max(jnp.abs(g0)), k0, max_steps=max_steps, gtol=gtol)
     init = _LbfgsCarry(x0, state0, f0, g0, (x0, f0, g0), k0, k0, status0)
     final = lax.while_loop(lambda c: c.status == RUNNING, body, init)
     x, f, g = final.best
