@@ -14,8 +14,10 @@ from .fit import FitResult, fit
 from .frontier import frontier
 from .io import read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
-from .laws import Law, get_law
+from .laws import Law, get_law, register
 from .runs import Runs
+from .validate import validate
+from .zoo import broken_power_law, make_law
 
 __all__ = [
     "BootstrapResult",
@@ -27,6 +29,7 @@ __all__ = [
     "Law",
     "Runs",
     "bootstrap",
+    "broken_power_law",
     "datasets",
     "envelope",
     "fit",
@@ -34,6 +37,9 @@ __all__ = [
     "get_law",
     "isoflop",
     "isoflop_to_dicts",
+    "make_law",
     "read_runs",
+    "register",
+    "validate",
 ]
 __version__ = "0.1.0"

@@ -129,7 +129,7 @@ class BootstrapResult(NamedTuple):
                 "estimate": float(np.asarray(point[name])),
                 "lower": lo,
                 "upper": hi,
-                "se": float(np.std(used, ddof=1)) if used.size > 1 else float("nan"),
+                "se": _spread(used),
                 "n_used": int(used.size),
                 "n_failed": self.n_failed,
             }
@@ -145,6 +145,16 @@ class BootstrapResult(NamedTuple):
                 f"\nWARNING: the fit to all runs did not converge ({self.point.status}): 'estimate' is not an optimum"
             )
         return f"{head}\n{table.to_string()}"
+
+
+def _spread(values: np.ndarray) -> float:
+    """Standard deviation of the draws; inf (not an overflow error) when a parameter is not
+    identified and some draws run off to ~1e300 along a flat direction."""
+    if values.size < 2:
+        return float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd = float(np.std(values, ddof=1))
+    return sd if np.isfinite(sd) else float("inf")
 
 
 def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping | None) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -116,6 +116,36 @@ class Law:
         """Predicted loss (natural scale) at ``log_x``."""
         return jnp.exp(self.log_predict(theta, log_x))
 
+    @classmethod
+    def from_function(
+        cls,
+        fn: Callable,
+        *,
+        params: Sequence[str],
+        inputs: Sequence[str],
+        grid: Mapping[str, Sequence[float]] | Sequence[Sequence[float]],
+        space: str = "natural",
+        positive: Sequence[str] = (),
+        name: str = "custom",
+        formula: str = "",
+        derived: Callable[[dict], dict] | None = None,
+    ) -> Law:
+        """A law from a plain JAX function ``fn(params_by_name, inputs_by_name)``; see
+        :func:`jaxscale.zoo.make_law` for the arguments."""
+        from .zoo import make_law  # the zoo builds on this module, so it is imported on use
+
+        return make_law(
+            fn,
+            params=params,
+            inputs=inputs,
+            grid=grid,
+            space=space,
+            positive=positive,
+            name=name,
+            formula=formula,
+            derived=derived,
+        )
+
 
 def uncenter(law: Law, theta_c, shift):
     """Centred-coordinate parameters -> the law's own fitted parameters.
@@ -205,6 +235,19 @@ POWER = Law(
 )
 
 _REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, POWER)}
+
+
+def register(law: Law, *, replace: bool = False) -> Law:
+    """Make ``law`` available by name to :func:`get_law` (``fit(runs, law="name")``, the CLI).
+
+    :mod:`jaxscale.zoo` registers its laws this way when ``jaxscale`` is imported.
+    """
+    if not isinstance(law, Law):
+        raise TypeError(f"register() takes a Law (see Law.from_function); got {type(law).__name__}")
+    if not replace and law.name in _REGISTRY and _REGISTRY[law.name] is not law:
+        raise ValueError(f"a law named {law.name!r} is already registered; pass replace=True to override it")
+    _REGISTRY[law.name] = law
+    return law
 
 
 def get_law(law: str | Law) -> Law:
