@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .laws import Law
+from .laws import Law, get_law
 
 Flops = Callable[[Any, Any], Any]
 
@@ -155,10 +155,24 @@ def _closed(law: Law, natural: np.ndarray, compute: np.ndarray):
     return n_opt, d_opt, loss, np.zeros(n_opt.shape, bool)
 
 
+def _point_and_draws(result, law) -> tuple[Law, np.ndarray, np.ndarray | None]:
+    """(law, natural point estimate [1, p], converged draws [n, p] or None) of any result."""
+    if isinstance(result, Mapping):
+        if law is None:
+            raise ValueError("frontier(params_dict, ...) needs law=..., e.g. law='chinchilla'")
+        law = get_law(law)
+        return law, np.array([[float(result[name]) for name in law.natural]]), None
+    if hasattr(result, "draws"):  # a BootstrapResult
+        point = result.point.params
+        return result.law, np.array([[point[n] for n in result.law.natural]]), result.draws[result.ok]
+    return result.law, np.array([[result.params[n] for n in result.law.natural]]), None
+
+
 def frontier(
     result,
     compute: Sequence[float],
     *,
+    law: str | Law | None = None,
     flops: Flops | None = None,
     method: str = "auto",
     level: float = 0.95,
@@ -168,9 +182,10 @@ def frontier(
     """Compute-optimal N, D, tokens per parameter and loss at each budget (DataFrame).
 
     Args:
-        result: a :class:`~jaxscale.FitResult`, or a :class:`~jaxscale.BootstrapResult`
+        result: a :class:`~jaxscale.FitResult`, a :class:`~jaxscale.BootstrapResult`
             (adds ``<quantity>_lower`` / ``_upper`` percentile columns at ``level``, over the
-            resamples that converged).
+            resamples that converged), or a dict of natural parameters with ``law=...``
+            (e.g. a published fit).
         compute: budgets in FLOPs.
         flops: FLOPs as a function of (N, D), linear in D (default ``6 N D``).
         method: ``"closed"`` (Chinchilla under 6ND only), ``"numeric"``, or ``"auto"``.
@@ -186,7 +201,7 @@ def frontier(
     """
     import pandas as pd
 
-    law = result.law
+    law, point, draws = _point_and_draws(result, law)
     compute = np.atleast_1d(np.asarray(compute, dtype=np.float64))
     if compute.ndim != 1 or not np.all(np.isfinite(compute)) or np.any(compute <= 0):
         raise ValueError("compute must be a list of positive, finite FLOP budgets")
@@ -196,10 +211,6 @@ def frontier(
     if method == "closed" and not closed_ok:
         raise ValueError("the closed form needs the chinchilla law and C = 6ND; use method='numeric'")
     use_closed = method == "closed" or (method == "auto" and closed_ok)
-
-    point = np.array([result.point.params[n] for n in law.natural] if hasattr(result, "point")
-                     else [result.params[n] for n in law.natural])[None]  # fmt: skip
-    draws = result.draws[result.ok] if hasattr(result, "draws") else None
 
     def solve(natural):
         if use_closed:

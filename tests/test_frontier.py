@@ -84,3 +84,29 @@ def test_power_law_has_no_frontier_and_bad_input_is_named(chinchilla_fit):
     with pytest.raises(ValueError, match="closed form needs the chinchilla law"):
         js.frontier(chinchilla_fit, [1e21], method="closed", flops=lambda n, d: 6 * n * d)
     assert isinstance(js.frontier(chinchilla_fit, [1e21]), pd.DataFrame)
+
+
+def test_data_constrained_allocation_matches_the_authors_readme():
+    """Muennighoff et al.'s README: with their fitted law (C4 coefficients, R_D* = 15.387756,
+    R_N* = 5.309743), C = 1e22 FLOPs and U = 25e9 unique tokens, the optimal allocation is
+    7.02e9 parameters and 2.373e11 tokens (9.49 epochs), found there by a grid search."""
+    published = {
+        "E": np.exp(0.6254804),
+        "A": np.exp(6.255414),
+        "B": np.exp(7.3049974),
+        "alpha": 0.3526596,
+        "beta": 0.3526596,
+        "R_D": 15.387756,
+        "R_N": 5.309743,
+    }
+    table = js.frontier(published, [1e22], law="data_constrained", U=25e9)
+    row = table.iloc[0]
+    assert not row["at_edge"]
+    # The README prints 3 significant figures (its grid search resolves no more).
+    assert row["N_opt"] == pytest.approx(7.02e9, rel=5e-3)
+    assert row["D_opt"] == pytest.approx(2.373e11, rel=5e-4)
+    assert row["N_opt"] * row["D_opt"] * 6 == pytest.approx(1e22, rel=1e-12)
+    with pytest.raises(ValueError, match=r"also needs \['U'\]"):
+        js.frontier(published, [1e22], law="data_constrained")
+    with pytest.raises(ValueError, match="needs law="):
+        js.frontier(published, [1e22])
