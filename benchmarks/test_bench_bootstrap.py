@@ -31,9 +31,9 @@ from jaxscale.fit import prepare
 from tests.reference import chinchilla_objective, scipy_best
 
 N_RESAMPLES = int(os.environ.get("JAXSCALE_BENCH_RESAMPLES", "4000"))
-SCIPY_SAMPLE_RESAMPLES = 12
+SCIPY_SAMPLE_RESAMPLES = 20
 STATUS_QUO_SAMPLE_STARTS = 150
-QUALITY_SAMPLE = 6
+QUALITY_SAMPLE = 20
 
 
 def _machine() -> str:

@@ -208,6 +208,8 @@ def fit(
             runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
         )
         candidates, n_refine_eff = candidate_starts(law, cfg, starts, n_refine)
+        # One problem: no more lanes than starts (cross-chunk bit-identity is moot here).
+        lanes = min(lanes, n_refine_eff, len(candidates))
         best = engine.solve(cfg, data, candidates, w[None], n_refine=n_refine_eff, chunk_size=1, lanes=lanes)
     value = float(best.value[0])
     finite = best.start_values[0][np.isfinite(best.start_values[0])]
