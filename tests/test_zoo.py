@@ -18,6 +18,7 @@ import pytest
 from scipy.optimize import minimize
 
 import jaxscale as js
+from jaxscale.frontier import chinchilla_allocation
 from jaxscale.laws import get_law
 from jaxscale.objective import law_objective
 
@@ -297,6 +298,16 @@ def test_user_law_in_a_few_lines_fits_bootstraps_and_holds_parameters_fixed():
     ci = boot.ci(0.9)
     assert list(ci.index) == ["E", "A", "B", "alpha"]
     assert ci.loc["alpha", "lower"] <= res.params["alpha"] <= ci.loc["alpha", "upper"]
+    # The numeric frontier works on it unchanged; with alpha = beta it has Chinchilla's closed
+    # form (a = b = 1/2), which the numeric optimum must match.
+    front = js.frontier(res, [1e20, 1e22, 1e24])
+    p = res.params
+    n_opt, d_opt = chinchilla_allocation({"A": p["A"], "B": p["B"], "alpha": p["alpha"], "beta": p["alpha"]},
+                                         front["compute"].to_numpy())  # fmt: skip
+    np.testing.assert_allclose(front["N_opt"], n_opt, rtol=1e-6)
+    np.testing.assert_allclose(front["D_opt"], d_opt, rtol=1e-6)
+    band = js.frontier(boot, [1e22], level=0.9)
+    assert band["N_opt_lower"][0] <= band["N_opt"][0] <= band["N_opt_upper"][0]
 
 
 def test_user_law_reproduces_the_builtin_chinchilla_in_natural_and_log_space():
