@@ -61,6 +61,7 @@ class _Padded(NamedTuple):
     x: np.ndarray  # [G,K,P] log N minus the budget's centre: keeps the normal equations well conditioned
     y: np.ndarray  # [G,K,P] loss
     mask: np.ndarray  # [G,K,P] 1.0 for a real point, 0.0 for padding
+    weight: np.ndarray  # [G,K,P] the point's weight in its parabola (the mask unless weights are given)
     size: np.ndarray  # [G,K,P] rank of the point's N within its budget (equal N share a rank)
     centre: np.ndarray  # [G,K] the mean log N of the budget
     log_c: np.ndarray  # [G,K] log of the budget (0 on padding)
@@ -146,14 +147,14 @@ def _resample_weights(key: jax.Array, i: jax.Array, data: _Padded) -> jax.Array:
 
 @partial(jax.jit, static_argnames=("n_boot", "chunk"))
 def _kernel(data: _Padded, key: jax.Array, level: jax.Array, log_fpt: jax.Array, *, n_boot: int, chunk: int):
-    point = _fit(data, data.mask, log_fpt)
+    point = _fit(data, data.weight, log_fpt)
     if not n_boot:
         return point, {}
 
     # The bootstrap refits the budgets the point estimate used; a resample drops a budget whose
     # parabola it leaves non-convex or undetermined (and we count how often that happens).
     def fit_one(i):  # only what the intervals need: keeps the [n_boot, G, K] outputs small
-        out = _fit(data, _resample_weights(key, i, data), log_fpt, point["ok"])
+        out = _fit(data, _resample_weights(key, i, data) * data.weight, log_fpt, point["ok"])
         return {k: out[k] for k in ("a", "b", "ok")}
 
     # Whole chunks only (a remainder would compile the body twice); surplus resamples are dropped.
@@ -172,19 +173,23 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _prepare(df: pd.DataFrame, flops: str, N: str, loss: str, by: list[str], window: float | None):
+def _prepare(
+    df: pd.DataFrame, flops: str, N: str, loss: str, by: list[str], window: float | None, weights: str | None = None
+):
     """Validate, group, window and pad the points; returns (padded arrays, per-budget table, group info)."""
-    missing = [c for c in (flops, N, loss, *by) if c not in df.columns]
+    missing = [c for c in (flops, N, loss, *by, *([weights] if weights else [])) if c not in df.columns]
     if missing:
         raise ValueError(
             f"missing column(s) {missing}; available columns: {list(df.columns)}. "
-            "Name yours with isoflop(..., flops=..., N=..., loss=..., by=...)"
+            "Name yours with isoflop(..., flops=..., N=..., loss=..., by=..., weights=...)"
         )
-    runs = read_runs(df, loss=loss, N=N, flops=flops)  # names the column and rows of bad values
+    extra = {"w": weights} if weights else {}
+    runs = read_runs(df, loss=loss, N=N, flops=flops, **extra)  # names the column and rows of bad values
     gid = df.groupby(by, sort=True, dropna=False).ngroup().to_numpy() if by else np.zeros(len(df), np.int64)
     _, first = np.unique(gid, return_index=True)
     keys = [tuple(_py(v) for v in df[by].iloc[i]) for i in first]
     pts = pd.DataFrame({"g": gid, "c": runs.x[:, 1], "log_n": np.log(runs.x[:, 0]), "y": runs.y})
+    pts["w"] = runs.x[:, 2] if weights else 1.0
     pts = pts.sort_values(["g", "c", "log_n"], kind="stable", ignore_index=True)
     pts["b"] = pts.groupby(["g", "c"], sort=True).ngroup()
     # The budget's rank among all its group's budgets names its PRNG stream, whatever is skipped.
@@ -217,8 +222,10 @@ def _prepare(df: pd.DataFrame, flops: str, N: str, loss: str, by: list[str], win
     centre[bat], log_c[bat], budget_id[bat] = budgets["centre"], np.log(budgets["compute"]), budgets["rank"]
     x[at] = pts["log_n"].to_numpy() - centre[at[:2]]
     y[at], mask[at], size[at] = pts["y"], 1.0, pts["size"]
+    weight = np.zeros((G, K, P))
+    weight[at] = pts["w"]
     group_id = np.array([zlib.crc32(repr(key).encode()) for key in keys], np.uint32)
-    padded = _Padded(x, y, mask, size, centre, log_c, budget_id, group_id)
+    padded = _Padded(x, y, mask, weight, size, centre, log_c, budget_id, group_id)
     return padded, budgets, {"keys": keys, "skipped": skipped, "n_points": np.bincount(at[0], minlength=G)}
 
 
@@ -266,6 +273,7 @@ def isoflop(
     loss: str = "loss",
     by: str | Sequence[str] | None = None,
     window: float | None = None,
+    weights: str | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -282,6 +290,8 @@ def isoflop(
         window: keep only runs within ``window`` of the budget's lowest-loss run in natural
             log N (``np.log(4)``: a factor of 4 either side), for curves that are not
             parabolic far from their minimum.
+        weights: optional column of positive per-run weights for the parabola fits (e.g. to
+            down-weight runs far from the minimum); resampling multiplies them by the counts.
         n_boot: bootstrap resamples (0: no intervals); each resamples the runs within every
             budget and refits every parabola and both power laws.
         level: level of the percentile intervals; seed: PRNG seed. A group's resamples depend
@@ -311,7 +321,7 @@ def isoflop(
     if not flops_per_token > 0:
         raise ValueError(f"flops_per_token must be > 0 (6 for C = 6ND); got {flops_per_token}")
     df = source if isinstance(source, pd.DataFrame) else _read_table(source)
-    data, budgets, info = _prepare(df, flops, N, loss, by_cols, window)
+    data, budgets, info = _prepare(df, flops, N, loss, by_cols, window, weights)
     G, K, P = data.x.shape
     chunk = max(1, min(n_boot, _CHUNK_ELEMENTS // (G * K * P * P)))
     chunk = -(-n_boot // -(-n_boot // chunk)) if n_boot else 1  # equal chunks, fewest surplus resamples

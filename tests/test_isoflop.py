@@ -74,6 +74,29 @@ def test_vertices_match_numpy_polyfit():
         assert entry["D_opt"] == pytest.approx(c / (6 * entry["N_opt"]), rel=1e-12)
 
 
+def test_weighted_vertices_match_numpy_polyfit():
+    df = chinchilla_isoflops(1.8, 400.0, 2000.0, 0.34, 0.37, budgets=[1e19, 1e20, 1e21], sizes=7, noise=0.01)
+    # Down-weight runs far from the middle of each budget's range.
+    df["w"] = np.exp(
+        -np.abs(np.log(df["params"]) - df.groupby("flops")["params"].transform(lambda v: np.log(v).mean()))
+    )
+    weighted = js.isoflop(df, weights="w", n_boot=200, seed=0)
+    for entry, (c, runs) in zip(weighted.iloc[0]["budgets"], df.groupby("flops"), strict=True):
+        assert entry["compute"] == c
+        # polyfit's w multiplies the residuals, so least-squares weights are w**2.
+        c2, c1, _ = np.polyfit(np.log(runs["params"]), runs["loss"], 2, w=np.sqrt(runs["w"]))
+        assert entry["N_opt"] == pytest.approx(np.exp(-c1 / (2 * c2)), rel=1e-9)
+    # Equal weights change nothing (the normal equations are scale-invariant).
+    df["w"] = 3.0
+    same = js.isoflop(df, weights="w", n_boot=200, seed=0).iloc[0]
+    plain = js.isoflop(df, n_boot=200, seed=0).iloc[0]
+    for col in ("a", "a_lower", "a_upper"):
+        assert same[col] == pytest.approx(plain[col], rel=1e-10)
+    df.loc[2, "w"] = 0.0
+    with pytest.raises(ValueError, match=r"column 'w' has 1 non-positive values \(rows 2\)"):
+        js.isoflop(df, weights="w")
+
+
 def ragged_groups():
     """Three laws with different numbers of budgets and of sizes per budget (ragged padding)."""
     parts = []
