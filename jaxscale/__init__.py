@@ -12,6 +12,7 @@ from .bootstrap import BootstrapResult, bootstrap
 from .envelope import EnvelopeResult, EnvelopeWarning, envelope
 from .fit import FitResult, fit
 from .frontier import frontier
+from .io import UnitsWarning as UnitsWarning
 from .io import read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
 from .laws import Law, get_law, register
@@ -28,6 +29,7 @@ __all__ = [
     "IsoflopWarning",
     "Law",
     "Runs",
+    "UnitsWarning",
     "bootstrap",
     "broken_power_law",
     "datasets",

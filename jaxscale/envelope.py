@@ -231,7 +231,9 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
             "label every checkpoint with the run it belongs to"
         )
     inputs = {"N": N, "flops": flops} if flops else {"N": N, "tokens": tokens}
-    runs = read_runs(df, loss=loss, **inputs)  # names the column and rows of non-numeric/NaN/inf/≤0 values
+    runs = read_runs(
+        df, loss=loss, check_duplicates=False, **inputs
+    )  # names the column and rows of non-numeric/NaN/inf/≤0 values
     c = runs.x[:, 1] if flops else fpt * runs.x[:, 0] * runs.x[:, 1]
     gid = df.groupby(by, sort=True, dropna=False).ngroup().to_numpy() if by else np.zeros(len(df), np.int64)
     pts = pd.DataFrame({"g": gid, "run": df[run].to_numpy(), "n": runs.x[:, 0], "c": c, "y": runs.y})

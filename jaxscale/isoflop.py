@@ -184,7 +184,9 @@ def _prepare(
             "Name yours with isoflop(..., flops=..., N=..., loss=..., by=..., weights=...)"
         )
     extra = {"w": weights} if weights else {}
-    runs = read_runs(df, loss=loss, N=N, flops=flops, **extra)  # names the column and rows of bad values
+    runs = read_runs(
+        df, loss=loss, N=N, flops=flops, check_duplicates=False, **extra
+    )  # names the column and rows of bad values
     gid = df.groupby(by, sort=True, dropna=False).ngroup().to_numpy() if by else np.zeros(len(df), np.int64)
     _, first = np.unique(gid, return_index=True)
     keys = [tuple(_py(v) for v in df[by].iloc[i]) for i in first]

@@ -19,7 +19,8 @@ import numpy as np
 class Runs(NamedTuple):
     """Training runs: inputs ``x [P, k]`` (one column per law input), losses ``y [P]``.
 
-    ``rows`` keeps the caller's row labels so that errors and reports can name them.
+    ``rows`` keeps the caller's row labels so that errors and reports can name them; ``groups``
+    (optional) holds each run's group key as a tuple.
     """
 
     x: np.ndarray
@@ -27,6 +28,7 @@ class Runs(NamedTuple):
     inputs: tuple[str, ...]
     rows: np.ndarray
     columns: tuple[str, ...]  # the source column behind each input, for messages
+    groups: np.ndarray | None = None  # optional group key (a tuple) per run, from read_runs(..., group=...)
 
     @property
     def n_points(self) -> int:
