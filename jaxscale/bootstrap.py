@@ -171,13 +171,7 @@ def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping
             out[f"tokens_per_param@{c:.3g}"] = d_opt / n_opt
     if at:
         columns = [np.asarray(at[name], dtype=np.float64) for name in law.inputs]
-        theta = np.stack(
-            [
-                np.log(np.asarray(params[n])) if is_log else np.asarray(params[n])
-                for n, is_log in zip(law.natural, law.log_scale, strict=True)
-            ],
-            axis=-1,
-        )
+        theta = law.to_fitted(np.stack([np.asarray(params[n], dtype=np.float64) for n in law.natural], axis=-1))
         log_x = np.log(np.stack(columns, axis=-1))  # [Q, k]
         with jax.enable_x64(True):
             pred = jax.vmap(lambda th: law.predict(th, log_x))(jnp.atleast_2d(theta))  # [n, Q]
@@ -188,7 +182,7 @@ def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping
     return out
 
 
-def _progress_printer(enabled: bool | None, n: int) -> Callable[[int, int], None] | None:
+def _progress_printer(enabled: bool | None) -> Callable[[int, int], None] | None:
     if enabled is False or (enabled is None and not sys.stderr.isatty()):
         return None
 
@@ -299,7 +293,7 @@ def bootstrap(
             chunk_size=chunk_size,
             lanes=lanes,
             devices=n_devices,
-            progress=_progress_printer(progress, n),
+            progress=_progress_printer(progress),
         )
     return BootstrapResult(
         law=law,

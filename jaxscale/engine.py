@@ -1,4 +1,4 @@
-"""The one compiled kernel behind fit, bootstrap and groups: starts × weights → best optimum.
+"""The one compiled kernel behind fit and bootstrap: starts × weights → best optimum.
 
 A *problem* is one weight vector over the data points (the plain fit: all ones; a bootstrap
 resample: multinomial counts; a cluster resample: per-cluster counts). For each problem the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -62,7 +61,6 @@ class Best(NamedTuple):
     status: jax.Array  # [B]
     steps: jax.Array  # [B]
     grad_norm: jax.Array  # [B]
-    start: jax.Array  # [B]: index into the candidate start set
     start_values: jax.Array  # [B, S']: final objective of every refined start
 
 
@@ -198,7 +196,6 @@ def _solve_chunk(
         status=pick(res.status),
         steps=pick(res.steps),
         grad_norm=pick(res.grad_norm),
-        start=jnp.take_along_axis(idx, best[:, None], axis=1)[:, 0],
         start_values=values,
     )
 
@@ -215,7 +212,7 @@ def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int):
     """
     mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("devices",))
     fn = jax.shard_map(
-        partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes),
+        functools.partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes),
         mesh=mesh,
         in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec("devices")),
         out_specs=PartitionSpec("devices"),

@@ -121,13 +121,6 @@ def allocate(
     return Allocation(*out)
 
 
-def _fitted(law: Law, natural: np.ndarray) -> np.ndarray:
-    """Natural parameters ``[..., p]`` -> the law's fitted parameters."""
-    mask = np.array(law.log_scale)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(mask, np.log(np.where(mask, natural, 1.0)), natural)
-
-
 def _numeric(law: Law, natural: np.ndarray, compute: np.ndarray, flops: Flops, extra: Mapping[str, float], n_range):
     if law.inputs[:2] != ("N", "D"):
         raise ValueError(f"a frontier needs a law of N and D (and fixed others); law {law.name!r} has {law.inputs}")
@@ -138,7 +131,7 @@ def _numeric(law: Law, natural: np.ndarray, compute: np.ndarray, flops: Flops, e
         log_extra = jnp.log(jnp.array([float(extra[name]) for name in law.inputs[2:]], dtype=jnp.float64))
         alloc = allocate(
             law,
-            jnp.asarray(_fitted(law, natural)),
+            jnp.asarray(law.to_fitted(natural)),
             jnp.log(jnp.asarray(compute)),
             log_extra,
             (float(np.log(n_range[0])), float(np.log(n_range[1]))),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jax
@@ -89,6 +89,14 @@ class Law:
         mask = np.array(self.log_scale)
         return xp.where(mask, xp.exp(theta), theta)
 
+    def to_fitted(self, natural) -> np.ndarray:
+        """Natural parameters ``[..., p]`` -> fitted parameters ``[..., p]`` (numpy; the inverse of
+        :meth:`to_natural`; a non-positive value of a log-scale parameter gives NaN/-inf)."""
+        natural = np.asarray(natural, dtype=np.float64)
+        mask = np.array(self.log_scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(mask, np.log(np.where(mask, natural, 1.0)), natural)
+
     def from_natural(self, values: Mapping[str, float]) -> np.ndarray:
         """Natural parameters by name -> fitted vector ``[p]`` (float64)."""
         missing = [n for n in self.natural if n not in values]
@@ -117,34 +125,12 @@ class Law:
         return jnp.exp(self.log_predict(theta, log_x))
 
     @classmethod
-    def from_function(
-        cls,
-        fn: Callable,
-        *,
-        params: Sequence[str],
-        inputs: Sequence[str],
-        grid: Mapping[str, Sequence[float]] | Sequence[Sequence[float]],
-        space: str = "natural",
-        positive: Sequence[str] = (),
-        name: str = "custom",
-        formula: str = "",
-        derived: Callable[[dict], dict] | None = None,
-    ) -> Law:
-        """A law from a plain JAX function ``fn(params_by_name, inputs_by_name)``; see
-        :func:`jaxscale.zoo.make_law` for the arguments."""
+    def from_function(cls, fn: Callable, **options) -> Law:
+        """A law from a plain JAX function ``fn(params_by_name, inputs_by_name)``; the options
+        (``params``, ``inputs``, ``grid``, ``space``, ...) are :func:`jaxscale.zoo.make_law`'s."""
         from .zoo import make_law  # the zoo builds on this module, so it is imported on use
 
-        return make_law(
-            fn,
-            params=params,
-            inputs=inputs,
-            grid=grid,
-            space=space,
-            positive=positive,
-            name=name,
-            formula=formula,
-            derived=derived,
-        )
+        return make_law(fn, **options)
 
 
 def uncenter(law: Law, theta_c, shift):
