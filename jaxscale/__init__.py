@@ -12,6 +12,7 @@ from .bootstrap import BootstrapResult, bootstrap
 from .envelope import EnvelopeResult, EnvelopeWarning, envelope
 from .fit import FitResult, fit
 from .frontier import frontier
+from .groups import fit_groups
 from .io import UnitsWarning as UnitsWarning
 from .io import read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
@@ -35,6 +36,7 @@ __all__ = [
     "datasets",
     "envelope",
     "fit",
+    "fit_groups",
     "frontier",
     "get_law",
     "isoflop",

@@ -45,7 +45,7 @@ class Config(NamedTuple):
 
 
 class Data(NamedTuple):
-    """Arrays shared by every problem of a call."""
+    """Arrays shared by every problem of a call, or (grouped) one set per problem: a leading axis ``[B, ...]``."""
 
     log_x: jax.Array  # [P, k]
     log_y: jax.Array  # [P]
@@ -85,23 +85,31 @@ def centred_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
     return center(cfg.law, theta, data.shift)[:, cfg.free]
 
 
-def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int):
+def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: bool = False):
     """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all)."""
-    n_starts = starts_c.shape[0]
+    n_starts = starts_c.shape[-2]
     if n_refine >= n_starts:
         return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
-    point_loss = jax.vmap(
-        lambda x: residual_loss(
-            cfg.law.log_predict(_full(cfg, data, x), data.log_x) - data.log_y, loss=cfg.loss, delta=cfg.delta
-        )
-    )(starts_c)  # [S, P]
-    screened = weights @ point_loss.T  # [B, S]: the objective is linear in the weights
+
+    def point_loss(data, starts_c):  # [S, P]
+        return jax.vmap(
+            lambda x: residual_loss(
+                cfg.law.log_predict(_full(cfg, data, x), data.log_x) - data.log_y, loss=cfg.loss, delta=cfg.delta
+            )
+        )(starts_c)
+
+    if grouped:  # one problem at a time: [S, P] per problem instead of [B, S, P] at once
+        screened = jax.lax.map(lambda a: a[2] @ point_loss(a[0], a[1]).T, (data, starts_c, weights))
+    else:
+        screened = weights @ point_loss(data, starts_c).T  # [B, S]: the objective is linear in the weights
     screened = jnp.where(jnp.isnan(screened), jnp.inf, screened)
     return jax.lax.top_k(-screened, n_refine)[1]
 
 
-def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill_every: int):
+def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill_every: int, grouped: bool = False):
     """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes.
+
+    ``grouped``: ``data`` has one set of arrays per problem and each lane reads its owner's.
 
     A lockstep batch waits for its slowest member, and step counts here are heavy-tailed
     (a few starts crawl through the flat, L1-like part of the Huber loss). So lanes are
@@ -112,12 +120,13 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
     """
     n_items = x0.shape[0]
 
-    def advance(state, lane_w):
+    def advance(state, lane_w, lane_data):
         return jax.vmap(
-            lambda st, w: solver.step(
-                lambda z: objective_value_and_grad(cfg, data, z, w), st, max_steps=cfg.max_steps, gtol=cfg.gtol
-            )
-        )(state, lane_w)
+            lambda st, w, d: solver.step(
+                lambda z: objective_value_and_grad(cfg, d, z, w), st, max_steps=cfg.max_steps, gtol=cfg.gtol
+            ),
+            in_axes=(0, 0, 0 if grouped else None),
+        )(state, lane_w, lane_data)
 
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items
@@ -133,8 +142,9 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
 
     def body(carry):
         state, lane_item, next_item, out = carry
-        lane_w = weights[owner[jnp.maximum(lane_item, 0)]]
-        state = jax.lax.fori_loop(0, refill_every, lambda _, st: advance(st, lane_w), state)
+        lane_owner = owner[jnp.maximum(lane_item, 0)]
+        lane_data = jax.tree.map(lambda a: a[lane_owner], data) if grouped else data
+        state = jax.lax.fori_loop(0, refill_every, lambda _, st: advance(st, weights[lane_owner], lane_data), state)
         finished = (state.status != solver.RUNNING) & (lane_item >= 0)
         res = solver.result(state)
         dest = jnp.where(finished, lane_item, n_items)  # n_items: dropped
@@ -150,37 +160,49 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
     return jax.lax.while_loop(cond, body, init)[3]
 
 
-def _solve_items_lbfgs(cfg: Config, data: Data, x0, item_weights) -> solver.SolverResult:
+def _solve_items_lbfgs(cfg: Config, data: Data, x0, item_weights, item_data: bool = False) -> solver.SolverResult:
     """Solve every item (start ``x0[i]``, weights ``item_weights[i]``) with optax's L-BFGS.
 
     Plain lockstep ``vmap``, no lane refill: the zoom line search is a nested loop that a
     lane cannot leave mid-way, so this path is for laws where BFGS's dense matrix is the cost.
     """
     return jax.vmap(
-        lambda x, w: solver.minimize_lbfgs(
-            lambda z: _objective(cfg, data, z, w), x, max_steps=cfg.max_steps, gtol=cfg.gtol
-        )
-    )(x0, item_weights)
+        lambda x, w, d: solver.minimize_lbfgs(
+            lambda z: _objective(cfg, d, z, w), x, max_steps=cfg.max_steps, gtol=cfg.gtol
+        ),
+        in_axes=(0, 0, 0 if item_data else None),
+    )(x0, item_weights, data)
 
 
 def _solve_chunk(
-    cfg: Config, data: Data, starts_c: jax.Array, weights: jax.Array, n_refine: int, lanes: int, refill_every: int = 8
+    cfg: Config,
+    data: Data,
+    starts_c: jax.Array,
+    weights: jax.Array,
+    n_refine: int,
+    lanes: int,
+    refill_every: int = 8,
+    grouped: bool = False,
 ) -> Best:
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``.
+
+    ``grouped``: every problem has its own data (``data`` and ``starts_c`` carry a leading
+    ``[B]`` axis; padding points have weight 0), as in :func:`solve_groups`.
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
     (``cfg.method == "bfgs"``) or run side by side in one lockstep batch (``"lbfgs"``).
     """
     n_problems = weights.shape[0]
-    idx = _screen(cfg, data, starts_c, weights, n_refine)  # [B, K]
+    idx = _screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
     k = idx.shape[1]
     owner = jnp.repeat(jnp.arange(n_problems), k)
-    x0 = starts_c[idx.reshape(-1)]
+    x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
     if cfg.method == "lbfgs":
-        res = _solve_items_lbfgs(cfg, data, x0, weights[owner])
+        item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
+        res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped)
     elif cfg.method == "bfgs":
-        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every)
+        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped)
     else:
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
@@ -191,7 +213,7 @@ def _solve_chunk(
         return jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
 
     return Best(
-        theta=jax.vmap(lambda x: _full(cfg, data, x))(pick(res.x)),
+        theta=jax.vmap(lambda x, d: _full(cfg, d, x), in_axes=(0, 0 if grouped else None))(pick(res.x), data),
         value=pick(res.value),
         status=pick(res.status),
         steps=pick(res.steps),
@@ -200,21 +222,22 @@ def _solve_chunk(
     )
 
 
-solve_chunk = jax.jit(_solve_chunk, static_argnames=("cfg", "n_refine", "lanes", "refill_every"))
+solve_chunk = jax.jit(_solve_chunk, static_argnames=("cfg", "n_refine", "lanes", "refill_every", "grouped"))
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int):
+def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped: bool = False):
     """``solve_chunk`` over ``n_devices`` local devices, one chunk per device.
 
     Every device runs the same per-chunk program as the single-device path (same shapes),
     so results do not depend on the device count.
     """
     mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("devices",))
+    per_problem = PartitionSpec("devices") if grouped else PartitionSpec()
     fn = jax.shard_map(
-        functools.partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes),
+        functools.partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped),
         mesh=mesh,
-        in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec("devices")),
+        in_specs=(per_problem, per_problem, PartitionSpec("devices")),
         out_specs=PartitionSpec("devices"),
         check_vma=False,
     )
@@ -222,6 +245,16 @@ def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int):
 
 
 WeightSource = Callable[[int, int], np.ndarray]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _centred_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> jax.Array:
+    return jax.vmap(lambda d: centred_starts(cfg, d, starts))(data)
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    """Pad the leading axis to ``size`` with copies of the first row (trimmed off afterwards)."""
+    return a if a.shape[0] == size else np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)])
 
 
 def solve(
@@ -236,6 +269,8 @@ def solve(
     lanes: int = 512,
     devices: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    grouped: bool = False,
+    data_index: np.ndarray | None = None,
 ) -> Best:
     """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time).
 
@@ -247,34 +282,48 @@ def solve(
     the lane count fixes the compiled arithmetic, so keeping it fixed makes results
     bit-identical across chunk sizes and device counts (idle lanes cost time only when a
     chunk has fewer refinements than lanes).
+
+    ``grouped``: each problem has its own data (host arrays in ``data`` with a leading
+    ``[B]`` axis, e.g. ragged groups padded with weight-0 points); chunks of it are sent
+    to the device one at a time. ``data_index`` (optional, ``[n]``) says which row of
+    ``data`` each problem uses (e.g. several resamples of one group).
     """
     if callable(weights):
         source, n = weights, int(n_problems)
     else:
         array = np.asarray(weights)
         source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
-    starts_c = centred_starts(cfg, data, starts)
-    k = min(n_refine, starts_c.shape[0])
+    if not grouped:
+        starts_c = centred_starts(cfg, data, starts)
+    k = min(n_refine, starts.shape[0])
     chunk = max(1, min(chunk_size, -(-n // devices)))
     step = chunk * devices
     outs = []
     for lo in range(0, n, step):
-        w = source(lo, min(lo + step, n))
-        keep = w.shape[0]
-        if keep < step:
-            w = np.concatenate([w, np.repeat(w[:1], step - keep, axis=0)])
+        hi = min(lo + step, n)
+        w = jnp.asarray(_pad(source(lo, hi), step))
+        chunk_data = data
+        if grouped:
+            rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
+            chunk_data = Data(*(jnp.asarray(_pad(np.asarray(a)[rows], step)) for a in data))
+            starts_c = _centred_starts_per_problem(cfg, chunk_data, jnp.asarray(starts))
         if devices == 1:
-            out = solve_chunk(cfg, data, starts_c, jnp.asarray(w), k, lanes)
+            out = solve_chunk(cfg, chunk_data, starts_c, w, k, lanes, grouped=grouped)
         else:
-            out = _sharded_solver(cfg, k, lanes, devices)(data, starts_c, jnp.asarray(w))
-        outs.append(jax.tree.map(lambda a, keep=keep: np.asarray(a)[:keep], out))
+            out = _sharded_solver(cfg, k, lanes, devices, grouped)(chunk_data, starts_c, w)
+        outs.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
         if progress is not None:
-            progress(lo + keep, n)
+            progress(hi, n)
     return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
 
 
 def make_data(law: Law, log_x: np.ndarray, log_y: np.ndarray, theta_fixed: np.ndarray, free: tuple[int, ...]) -> Data:
+    """The kernel's arrays for one data set, centred by :func:`centre_shift`."""
+    shift = centre_shift(law, log_x, free)
+    return Data(jnp.asarray(log_x), jnp.asarray(log_y), jnp.asarray(theta_fixed), jnp.asarray(shift))
+
+
+def centre_shift(law: Law, log_x: np.ndarray, free: tuple[int, ...]) -> np.ndarray:
     """Centre each coefficient/exponent pair on its input's mean, unless the coefficient is fixed."""
     means = log_x.mean(axis=0)
-    shift = np.array([means[inp] if coef in free else 0.0 for coef, _, inp in law.center_pairs])
-    return Data(jnp.asarray(log_x), jnp.asarray(log_y), jnp.asarray(theta_fixed), jnp.asarray(shift))
+    return np.array([means[inp] if coef in free else 0.0 for coef, _, inp in law.center_pairs])

@@ -114,8 +114,7 @@ def match_inputs(runs: Runs, law: Law) -> np.ndarray:
     return runs.log_inputs()[:, [runs.inputs.index(n) for n in law.inputs]]
 
 
-def prepare(
-    runs: Runs,
+def make_config(
     law: Law,
     *,
     loss: str,
@@ -124,8 +123,8 @@ def prepare(
     max_steps: int,
     gtol: float,
     solver: str = "bfgs",
-) -> tuple[engine.Config, engine.Data]:
-    """Validate the fit options and build the kernel's static config and shared arrays."""
+) -> tuple[engine.Config, np.ndarray]:
+    """Validate the fit options: the kernel's static config and the held-fixed parameter values."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     if solver not in engine.METHODS:
@@ -141,13 +140,38 @@ def prepare(
     free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
     if not free:
         raise ValueError("every parameter is fixed: nothing to fit")
-    if runs.n_points <= len(free):
-        raise ValueError(
-            f"{runs.n_points} runs cannot determine {len(free)} free parameters of law {law.name!r}: "
-            f"need at least {len(free) + 1} runs (or fix some parameters with fixed={{...}})"
-        )
-    cfg = engine.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver)
-    data = engine.make_data(law, match_inputs(runs, law), runs.log_loss(), theta_fixed, free)
+    return engine.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver), theta_fixed
+
+
+def too_few_runs(n_points: int, cfg: engine.Config) -> str | None:
+    """Why ``n_points`` runs cannot determine the free parameters (None if they can)."""
+    if n_points > len(cfg.free):
+        return None
+    return (
+        f"{n_points} runs cannot determine {len(cfg.free)} free parameters of law {cfg.law.name!r}: "
+        f"need at least {len(cfg.free) + 1} runs (or fix some parameters with fixed={{...}})"
+    )
+
+
+def prepare(
+    runs: Runs,
+    law: Law,
+    *,
+    loss: str,
+    delta: float,
+    fixed: Mapping[str, float] | None,
+    max_steps: int,
+    gtol: float,
+    solver: str = "bfgs",
+) -> tuple[engine.Config, engine.Data]:
+    """Validate the fit options and build the kernel's static config and shared arrays."""
+    cfg, theta_fixed = make_config(
+        law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
+    )
+    problem = too_few_runs(runs.n_points, cfg)
+    if problem:
+        raise ValueError(problem)
+    data = engine.make_data(law, match_inputs(runs, law), runs.log_loss(), theta_fixed, cfg.free)
     return cfg, data
 
 
@@ -211,20 +235,44 @@ def fit(
         # One problem: no more lanes than starts (cross-chunk bit-identity is moot here).
         lanes = min(lanes, n_refine_eff, len(candidates))
         best = engine.solve(cfg, data, candidates, w[None], n_refine=n_refine_eff, chunk_size=1, lanes=lanes)
-    value = float(best.value[0])
-    finite = best.start_values[0][np.isfinite(best.start_values[0])]
-    theta = best.theta[0]
+    return result_from_best(
+        law,
+        best,
+        0,
+        n_candidates=len(candidates),
+        n_points=int(np.count_nonzero(w)),
+        fixed=fixed,
+        loss=loss,
+        delta=delta,
+    )
+
+
+def result_from_best(
+    law: Law,
+    best: engine.Best,
+    i: int,
+    *,
+    n_candidates: int,
+    n_points: int,
+    fixed: Mapping[str, float] | None,
+    loss: str,
+    delta: float,
+) -> FitResult:
+    """Problem ``i`` of an engine outcome as a :class:`FitResult`."""
+    value = float(best.value[i])
+    finite = best.start_values[i][np.isfinite(best.start_values[i])]
+    theta = np.asarray(best.theta[i])
     return FitResult(
         law=law,
         params={n: float(v) for n, v in zip(law.natural, law.to_natural(theta), strict=True)},
         theta=theta,
         objective=value,
-        status=STATUS_NAMES[int(best.status[0])],
-        steps=int(best.steps[0]),
-        grad_norm=float(best.grad_norm[0]),
-        n_points=int(np.count_nonzero(w)),
+        status=STATUS_NAMES[int(best.status[i])],
+        steps=int(best.steps[i]),
+        grad_norm=float(best.grad_norm[i]),
+        n_points=n_points,
         n_starts=int(best.start_values.shape[1]),
-        n_candidates=len(candidates),
+        n_candidates=n_candidates,
         n_at_optimum=int(np.sum(finite <= value + SAME_OPTIMUM_RTOL * max(abs(value), 1e-300))),
         fixed=tuple(fixed or {}),
         loss=loss,

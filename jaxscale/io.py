@@ -183,7 +183,7 @@ def read_runs(
         _check_group_labels(df, by, labels)
         keys = np.empty(len(df), dtype=object)
         keys[:] = [tuple(_py(v) for v in row) for row in df[by].itertuples(index=False, name=None)]
-        runs = runs._replace(groups=keys)
+        runs = runs._replace(groups=keys, group_columns=tuple(by))
     if min_points is not None:
         _check_min_points(runs, int(min_points))
     return runs

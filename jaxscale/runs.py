@@ -29,6 +29,7 @@ class Runs(NamedTuple):
     rows: np.ndarray
     columns: tuple[str, ...]  # the source column behind each input, for messages
     groups: np.ndarray | None = None  # optional group key (a tuple) per run, from read_runs(..., group=...)
+    group_columns: tuple[str, ...] = ()  # the columns behind each group key
 
     @property
     def n_points(self) -> int:

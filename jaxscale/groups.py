@@ -1,0 +1,264 @@
+"""``fit_groups``: one fit per group of runs (dataset, configuration, model family), all at once.
+
+Groups are ragged; each is padded with weight-0 points to a bucket size (the next power of
+two, at least 8) so that groups of similar size share one compiled kernel call: every group ×
+every start of a bucket is solved in one call (chunked to bound memory), and the kernel
+compiles once per bucket size rather than once per group size as a loop of ``fit`` would.
+A weight-0 point adds exactly 0 to the objective, so each group's optimum is its own fit's.
+
+Example:
+    >>> import pandas as pd
+    >>> import jaxscale as js
+    >>> df = pd.DataFrame(js.datasets.chinchilla_table()).query("in_epoch_fit_set == 1")
+    >>> df["half"] = ["small" if n < 1e9 else "large" for n in df["params_N"]]
+    >>> table = js.fit_groups(df, by="half", N="params_N", D="tokens_D", n_refine=8)
+    >>> table[["half", "n_points", "converged"]].values.tolist()
+    [['large', 122, True], ['small', 118, True]]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from . import engine
+from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
+from .bootstrap import BootstrapResult, resample_weights
+from .fit import (
+    DEFAULT_N_REFINE,
+    FitResult,
+    candidate_starts,
+    make_config,
+    match_inputs,
+    result_from_best,
+    too_few_runs,
+)
+from .io import read_runs
+from .laws import Law, get_law
+from .runs import Runs
+
+MIN_BUCKET = 8
+TOO_FEW_RUNS = "too_few_runs"
+
+
+def bucket_size(n_points: int) -> int:
+    """The padded size of a group of ``n_points`` runs: the next power of two, at least 8."""
+    return max(MIN_BUCKET, 1 << (int(n_points) - 1).bit_length())
+
+
+def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:
+    """Sorted group keys (first-seen order if the keys cannot be sorted) and each run's group id."""
+    keys = list(dict.fromkeys(runs.groups))
+    try:
+        keys = sorted(keys)
+    except TypeError:
+        pass
+    index = {key: i for i, key in enumerate(keys)}
+    return keys, np.array([index[key] for key in runs.groups], dtype=np.int64)
+
+
+def _padded_data(cfg: engine.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
+    """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups in ``members``."""
+    g, k = len(members), log_x.shape[1]
+    xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
+    shifts = np.empty((g, len(cfg.law.center_pairs)))
+    for j, rows in enumerate(members):
+        n = len(rows)
+        take = np.concatenate([rows, np.full(size - n, rows[0])])  # padding repeats a real point, weight 0
+        xs[j], ys[j], ws[j, :n] = log_x[take], log_y[take], 1.0
+        shifts[j] = engine.centre_shift(cfg.law, log_x[rows], cfg.free)
+    thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
+    return engine.Data(xs, ys, thetas, shifts), ws
+
+
+def fit_groups(
+    source: pd.DataFrame | str | os.PathLike | Runs,
+    by: str | Sequence[str] | None = None,
+    law: str | Law = "chinchilla",
+    *,
+    loss: str = "loss",
+    loss_fn: str = "huber",
+    delta: float = 1e-3,
+    starts: str | np.ndarray = "screen",
+    n_refine: int = DEFAULT_N_REFINE,
+    fixed: Mapping[str, float] | None = None,
+    max_steps: int = 1000,
+    gtol: float = 1e-10,
+    small: str = "error",
+    bootstrap: int = 0,
+    level: float = 0.95,
+    seed: int = 0,
+    chunk_size: int = 64,
+    lanes: int = 512,
+    solver: str = "bfgs",
+    progress: Callable[[int, int], None] | None = None,
+    where=None,
+    C: str | None = None,
+    flops_per_token: float = 6.0,
+    **inputs: str,
+) -> pd.DataFrame:
+    """Fit ``law`` to every group of runs; one row per group.
+
+    Args:
+        source: a DataFrame or a CSV/Parquet/JSON/JSONL path (read with :func:`read_runs`,
+            which takes ``loss``, ``where``, ``C``, ``flops_per_token`` and the input columns
+            ``**inputs``, e.g. ``N="params"``), or :class:`Runs` read with ``group=``.
+        by: the column(s) whose values key the groups.
+        law, loss_fn, delta, starts, n_refine, fixed, max_steps, gtol, solver: as ``law``,
+            ``loss``, ... of :func:`jaxscale.fit` (``loss`` here names the loss *column*).
+        small: a group with no more runs than free parameters raises (``"error"``), or is
+            kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
+        bootstrap: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
+            at ``level`` for every parameter and derived quantity, from converged resamples.
+            The ``g``-th group (in table order) is resampled as ``jaxscale.bootstrap(group,
+            n=bootstrap, seed=seed + g)`` would resample it, so any row can be reproduced alone.
+            With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
+        chunk_size: groups per kernel call (bounds memory); lanes: starts iterated side by side.
+        progress: called as ``progress(done, total)`` after each chunk.
+
+    Returns:
+        DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
+        derived quantities, ``objective``, ``status``, ``converged``, ``steps``,
+        ``grad_norm``, ``n_points``, ``n_at_optimum``. Groups whose fit did not converge
+        stay in the table with their status.
+    """
+    law = get_law(law)
+    if small not in ("error", "report"):
+        raise ValueError(f"small must be 'error' or 'report'; got {small!r}")
+    runs, by = _read(source, by, loss=loss, where=where, C=C, flops_per_token=flops_per_token, **inputs)
+    keys, gid = _group_ids(runs)
+    with jax.enable_x64(True):
+        cfg, theta_fixed = make_config(
+            law, loss=loss_fn, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
+        )
+        log_x, log_y = match_inputs(runs, law), runs.log_loss()
+        members = [np.flatnonzero(gid == g) for g in range(len(keys))]
+        few = [g for g, rows in enumerate(members) if too_few_runs(len(rows), cfg)]
+        if few and small == "error":
+            shown = "; ".join(f"group {keys[g]!r} has {len(members[g])} runs" for g in few[:5])
+            more = f" and {len(few) - 5} more" if len(few) > 5 else ""
+            raise ValueError(
+                f"{shown}{more}: law {law.name!r} has {len(cfg.free)} free parameters and needs at least "
+                f"{len(cfg.free) + 1} runs per group. Add runs, drop those groups with where=, "
+                "or keep them unfitted in the table with small='report'"
+            )
+        fit_ids = [g for g in range(len(keys)) if g not in set(few)]
+        candidates, k = candidate_starts(law, cfg, starts, n_refine)
+        lanes = min(lanes, max(1, k * min(chunk_size, len(fit_ids))))
+        fits: dict[int, FitResult] = {}
+        boots: dict[int, BootstrapResult] = {}
+        solved = 0
+        for size, ids in _buckets(members, fit_ids):
+            data, w = _padded_data(cfg, theta_fixed, log_x, log_y, [members[g] for g in ids], size)
+            best = engine.solve(cfg, data, candidates, w, n_refine=k, chunk_size=chunk_size, lanes=lanes, grouped=True)
+            for j, g in enumerate(ids):
+                fits[g] = result_from_best(
+                    law,
+                    best,
+                    j,
+                    n_candidates=len(candidates),
+                    n_points=len(members[g]),
+                    fixed=fixed,
+                    loss=loss_fn,
+                    delta=delta,
+                )
+            if bootstrap:
+                boot_k = min(BOOT_N_REFINE, len(candidates)) if isinstance(starts, str) else len(candidates)
+                boots.update(
+                    _bootstrap_bucket(
+                        cfg, data, w, ids, members, candidates, boot_k, fits, bootstrap, seed, chunk_size, lanes
+                    )
+                )
+            solved += len(ids)
+            if progress is not None:
+                progress(solved, len(fit_ids))
+    return _table(law, by, keys, members, fits, boots, level)
+
+
+def _read(source, by, **read_options) -> tuple[Runs, list[str]]:
+    if isinstance(source, Runs):
+        if source.groups is None:
+            raise ValueError("these runs have no groups: read them with read_runs(..., group=[...]) or pass by=[...]")
+        return source, list(source.group_columns)
+    if by is None or (not isinstance(by, str) and len(by) == 0):
+        raise ValueError("fit_groups needs by='column' (or a list of columns) naming the groups")
+    by = [by] if isinstance(by, str) else list(by)
+    return read_runs(source, group=by, **read_options), by
+
+
+def _buckets(members: list[np.ndarray], ids: list[int]) -> list[tuple[int, list[int]]]:
+    """Groups to fit, by padded size (smallest first)."""
+    out: dict[int, list[int]] = {}
+    for g in ids:
+        out.setdefault(bucket_size(len(members[g])), []).append(g)
+    return sorted(out.items())
+
+
+def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, chunk_size, lanes):
+    """``n`` resamples of every group of a bucket, as one grouped solve: problem ``j * n + i``
+    is resample ``i`` of group ``g = ids[j]``, drawn as ``bootstrap(group, seed=seed + g)`` draws it."""
+    size = w.shape[1]
+
+    def weights(lo: int, hi: int) -> np.ndarray:
+        out = np.zeros((hi - lo, size))
+        for j in range(lo // n, (hi - 1) // n + 1):
+            a, b = max(lo, j * n) - j * n, min(hi, (j + 1) * n) - j * n
+            g_key = jax.random.key(seed + ids[j])
+            out[j * n + a - lo : j * n + b - lo, : len(members[ids[j]])] = resample_weights(
+                g_key, a, b, len(members[ids[j]])
+            )
+        return out
+
+    best = engine.solve(
+        cfg,
+        data,
+        candidates,
+        weights,
+        n_problems=len(ids) * n,
+        n_refine=k,
+        chunk_size=chunk_size * 4,
+        lanes=lanes,
+        grouped=True,
+        data_index=np.repeat(np.arange(len(ids)), n),
+    )
+    draws = np.asarray(cfg.law.to_natural(best.theta)).reshape(len(ids), n, -1)
+    value, status = best.value.reshape(len(ids), n), best.status.reshape(len(ids), n)
+    return {g: BootstrapResult(cfg.law, fits[g], draws[j], value[j], status[j], seed, None) for j, g in enumerate(ids)}
+
+
+def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, level: float) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    nan_params = dict.fromkeys(law.natural, np.nan)
+    nan_derived = {name: np.nan for name in law.derive(dict.fromkeys(law.natural, 1.0))}
+    for g, key in enumerate(keys):
+        row: dict[str, Any] = dict(zip(by, key, strict=True))
+        row["law"] = law.name
+        res = fits.get(g)
+        if res is None:
+            row |= nan_params | nan_derived
+            row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
+            row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0}
+        else:
+            row |= res.params | res.derived
+            row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
+            row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
+        if boots:
+            row |= _interval_columns(boots.get(g), level, [*nan_params, *nan_derived])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _interval_columns(boot: BootstrapResult | None, level: float, names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ci = boot.ci(level) if boot is not None and boot.ok.any() else None
+    for name in names:
+        out[f"{name}_lower"] = np.nan if ci is None else float(ci.loc[name, "lower"])
+        out[f"{name}_upper"] = np.nan if ci is None else float(ci.loc[name, "upper"])
+    out["boot_n"] = 0 if boot is None else boot.n
+    out["boot_failed_fraction"] = np.nan if boot is None else boot.failed_fraction
+    return out

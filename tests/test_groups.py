@@ -1,0 +1,172 @@
+"""fit_groups: many groups in one call equal a loop of fit, failures stay in the table."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxscale as js
+from jaxscale.groups import bucket_size
+
+from .conftest import shared_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GADRE_EVALS = [
+    "loss_openlm",
+    "loss_c4_val",
+    "loss_paloma_c4_en",
+    "loss_paloma_dolma_100_programing_languages",
+    "loss_paloma_falcon-refinedweb",
+    "loss_paloma_ptb",
+    "loss_paloma_redpajama",
+    "loss_val_de-en_100",
+]
+TRUTH = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.37}
+
+
+def gadre_long() -> pd.DataFrame:
+    """Gadre et al.'s runs, one row per (run, eval set): 3 training sets x 8 eval losses."""
+    wide = pd.read_csv(FIXTURES / "gadre2024_overtraining" / "models_losses.csv")
+    return wide.melt(
+        id_vars=["name", "train_dataset", "params_N", "tokens_D"],
+        value_vars=GADRE_EVALS,
+        var_name="eval",
+        value_name="loss",
+    )
+
+
+def synthetic_groups(sizes, seed=0, noise=0.005) -> pd.DataFrame:
+    """Chinchilla-law groups with multiplicative noise; group g's E is shifted by 0.05 g."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for g, size in enumerate(sizes):
+        n = np.exp(rng.uniform(np.log(5e7), np.log(5e10), size))
+        d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), size))
+        p = {**TRUTH, "E": TRUTH["E"] + 0.05 * g}
+        loss = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+        frames.append(pd.DataFrame({"group": g, "N": n, "D": d, "loss": loss * np.exp(noise * rng.normal(size=size))}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_gadre_24_groups_in_one_call_equal_24_fits():
+    df = gadre_long()
+    table = js.fit_groups(df, by=["train_dataset", "eval"], law="chinchilla", N="params_N", D="tokens_D")
+    assert len(table) == 24
+    assert set(zip(table["train_dataset"], table["eval"], strict=True)) == {
+        (t, e) for t in ("c4_original", "rpj", "rw_original") for e in GADRE_EVALS
+    }
+    for _, row in table.iterrows():
+        part = df[(df["train_dataset"] == row["train_dataset"]) & (df["eval"] == row["eval"])]
+        alone = js.fit(js.read_runs(part, N="params_N", D="tokens_D"), law="chinchilla")
+        label = f"{row['train_dataset']}/{row['eval']}"
+        assert row["status"] == alone.status, label
+        assert row["n_points"] == alone.n_points
+        # Both are the same 64 refined starts to the same optimum; the padded batch sums the
+        # objective in another order, so agreement is to solver tolerance, not bit-for-bit.
+        np.testing.assert_allclose(row["objective"], alone.objective, rtol=1e-10, err_msg=label)
+        for name, value in alone.params.items():
+            np.testing.assert_allclose(row[name], value, rtol=1e-6, err_msg=f"{label} {name}")
+        np.testing.assert_allclose(row["a"], alone.derived["a"], rtol=1e-6, err_msg=label)
+
+
+def test_ragged_groups_recover_their_own_truth():
+    sizes = [7, 20, 33, 120, 300]  # buckets 8, 32, 64, 128, 512: five compiled shapes, one per bucket
+    table = js.fit_groups(synthetic_groups(sizes, noise=0.0), by="group", n_refine=16)
+    assert list(table["n_points"]) == sizes
+    assert table["converged"].all()
+    for g, row in table.iterrows():
+        np.testing.assert_allclose(row["E"], TRUTH["E"] + 0.05 * g, rtol=1e-5)
+        np.testing.assert_allclose(row[["alpha", "beta"]].to_numpy(float), [0.34, 0.37], rtol=1e-4)
+
+
+def test_bucket_sizes():
+    assert [bucket_size(n) for n in (1, 8, 9, 16, 17, 300, 512, 513)] == [8, 8, 16, 16, 32, 512, 512, 1024]
+
+
+def test_non_converged_groups_stay_in_the_table():
+    table = js.fit_groups(synthetic_groups([40, 60]), by="group", n_refine=4, max_steps=5)
+    assert len(table) == 2
+    assert list(table["status"]) == ["max_steps", "max_steps"]
+    assert not table["converged"].any()
+    assert (table["steps"] == 5).all()
+
+
+def test_small_groups_raise_or_are_reported():
+    df = synthetic_groups([30, 4, 30])
+    with pytest.raises(ValueError, match=r"group \(1,\) has 4 runs: law 'chinchilla' has 5 free parameters.*small="):
+        js.fit_groups(df, by="group")
+    table = js.fit_groups(df, by="group", small="report", n_refine=8)
+    assert list(table["status"]) == ["converged", "too_few_runs", "converged"]
+    assert table.loc[1, ["E", "alpha", "objective"]].isna().all() and not table.loc[1, "converged"]
+    # With E held fixed, 4 free parameters: 5 runs would do, 4 still do not.
+    assert js.fit_groups(df, by="group", small="report", fixed={"E": 1.85}, n_refine=8)["status"][1] == "too_few_runs"
+
+
+def test_errors_name_the_problem():
+    df = synthetic_groups([20, 20])
+    with pytest.raises(ValueError, match=r"missing group column\(s\) \['dataset'\].*available columns"):
+        js.fit_groups(df, by="dataset")
+    with pytest.raises(ValueError, match=r"needs by='column'"):
+        js.fit_groups(df)
+    with pytest.raises(ValueError, match=r"no groups: read them with read_runs\(\.\.\., group="):
+        js.fit_groups(js.read_runs(df))
+    with pytest.raises(ValueError, match=r"small must be 'error' or 'report'"):
+        js.fit_groups(df, by="group", small="drop")
+    df.loc[5, "D"] = -1.0
+    with pytest.raises(ValueError, match=r"column 'D' has 1 non-positive values \(rows 5\)"):
+        js.fit_groups(df, by="group")
+
+
+def test_runs_read_with_groups_and_user_law():
+    """Runs grouped by read_runs, a law written by the user, fixed parameters: one row per group."""
+
+    def law(p, x):
+        return p["E"] + p["A"] * x["N"] ** -p["alpha"] + p["B"] * x["D"] ** -p["beta"]
+
+    mine = js.Law.from_function(
+        law,
+        name="my_chinchilla",
+        inputs=("N", "D"),
+        params=("E", "A", "B", "alpha", "beta"),
+        space="natural",
+        positive=("E", "A", "B"),
+        grid={"E": (1.0, 2.0), "A": (100.0, 1000.0), "B": (1000.0, 5000.0), "alpha": (0.2, 0.5), "beta": (0.2, 0.5)},
+    )
+    runs = js.read_runs(synthetic_groups([25, 40], noise=0.0), group="group")
+    table = js.fit_groups(runs, law=mine, fixed={"beta": 0.37})
+    assert list(table["group"]) == [0, 1] and table["converged"].all()
+    np.testing.assert_allclose(table["beta"], 0.37, rtol=0, atol=0)
+    np.testing.assert_allclose(table["E"], [1.8, 1.85], rtol=1e-5)
+    np.testing.assert_allclose(table["alpha"], 0.34, rtol=1e-4)
+
+
+def test_group_bootstrap_equals_bootstrap_of_each_group():
+    df = synthetic_groups([30, 45, 30], noise=0.01)
+    table = js.fit_groups(df, by="group", bootstrap=24, level=0.9, seed=7)
+    for g in range(3):
+        boot = js.bootstrap(js.read_runs(df[df["group"] == g]), n=24, seed=7 + g)
+        ci = boot.ci(0.9)
+        for name in ("alpha", "beta", "a"):
+            np.testing.assert_allclose(table.loc[g, f"{name}_lower"], ci.loc[name, "lower"], rtol=1e-6)
+            np.testing.assert_allclose(table.loc[g, f"{name}_upper"], ci.loc[name, "upper"], rtol=1e-6)
+        assert table.loc[g, "boot_n"] == 24
+        assert table.loc[g, "boot_failed_fraction"] == boot.failed_fraction
+
+
+def test_misfitting_archive_one_fit_per_learning_rate():
+    """Li et al. (2025): the final checkpoint of each of the 240 runs, one Chinchilla fit per
+    peak learning rate, in one call. Repeated final evaluations of a run are averaged."""
+    path = shared_file("li2025_misfitting/scaling_results_last_ckpt_only.csv")
+    raw = pd.read_csv(path)
+    runs = raw.groupby(["model", "total_steps", "peak_lr", "sweep"], as_index=False).agg(
+        N=("N", "first"), D=("D", "max"), loss=("loss", "mean")
+    )
+    assert len(runs) == 240
+    table = js.fit_groups(runs, by="peak_lr")
+    assert list(table["peak_lr"]) == [0.0004, 0.001, 0.002, 0.004, 0.008]
+    assert list(table["n_points"]) == runs.groupby("peak_lr").size().tolist()
+    for _, row in table.iterrows():
+        alone = js.fit(js.read_runs(runs[runs["peak_lr"] == row["peak_lr"]]))
+        assert row["status"] == alone.status
+        np.testing.assert_allclose(row["objective"], alone.objective, rtol=1e-9)
