@@ -18,6 +18,7 @@ from .io import read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
 from .laws import Law, get_law, register
 from .runs import Runs
+from .saving import load, save
 from .validate import validate
 from .zoo import broken_power_law, make_law
 
@@ -41,9 +42,11 @@ __all__ = [
     "get_law",
     "isoflop",
     "isoflop_to_dicts",
+    "load",
     "make_law",
     "read_runs",
     "register",
+    "save",
     "validate",
 ]
 __version__ = "0.1.0"

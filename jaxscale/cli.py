@@ -4,17 +4,23 @@ Examples::
 
     jaxscale example chinchilla
     jaxscale fit runs.csv --N params --D tokens --loss loss --json
+    jaxscale fit runs.csv --by dataset --bootstrap 1000 --out fits.csv
+    jaxscale frontier runs.csv --compute 1e21 1e22 1e23 --bootstrap 1000
+    jaxscale validate runs.csv --train "N < 1e9"
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
+from . import _cli_output as out
 from . import datasets
+from ._progress import progress_bar
 from .bootstrap import bootstrap
 from .fit import fit
 
@@ -23,8 +29,72 @@ EPILOG = """examples:
   jaxscale fit runs.csv --N params --D tokens     fit your own runs
   jaxscale fit runs.csv --json                    one JSON document on stdout
   jaxscale fit runs.csv --bootstrap 4000 --level 0.9   percentile intervals from 4,000 resamples
+  jaxscale fit runs.csv --by dataset --out fits.csv    one fit per dataset, written as a table
+  jaxscale frontier runs.csv --compute 1e21 1e23  compute-optimal N, D and loss at those budgets
+  jaxscale validate runs.csv --train "N < 1e9"    fit the small models, predict the large ones
   jaxscale isoflop runs.csv --by dataset --json   Approach 2 (isoFLOP parabolas): N* ~ C^a per dataset
+
+errors go to stderr as "jaxscale: error: ..." with exit status 2; a fit that did not converge exits 1.
 """
+
+FIT_EPILOG = """examples:
+  jaxscale fit runs.csv --N params --D tokens --loss loss
+  jaxscale fit runs.csv --bootstrap 1000 --level 0.9 --seed 1 --json
+  jaxscale fit runs.csv --by dataset --json                one JSON object per dataset, with "group"
+  jaxscale fit runs.csv --by dataset model --bootstrap 200 --out fits.csv
+  jaxscale fit runs.csv --where "tokens > 1e9" --bootstrap 500 --plot fit.png
+  jaxscale fit runs.csv --law power --x compute            a one-input law
+"""
+
+FRONTIER_EPILOG = """examples:
+  jaxscale frontier runs.csv --compute 1e21 1e22 1e23
+  jaxscale frontier runs.csv --compute 1e21 1e23 --bootstrap 1000 --level 0.9 --json
+  jaxscale frontier runs.csv --compute 1e20 1e21 1e22 1e23 1e24 --out frontier.csv --plot frontier.png
+"""
+
+VALIDATE_EPILOG = """examples:
+  jaxscale validate runs.csv --train "N < 1e9"                 fit below 1B parameters, predict the rest
+  jaxscale validate runs.csv --train "N * D * 6 < 1e21" --json
+  jaxscale validate runs.csv --N params --D tokens --train "params < 1e9" --out errors.csv
+
+--train is a pandas query over the file's columns (names as in the file, e.g. params, not N).
+"""
+
+ISOFLOP_EPILOG = """examples:
+  jaxscale isoflop runs.csv --flops C --N params --loss loss
+  jaxscale isoflop runs.csv --by dataset --bootstrap 2000 --json
+"""
+
+
+def _sub(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
+    p.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per run")
+    p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
+    p.add_argument("--N", default="N", help="column with parameter counts (default: N)")
+    p.add_argument("--D", default="D", help="column with training tokens (default: D)")
+    p.add_argument("--x", default=None, help="input column for one-variable laws (law 'power')")
+    p.add_argument("--loss", default="loss", help="column with losses (default: loss)")
+    p.add_argument("--starts", default="screen", choices=["screen", "grid"], help="start strategy")
+    if where:
+        p.add_argument("--where", default=None, metavar="QUERY", help='use only these rows, e.g. "tokens > 1e9"')
+
+
+def _boot_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap with B resamples")
+    p.add_argument("--level", type=float, default=0.95, help="interval level for --bootstrap (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed for --bootstrap (default 0)")
+
+
+def _out_args(p: argparse.ArgumentParser, *, plot: bool) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of a report")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the result: FILE.json or FILE.csv")
+    if plot:
+        p.add_argument("--plot", default=None, metavar="FILE.png", help="draw a figure (.png, .pdf or .svg)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,20 +106,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_fit = sub.add_parser("fit", help="fit a law to runs in a CSV/Parquet/JSON file")
-    p_fit.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per run")
-    p_fit.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
-    p_fit.add_argument("--N", default="N", help="column with parameter counts (default: N)")
-    p_fit.add_argument("--D", default="D", help="column with training tokens (default: D)")
-    p_fit.add_argument("--x", default=None, help="input column for one-variable laws (law 'power')")
-    p_fit.add_argument("--loss", default="loss", help="column with losses (default: loss)")
-    p_fit.add_argument("--starts", default="screen", choices=["screen", "grid"], help="start strategy")
-    p_fit.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap with B resamples")
-    p_fit.add_argument("--level", type=float, default=0.95, help="interval level for --bootstrap (default 0.95)")
-    p_fit.add_argument("--seed", type=int, default=0, help="PRNG seed for --bootstrap (default 0)")
-    p_fit.add_argument("--json", action="store_true", help="print one JSON document instead of a report")
+    p_fit = _sub(sub, "fit", "fit a law to runs in a CSV/Parquet/JSON file", FIT_EPILOG)
+    _data_args(p_fit)
+    p_fit.add_argument("--by", nargs="+", default=None, metavar="COL", help="one fit per group of these columns")
+    _boot_args(p_fit)
+    _out_args(p_fit, plot=True)
 
-    p_iso = sub.add_parser("isoflop", help="Approach 2: a parabola per isoFLOP budget, then N* ~ C^a, D* ~ C^b")
+    p_front = _sub(sub, "frontier", "compute-optimal N, D and loss at given budgets (C = 6ND)", FRONTIER_EPILOG)
+    _data_args(p_front)
+    p_front.add_argument("--compute", type=float, nargs="+", required=True, metavar="C", help="budgets in FLOPs")
+    _boot_args(p_front)
+    _out_args(p_front, plot=True)
+
+    p_val = _sub(sub, "validate", "fit on some runs, report the errors predicting the others", VALIDATE_EPILOG)
+    _data_args(p_val, where=False)
+    p_val.add_argument("--train", required=True, metavar="QUERY", help='rows to fit on, e.g. "N < 1e9"')
+    _out_args(p_val, plot=False)
+
+    p_iso = _sub(sub, "isoflop", "Approach 2: a parabola per isoFLOP budget, then N* ~ C^a, D* ~ C^b", ISOFLOP_EPILOG)
     p_iso.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per (budget, model) run")
     p_iso.add_argument("--flops", default="flops", help="column with the compute budget C (default: flops)")
     p_iso.add_argument("--N", default="params", help="column with parameter counts (default: params)")
@@ -61,61 +135,159 @@ def _parser() -> argparse.ArgumentParser:
     p_iso.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
     p_iso.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
-    p_ex = sub.add_parser("example", help="run a bundled example")
+    p_ex = _sub(sub, "example", "run a bundled example", "examples:\n  jaxscale example chinchilla --json\n")
     p_ex.add_argument("name", choices=["chinchilla"], help="which example")
     p_ex.add_argument("--json", action="store_true", help="print one JSON document instead of a report")
     return parser
 
 
-def _bootstrap_dict(boot, level: float) -> dict:
-    table = boot.ci(level)
-    return {
-        "n": boot.n,
-        "level": level,
-        "seed": boot.seed,
-        "failed_fraction": boot.failed_fraction,
-        "ci": {name: [float(row.lower), float(row.upper)] for name, row in table.iterrows()},
-        "se": {name: float(row.se) for name, row in table.iterrows()},
-    }
+def _columns(args: argparse.Namespace) -> dict[str, str]:
+    return {"x": args.x} if args.x else {"N": args.N, "D": args.D}
 
 
-def _emit(result, as_json: bool, extra: str = "", boot=None, level: float = 0.95) -> None:
-    if as_json:
-        doc = result.to_dict()
-        if boot is not None:
-            doc["bootstrap"] = _bootstrap_dict(boot, level)
-        print(json.dumps(doc))
-    else:
-        print(result)
-        if boot is not None:
-            table = boot.ci(level)[["lower", "upper", "se"]]
-            print(
-                f"  bootstrap: {boot.n} resamples (seed {boot.seed}), {level:.0%} percentile intervals; "
-                f"{boot.n_failed} failed to converge and are excluded"
+def _read(args: argparse.Namespace):
+    from .io import read_runs
+
+    return read_runs(args.data, loss=args.loss, where=getattr(args, "where", None), **_columns(args))
+
+
+def _check_bootstrap(args: argparse.Namespace) -> None:
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise ValueError(f"--bootstrap takes 0 (none) or at least 2 resamples; got {args.bootstrap}")
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level must be between 0 and 1, e.g. 0.95; got {args.level}")
+
+
+def _fit_or_bootstrap(args: argparse.Namespace, runs):
+    """``(fit result, bootstrap result or None)``; the bootstrap's bar shows only on a terminal."""
+    if args.bootstrap:
+        boot = bootstrap(runs, law=args.law, n=args.bootstrap, seed=args.seed, starts=args.starts)
+        return boot.point, boot
+    return fit(runs, law=args.law, starts=args.starts), None
+
+
+def _report(result, boot=None, level: float = 0.95) -> str:
+    lines = [str(result)]
+    if boot is not None:
+        table = boot.ci(level)[["lower", "upper", "se"]]
+        lines.append(
+            f"  bootstrap: {boot.n} resamples (seed {boot.seed}), {level:.0%} percentile intervals; "
+            f"{boot.n_failed} failed to converge and are excluded"
+        )
+        lines.extend("    " + line for line in table.to_string().splitlines())
+    return "\n".join(lines)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    _check_bootstrap(args)
+    out_path = out.check_path(args.out, out.OUT_FORMATS, "--out")
+    plot_path = out.check_path(args.plot, out.PLOT_FORMATS, "--plot")
+    if plot_path is not None:
+        if args.by:
+            raise ValueError(
+                "--plot draws one fit; with --by, plot a group at a time: drop --by and pick its rows "
+                "with --where, e.g. --where \"dataset == 'c4'\""
             )
-            print("\n".join("    " + line for line in table.to_string().splitlines()))
-        if extra:
-            print(extra)
+        out.check_plotting()
+    if args.by:
+        return _fit_groups(args, out_path)
+    runs = _read(args)
+    result, boot = _fit_or_bootstrap(args, runs)
+    doc = out.fit_doc(result, boot, args.level)
+    print(out.dumps(doc) if args.json else _report(result, boot, args.level))
+    out.write_out(out_path, doc, out.fit_row(result, boot, args.level))
+    if plot_path is not None:
+        out.save_fit_plot(plot_path, result, runs, boot, args.level)
+    return 0 if result.converged else 1
+
+
+def _fit_groups(args: argparse.Namespace, out_path) -> int:
+    from .groups import fit_groups
+    from .laws import get_law
+
+    law = get_law(args.law)
+    label = "fit + bootstrap" if args.bootstrap else "fit"
+    table = fit_groups(
+        args.data, args.by, law, loss=args.loss, starts=args.starts, bootstrap=args.bootstrap, level=args.level,
+        seed=args.seed, where=args.where, progress=progress_bar(label, "groups"), **_columns(args),
+    )  # fmt: skip
+    options = {"bootstrap": args.bootstrap, "level": args.level}
+    docs = out.group_docs(table, args.by, law, seed=args.seed, **options)
+    print(out.dumps(docs) if args.json else out.groups_text(table, args.by, law, **options))
+    out.write_out(out_path, docs, table)
+    return 0 if table["converged"].all() else 1
+
+
+def _frontier(args: argparse.Namespace) -> int:
+    from .frontier import frontier
+
+    _check_bootstrap(args)
+    out_path = out.check_path(args.out, out.OUT_FORMATS, "--out")
+    plot_path = out.check_path(args.plot, out.PLOT_FORMATS, "--plot")
+    if plot_path is not None:
+        out.check_plotting()
+    result, boot = _fit_or_bootstrap(args, _read(args))
+    table = frontier(boot if boot is not None else result, args.compute, level=args.level)
+    doc = {"fit": out.fit_doc(result, boot, args.level), "frontier": out.records(table)}
+    if args.json:
+        print(out.dumps(doc))
+    else:
+        print(f"{_report(result)}\n\ncompute-optimal allocation (C = 6ND):")
+        if boot is not None:
+            print(f"  _lower/_upper: {args.level:.0%} percentile intervals over {int(boot.ok.sum())} resamples")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    out.write_out(out_path, doc, table)
+    if plot_path is not None:
+        out.save_frontier_plot(plot_path, table)
+    return 0 if result.converged else 1
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io import read_runs
+    from .validate import validate
+
+    out_path = out.check_path(args.out, out.OUT_FORMATS, "--out")
+    runs = read_runs(args.data, loss=args.loss, **_columns(args))
+    try:
+        train = read_runs(args.data, loss=args.loss, where=args.train, **_columns(args))
+    except ValueError as err:
+        raise ValueError(f"--train {args.train!r}: {err}") from err
+    table = validate(runs, args.law, train=np.isin(runs.rows, train.rows), starts=args.starts)
+    summary = table.attrs["summary"]
+    plain = {k: out.plain(v) for k, v in summary.items()}
+    params = {k: out.plain(v) for k, v in table.attrs["params"].items()}
+    doc = {"train": args.train, "summary": plain, "params": params, "runs": out.records(table, "row")}
+    if args.json:
+        print(out.dumps(doc))
+    else:
+        held = table[table["split"] == "held_out"].drop(columns=["split", "abs_rel_error"]).rename_axis("row")
+        s = summary
+        print(
+            f"{s['law']} law fitted on the {s['n_train']} runs with {args.train}, predicting the "
+            f"{s['n_held_out']} others ({s['status']}, objective {s['objective']:.6g})\n"
+            f"  held-out |relative error|: mean {s['mean_abs_rel_error']:.3%}, max {s['max_abs_rel_error']:.3%} "
+            f"(train mean {s['train_mean_abs_rel_error']:.3%})\n"
+            "  params: " + ", ".join(f"{k} {v:.4g}" for k, v in table.attrs["params"].items())
+        )
+        print(held.to_string(float_format=lambda v: f"{v:.4g}"))
+    out.write_out(out_path, doc, table.rename_axis("row").reset_index())
+    return 0 if summary["converged"] else 1
 
 
 def _isoflop(args: argparse.Namespace) -> int:
-    import warnings
-
     from .isoflop import isoflop, isoflop_to_dicts
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        start = time.perf_counter()
-        table = isoflop(
-            args.data, flops=args.flops, N=args.N, loss=args.loss, by=args.by, window=args.window,
-            n_boot=args.bootstrap, level=args.level, seed=args.seed,
-        )  # fmt: skip
-        took = time.perf_counter() - start
-    for w in caught:  # the data's problems, said once each, without a Python source line
-        print(f"jaxscale: warning: {w.message}", file=sys.stderr)
+    start = time.perf_counter()
+    table = isoflop(
+        args.data, flops=args.flops, N=args.N, loss=args.loss, by=args.by, window=args.window,
+        n_boot=args.bootstrap, level=args.level, seed=args.seed,
+    )  # fmt: skip
+    took = time.perf_counter() - start
     if args.json:
         docs = isoflop_to_dicts(table)
-        print(json.dumps(docs if args.by else docs[0]))
+        print(out.dumps(docs if args.by else docs[0]))
         return 0
     shown = table.drop(columns=["budgets", "k_N", "k_D"])
     print(f"isoFLOP profiles (Approach 2): N* ~ C^a, D* ~ C^b; {args.bootstrap} resamples, {args.level:.0%} intervals")
@@ -124,32 +296,37 @@ def _isoflop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    result = fit(datasets.chinchilla(), law="chinchilla")
+    took = time.perf_counter() - start
+    if args.json:
+        print(out.dumps(out.fit_doc(result)))
+    else:
+        print(f"{result}\n  ({took:.2f} s including compilation)\n  data: {datasets.CITATION}")
+    return 0 if result.converged else 1
+
+
+COMMANDS = {"fit": _fit, "frontier": _frontier, "validate": _validate, "isoflop": _isoflop, "example": _example}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The data's problems, said once each, without a Python source line."""
+    print(f"jaxscale: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "isoflop":
-            return _isoflop(args)
-        if args.command == "example":
-            start = time.perf_counter()
-            result = fit(datasets.chinchilla(), law="chinchilla")
-            took = time.perf_counter() - start
-            _emit(result, args.json, f"  ({took:.2f} s including compilation)\n  data: {datasets.CITATION}")
-        else:
-            from .io import read_runs
-
-            cols = {"x": args.x} if args.x else {"N": args.N, "D": args.D}
-            runs = read_runs(args.data, loss=args.loss, **cols)
-            boot = None
-            if args.bootstrap:
-                boot = bootstrap(runs, law=args.law, n=args.bootstrap, seed=args.seed, starts=args.starts)
-                result = boot.point
-            else:
-                result = fit(runs, law=args.law, starts=args.starts)
-            _emit(result, args.json, boot=boot, level=args.level)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"jaxscale: error: {err}", file=sys.stderr)
-        return 2
-    return 0 if result.converged else 1
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return COMMANDS[args.command](args)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"jaxscale: error: {err}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # e.g. piped into head: stop quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
 
 
 if __name__ == "__main__":

@@ -85,9 +85,12 @@ class Law:
 
     def to_natural(self, theta):
         """Fitted parameters ``[..., p]`` -> natural parameters ``[..., p]`` (works on jax and numpy)."""
-        xp = jnp if not isinstance(theta, np.ndarray) else np
         mask = np.array(self.log_scale)
-        return xp.where(mask, xp.exp(theta), theta)
+        if not isinstance(theta, np.ndarray):
+            return jnp.where(mask, jnp.exp(theta), theta)
+        # A resample whose coefficient ran off along a flat direction gives inf, as it should.
+        with np.errstate(over="ignore"):
+            return np.where(mask, np.exp(theta), theta)
 
     def to_fitted(self, natural) -> np.ndarray:
         """Natural parameters ``[..., p]`` -> fitted parameters ``[..., p]`` (numpy; the inverse of
@@ -183,8 +186,10 @@ def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
 
 def _frontier_exponents(p):
     # Under C = 6ND, N_opt ∝ C^a and D_opt ∝ C^b with a = β/(α+β), b = α/(α+β) (Hoffmann et al.).
-    total = p["alpha"] + p["beta"]
-    return {"a": p["beta"] / total, "b": p["alpha"] / total}
+    # α + β = 0 (a fit stopped at a start with both exponents 0) gives NaN, not an exception.
+    alpha, beta = np.asarray(p["alpha"], dtype=np.float64), np.asarray(p["beta"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"a": beta / (alpha + beta), "b": alpha / (alpha + beta)}
 
 
 _chinchilla = lse_linear(((0, ()), (1, ((3, 0),)), (2, ((4, 1),))))

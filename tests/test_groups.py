@@ -1,10 +1,13 @@
 """fit_groups: many groups in one call equal a loop of fit, failures stay in the table."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxscale as js
 from jaxscale.groups import bucket_size
@@ -170,3 +173,42 @@ def test_misfitting_archive_one_fit_per_learning_rate():
         alone = js.fit(js.read_runs(runs[runs["peak_lr"] == row["peak_lr"]]))
         assert row["status"] == alone.status
         np.testing.assert_allclose(row["objective"], alone.objective, rtol=1e-9)
+
+
+_BAD_CELLS = [np.nan, np.inf, -1.0, 0.0, "abc", None, 1e-300, 1e300]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+    hits=st.lists(
+        st.tuples(st.integers(0, 35), st.sampled_from(["N", "D", "loss", "group"]), st.sampled_from(_BAD_CELLS)),
+        max_size=3,
+    ),
+    constant=st.sampled_from([None, "N", "D"]),
+    drop=st.sampled_from([None, "D", "loss"]),
+)
+def test_malformed_archives_fit_or_raise_a_clear_error(sizes, seed, hits, constant, drop):
+    """Random malformed frames: fit_groups returns a table whose converged rows have finite
+    parameters, or raises jaxscale's own ValueError naming the problem; nothing else escapes."""
+    df = synthetic_groups(sizes, seed=seed % 1000).astype(object)
+    if constant:
+        df[constant] = df[constant].iloc[0]
+    for row, col, value in hits:
+        if row < len(df):
+            df.loc[row, col] = value
+    if drop:
+        df = df.drop(columns=drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", js.UnitsWarning)
+            table = js.fit_groups(df, by="group", small="report", n_refine=2, max_steps=300)
+    except ValueError as err:
+        message = str(err)
+        assert any(word in message for word in ("column", "group", "runs")), message
+        return
+    assert len(table) == df["group"].nunique()
+    done = table[table["converged"]]
+    assert np.isfinite(done[["E", "A", "B", "alpha", "beta", "objective"]].to_numpy(float)).all()
+    assert set(table["status"]) <= {"converged", "max_steps", "nonfinite", "stalled", "too_few_runs"}

@@ -1,0 +1,106 @@
+"""fit_groups vs a Python loop of fit, and vs a scipy loop, on a synthetic run archive.
+
+Run: ``python -m pytest benchmarks/test_bench_groups.py -q -s`` (``JAXSCALE_BENCH_GROUPS``
+sets the number of groups; default 10,000 groups of 20-300 runs, see groups_data.py).
+
+Measures, in one run:
+* jaxscale: ``fit_groups`` on the whole archive, first call (compilation included: one kernel
+  per bucket size) and second call (steady state);
+* a Python loop of ``fit`` (its defaults) over a random sample of groups: each call's time the
+  first time its group size is seen (``fit`` compiles once per number of runs) and again
+  warm; extrapolated to the archive as ``distinct sizes x compile + groups x warm``;
+* scipy: the same screened starts per group (numpy screening of the 4,500-point grid, best
+  8) refined with ``minimize(method="L-BFGS-B")`` and an analytic gradient, on a sample;
+* quality: on the sample, fit_groups' optimum vs ``fit``'s (64 refined starts).
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+import jaxscale as js
+from benchmarks.groups_data import make_archive
+from benchmarks.test_bench_bootstrap import _machine
+from jaxscale.groups import DEFAULT_N_REFINE
+from tests.reference import chinchilla_objective, scipy_best
+
+N_GROUPS = int(os.environ.get("JAXSCALE_BENCH_GROUPS", "10000"))
+LOOP_SAMPLE = 40
+SCIPY_SAMPLE = 20
+
+
+def _group(df, g):
+    return df[df["group"] == g]
+
+
+def _screened_starts(grid, log_n, log_d, log_y, k):
+    values = np.array([chinchilla_objective(s, log_n, log_d, log_y)[0] for s in grid])
+    return grid[np.argsort(values)[:k]]
+
+
+@pytest.mark.benchmark(group="fit_groups")
+def test_fit_groups_vs_loop(benchmark):
+    df, _ = make_archive(N_GROUPS, seed=0)
+    t0 = time.perf_counter()
+    js.fit_groups(df, by="group")
+    cold = time.perf_counter() - t0
+    table = benchmark.pedantic(lambda: js.fit_groups(df, by="group"), rounds=1)
+    steady = benchmark.stats.stats.mean
+
+    rng = np.random.default_rng(1)
+    sample = rng.choice(N_GROUPS, LOOP_SAMPLE, replace=False)
+    seen, compile_costs, warm = set(), [], []
+    loop_objective = {}
+    for g in sample:
+        runs = js.read_runs(_group(df, g))
+        t0 = time.perf_counter()
+        js.fit(runs)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        loop_objective[g] = js.fit(runs).objective
+        warm.append(time.perf_counter() - t0)
+        if runs.n_points not in seen:
+            compile_costs.append(first - warm[-1])
+            seen.add(runs.n_points)
+    n_sizes = df.groupby("group").size().nunique()
+    loop_total = n_sizes * np.mean(compile_costs) + N_GROUPS * np.mean(warm)
+    loop_warm_total = N_GROUPS * np.mean(warm)
+
+    grid = js.get_law("chinchilla").grid_points()
+    t0 = time.perf_counter()
+    for g in sample[:SCIPY_SAMPLE]:
+        part = _group(df, g)
+        log_n, log_d, log_y = (np.log(part[c].to_numpy()) for c in ("N", "D", "loss"))
+        starts = _screened_starts(grid, log_n, log_d, log_y, DEFAULT_N_REFINE)
+        scipy_best(starts, log_n, log_d, log_y, tight=False)
+    scipy_total = (time.perf_counter() - t0) / SCIPY_SAMPLE * N_GROUPS
+
+    ours = table.set_index("group").loc[sample, "objective"].to_numpy()
+    theirs = np.array([loop_objective[g] for g in sample])
+    gap = float(np.max((ours - theirs) / theirs))
+    figures = {
+        "machine": _machine(),
+        "n_groups": N_GROUPS,
+        "n_runs": len(df),
+        "distinct_group_sizes": int(n_sizes),
+        "n_refine": DEFAULT_N_REFINE,
+        "converged_fraction": float(table["converged"].mean()),
+        "jaxscale_first_call_s": round(cold, 1),
+        "jaxscale_steady_s": round(steady, 1),
+        "jaxscale_ms_per_group": round(1e3 * steady / N_GROUPS, 2),
+        "loop_fit_compile_s_per_new_size": round(float(np.mean(compile_costs)), 2),
+        "loop_fit_warm_ms_per_group": round(1e3 * float(np.mean(warm)), 1),
+        "loop_fit_extrapolated_s": round(float(loop_total), 0),
+        "ratio_vs_loop_of_fit": round(float(loop_total / cold), 1),
+        "ratio_vs_loop_of_fit_warm_only_steady": round(float(loop_warm_total / steady), 1),
+        "scipy_loop_extrapolated_s": round(scipy_total, 0),
+        "ratio_vs_scipy_loop": round(scipy_total / steady, 1),
+        "max_rel_gap_vs_fit_on_sample": gap,
+    }
+    benchmark.extra_info.update(figures)
+    print("\n" + json.dumps(figures, indent=2))
+    assert table["converged"].all()
+    assert gap <= 1e-9
