@@ -98,6 +98,7 @@ def fit_groups(
     seed: int = 0,
     chunk_size: int = 256,
     lanes: int = 512,
+    devices: int | None = None,
     solver: str = "bfgs",
     progress: Callable[[int, int], None] | None = None,
     where=None,
@@ -123,6 +124,7 @@ def fit_groups(
             n=bootstrap, seed=seed + g)`` would resample it, so any row can be reproduced alone.
             With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
         chunk_size: groups per kernel call (bounds memory); lanes: starts iterated side by side.
+        devices: local devices to shard chunks over (default: all); results do not depend on it.
         progress: called as ``progress(done, total)`` after each chunk.
 
     Returns:
@@ -154,12 +156,23 @@ def fit_groups(
         fit_ids = [g for g in range(len(keys)) if g not in set(few)]
         candidates, k = candidate_starts(law, cfg, starts, n_refine)
         lanes = min(lanes, max(1, k * min(chunk_size, len(fit_ids))))
+        n_devices = len(jax.local_devices()) if devices is None else int(devices)
         fits: dict[int, FitResult] = {}
         boots: dict[int, BootstrapResult] = {}
         solved = 0
         for size, ids in _buckets(members, fit_ids):
             data, w = _padded_data(cfg, theta_fixed, log_x, log_y, [members[g] for g in ids], size)
-            best = engine.solve(cfg, data, candidates, w, n_refine=k, chunk_size=chunk_size, lanes=lanes, grouped=True)
+            best = engine.solve(
+                cfg,
+                data,
+                candidates,
+                w,
+                n_refine=k,
+                chunk_size=chunk_size,
+                lanes=lanes,
+                devices=n_devices,
+                grouped=True,
+            )
             for j, g in enumerate(ids):
                 fits[g] = result_from_best(
                     law,
@@ -175,7 +188,19 @@ def fit_groups(
                 boot_k = min(BOOT_N_REFINE, len(candidates)) if isinstance(starts, str) else len(candidates)
                 boots.update(
                     _bootstrap_bucket(
-                        cfg, data, w, ids, members, candidates, boot_k, fits, bootstrap, seed, chunk_size, lanes
+                        cfg,
+                        data,
+                        w,
+                        ids,
+                        members,
+                        candidates,
+                        boot_k,
+                        fits,
+                        bootstrap,
+                        seed,
+                        chunk_size,
+                        lanes,
+                        n_devices,
                     )
                 )
             solved += len(ids)
@@ -203,7 +228,7 @@ def _buckets(members: list[np.ndarray], ids: list[int]) -> list[tuple[int, list[
     return sorted(out.items())
 
 
-def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, chunk_size, lanes):
+def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, chunk_size, lanes, devices):
     """``n`` resamples of every group of a bucket, as one grouped solve: problem ``j * n + i``
     is resample ``i`` of group ``g = ids[j]``, drawn as ``bootstrap(group, seed=seed + g)`` draws it."""
     size = w.shape[1]
@@ -227,6 +252,7 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
         n_refine=k,
         chunk_size=chunk_size * 4,
         lanes=lanes,
+        devices=devices,
         grouped=True,
         data_index=np.repeat(np.arange(len(ids)), n),
     )

@@ -83,24 +83,37 @@ def test_derived_quantities_match_their_formulas():
 
 
 def test_eight_simulated_devices_equal_one(tmp_path):
+    """bootstrap and fit_groups (with per-group bootstrap) on 1 and 8 simulated devices."""
     script = textwrap.dedent(
         """
-        import json, jax, numpy as np
+        import json, jax, numpy as np, pandas as pd
         import jaxscale as js
         assert len(jax.local_devices()) == 8
         runs = js.datasets.chinchilla()
         one = js.bootstrap(runs, n=48, seed=5, chunk_size=6, devices=1, progress=False)
         eight = js.bootstrap(runs, n=48, seed=5, chunk_size=6, devices=8, progress=False)
+        df = js.datasets.chinchilla_table()
+        df = {"N": df["params_N"], "D": df["tokens_D"], "loss": df["loss"], "g": (df["params_N"] > 1e9) * 1}
+        opts = dict(by="g", n_refine=4, bootstrap=12, chunk_size=1)
+        g1, g8 = js.fit_groups(pd.DataFrame(df), devices=1, **opts), js.fit_groups(pd.DataFrame(df), devices=8, **opts)
+        cols = [c for c in g1.columns if g1[c].dtype.kind == "f"]
+        a, b = g1[cols].to_numpy(), g8[cols].to_numpy()
+        same_nan = bool((np.isnan(a) == np.isnan(b)).all())
+        a, b = np.where(np.isnan(a), 1.0, a), np.where(np.isnan(b), 1.0, b)
         print(json.dumps({"max_diff": float(np.max(np.abs(one.draws - eight.draws) / np.abs(one.draws))),
-                          "same_status": bool((one.status == eight.status).all())}))
+                          "same_status": bool((one.status == eight.status).all()),
+                          "groups_max_diff": float(np.max(np.where(a == b, 0.0, np.abs(a - b) / np.abs(a)))),
+                          "groups_same_nan": same_nan,
+                          "groups_same_status": g1["status"].tolist() == g8["status"].tolist()}))
         """
     )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["same_status"]
+    assert result["same_status"] and result["groups_same_status"] and result["groups_same_nan"]
     assert result["max_diff"] <= 1e-12
+    assert result["groups_max_diff"] <= 1e-12
 
 
 @pytest.mark.slow
