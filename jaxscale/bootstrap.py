@@ -30,9 +30,9 @@ import numpy as np
 from . import engine
 from .fit import FitResult, as_runs, candidate_starts, fit, prepare
 from .frontier import chinchilla_allocation
-from .laws import Law, get_law
+from .laws import Law, center, get_law
 from .runs import Runs
-from .solver import CONVERGED, STATUS_NAMES
+from .solver import CONVERGED, STALLED, STATUS_NAMES
 
 # Starts refined per resample after screening the whole grid. Measured on the Epoch points:
 # refining only the best 4 screened starts already matched the full 4,500-start grid's optimum
@@ -227,6 +227,7 @@ def bootstrap(
     devices: int | None = None,
     progress: bool | None = None,
     solver: str = "bfgs",
+    dtype: str = "float64",
 ) -> BootstrapResult:
     """Bootstrap a fit: ``n`` resamples of the runs, each refitted from the start grid.
 
@@ -248,6 +249,11 @@ def bootstrap(
         solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
             with few parameters; ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
             (used for the point fit and every resample).
+        dtype: ``"float64"`` (default) or ``"float32"`` for the resamples (the point fit stays
+            float64). float32 is faster, but single precision stops short of the optimum
+            along this objective's flat directions; each float32 resample is re-judged by its
+            float64 gradient (``max|grad| <= sqrt(gtol)``), and those that fail are counted
+            and left out. Measured cost on the Epoch data: benchmarks/RESULTS.md.
 
     Returns:
         :class:`BootstrapResult`; ``ci(level)`` gives percentile intervals over the
@@ -257,6 +263,8 @@ def bootstrap(
     runs = as_runs(runs)
     if n < 2:
         raise ValueError(f"n must be at least 2 resamples; got {n}")
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     cluster_ids = _cluster_ids(runs, clusters)
     point_starts = "screen" if isinstance(starts, str) and starts == "warm" else starts
     point = fit(
@@ -283,11 +291,21 @@ def bootstrap(
         else:
             candidates, k = candidate_starts(law, cfg, starts, n_refine)
         key = jax.random.key(seed)
+        weights = lambda lo, hi: resample_weights(key, lo, hi, runs.n_points, cluster_ids)  # noqa: E731
+    data64, weights64 = data, weights
+    if dtype == "float32":
+        # Resamples in single precision (faster on accelerators; see benchmarks/RESULTS.md for
+        # the accuracy cost): data and starts cast, everything computed with x64 off.
+        data = engine.Data(*(np.asarray(a, dtype=np.float32) for a in data))
+        candidates = candidates.astype(np.float32)
+        weights32 = weights
+        weights = lambda lo, hi: weights32(lo, hi).astype(np.float32)  # noqa: E731
+    with jax.enable_x64(dtype == "float64"):
         best = engine.solve(
             cfg,
             data,
             candidates,
-            lambda lo, hi: resample_weights(key, lo, hi, runs.n_points, cluster_ids),
+            weights,
             n_problems=n,
             n_refine=k,
             chunk_size=chunk_size,
@@ -295,12 +313,36 @@ def bootstrap(
             devices=n_devices,
             progress=_progress_printer(progress),
         )
+    status = best.status
+    if dtype == "float32":
+        status = _recheck_in_float64(cfg, data64, best, weights64, gtol, chunk_size)
     return BootstrapResult(
         law=law,
         point=point,
-        draws=np.asarray(law.to_natural(best.theta)),
-        objective=best.value,
-        status=best.status,
+        draws=np.asarray(law.to_natural(np.asarray(best.theta, dtype=np.float64))),
+        objective=np.asarray(best.value, dtype=np.float64),
+        status=status,
         seed=seed,
         cluster_count=None if cluster_ids is None else int(cluster_ids.max()) + 1,
     )
+
+
+def _recheck_in_float64(cfg, data, best, weights, gtol: float, chunk_size: int) -> np.ndarray:
+    """Statuses of float32 resamples, judged by the float64 gradient at their optimum.
+
+    A float32 solve stops when single precision can no longer move the parameters; along
+    this objective's flat directions that can be far (several %) from the optimum. A resample
+    stays "converged" only if ``max|grad| <= sqrt(gtol)`` in float64 there; others become
+    "stalled" and are left out of the intervals, so the failure fraction shows the cost.
+    """
+    status = np.asarray(best.status).copy()
+    with jax.enable_x64(True):
+        theta = jnp.asarray(np.asarray(best.theta, dtype=np.float64))
+        x_free = center(cfg.law, theta, data.shift)[:, list(cfg.free)]
+        grad = jax.jit(jax.vmap(lambda x, w: engine.objective_value_and_grad(cfg, data, x, w)[1], in_axes=(0, 0)))
+        for lo in range(0, status.shape[0], chunk_size):
+            hi = min(lo + chunk_size, status.shape[0])
+            g = np.asarray(grad(x_free[lo:hi], jnp.asarray(weights(lo, hi))))
+            bad = (status[lo:hi] == CONVERGED) & (np.max(np.abs(g), axis=1) > np.sqrt(gtol))
+            status[lo:hi][bad] = STALLED
+    return status

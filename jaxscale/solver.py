@@ -170,6 +170,7 @@ def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xto
     g = jnp.where(accept, gt, s.g)
     k = s.k + 1
     gmax = jnp.max(jnp.abs(g))
+    xtol = jnp.maximum(xtol, jnp.finfo(s.x.dtype).eps)  # float32: a step below eps cannot move x
     step_vanished = ~accept & (jnp.max(jnp.abs(t_shrunk * s.p)) <= xtol * (1.0 + jnp.max(jnp.abs(s.x))))
     status = _status(~(first & ~finite), step_vanished, gmax, k, max_steps=max_steps, gtol=gtol)
     new = State(

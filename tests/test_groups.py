@@ -212,3 +212,26 @@ def test_malformed_archives_fit_or_raise_a_clear_error(sizes, seed, hits, consta
     done = table[table["converged"]]
     assert np.isfinite(done[["E", "A", "B", "alpha", "beta", "objective"]].to_numpy(float)).all()
     assert set(table["status"]) <= {"converged", "max_steps", "nonfinite", "stalled", "too_few_runs"}
+
+
+def test_retry_reaches_fits_optimum_where_eight_starts_do_not():
+    """Group 5318 of the benchmark archive: 20 noisy runs whose optimum is degenerate (E -> 0
+    traded against alpha -> 0). Its best 8 screened starts stop at max_steps; the retry from
+    64 starts converges to fit()'s optimum."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.groups_data import make_archive
+
+    df, _ = make_archive(10000, seed=0)
+    part = df[df["group"] == 5318]
+    first = js.fit_groups(part, by="group", retry=False).iloc[0]
+    again = js.fit_groups(part, by="group").iloc[0]
+    alone = js.fit(js.read_runs(part))
+    assert first["status"] == "max_steps" and first["steps"] == 1000
+    assert again["status"] == alone.status == "converged"
+    np.testing.assert_allclose(again["objective"], alone.objective, rtol=1e-9)
+    assert again["objective"] < first["objective"]
+    np.testing.assert_allclose(
+        again[["B", "beta"]].to_numpy(float), [alone.params["B"], alone.params["beta"]], rtol=1e-5
+    )
