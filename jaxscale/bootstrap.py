@@ -19,8 +19,7 @@ Example:
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engine
+from ._progress import progress_bar
 from .fit import FitResult, as_runs, candidate_starts, fit, prepare
 from .frontier import chinchilla_allocation
 from .laws import Law, center, get_law
@@ -68,6 +68,22 @@ class BootstrapResult(NamedTuple):
     status: np.ndarray  # [n] solver status codes (0 = converged)
     seed: int
     cluster_count: int | None  # number of clusters for a cluster bootstrap, else None
+
+    @staticmethod
+    def merge(parts: Sequence[BootstrapResult]) -> BootstrapResult:
+        """Concatenate bootstraps of the same runs, seed and law drawn with consecutive ``offset``s."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("merge needs at least one BootstrapResult")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.law is not first.law or p.seed != first.seed or p.point.params != first.point.params:
+                raise ValueError("merge only bootstraps of the same runs, law and seed (drawn with different offsets)")
+        return first._replace(
+            draws=np.concatenate([p.draws for p in parts]),
+            objective=np.concatenate([p.objective for p in parts]),
+            status=np.concatenate([p.status for p in parts]),
+        )
 
     @property
     def n(self) -> int:
@@ -182,20 +198,6 @@ def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping
     return out
 
 
-def _progress_printer(enabled: bool | None) -> Callable[[int, int], None] | None:
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-
-    def show(done: int, total: int) -> None:
-        bar = "#" * int(30 * done / total)
-        sys.stderr.write(f"\rbootstrap [{bar:<30}] {done}/{total} resamples")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
-
-
 def _cluster_ids(runs: Runs, clusters: Sequence | np.ndarray | None) -> np.ndarray | None:
     if clusters is None:
         return None
@@ -214,6 +216,7 @@ def bootstrap(
     *,
     n: int = 1000,
     seed: int = 0,
+    offset: int = 0,
     clusters: Sequence | np.ndarray | None = None,
     loss: str = "huber",
     delta: float = 1e-3,
@@ -234,6 +237,9 @@ def bootstrap(
     Args:
         runs, law, loss, delta, fixed, max_steps, gtol: as in :func:`jaxscale.fit`.
         n: number of resamples; seed: PRNG seed (same seed, same draws, any chunking).
+        offset: draw resamples ``offset .. offset + n - 1`` of the seed's sequence, so that
+            several processes (e.g. one per host) can each draw a disjoint share; merge the
+            parts with :meth:`BootstrapResult.merge` to get exactly the one-process result.
         clusters: optional label per run for a cluster bootstrap (e.g. the model size).
         starts: ``"screen"`` (default): every resample screens the full start grid by its own
             objective and refines its best ``n_refine``; ``"grid"`` refines all of them;
@@ -291,7 +297,8 @@ def bootstrap(
         else:
             candidates, k = candidate_starts(law, cfg, starts, n_refine)
         key = jax.random.key(seed)
-        weights = lambda lo, hi: resample_weights(key, lo, hi, runs.n_points, cluster_ids)  # noqa: E731
+        first = int(offset)
+        weights = lambda lo, hi: resample_weights(key, first + lo, first + hi, runs.n_points, cluster_ids)  # noqa: E731
     data64, weights64 = data, weights
     if dtype == "float32":
         # Resamples in single precision (faster on accelerators; see benchmarks/RESULTS.md for
@@ -311,7 +318,7 @@ def bootstrap(
             chunk_size=chunk_size,
             lanes=lanes,
             devices=n_devices,
-            progress=_progress_printer(progress),
+            progress=progress_bar("bootstrap", "resamples", enabled=progress),
         )
     status = best.status
     if dtype == "float32":

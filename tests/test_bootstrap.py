@@ -168,3 +168,16 @@ def test_float32_resamples_are_judged_in_float64():
         boot.ci(0.95)
     with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32'"):
         js.bootstrap(runs, n=4, dtype="float16")
+
+
+def test_offsets_split_a_bootstrap_across_processes():
+    """Two processes drawing resamples 0-11 and 12-23 merge into the one-process result."""
+    runs = js.datasets.chinchilla()
+    whole = js.bootstrap(runs, n=24, seed=4, progress=False)
+    parts = [js.bootstrap(runs, n=12, seed=4, offset=o, progress=False) for o in (0, 12)]
+    merged = js.BootstrapResult.merge(parts)
+    np.testing.assert_allclose(merged.draws, whole.draws, rtol=1e-12)
+    np.testing.assert_array_equal(merged.status, whole.status)
+    other = js.bootstrap(runs, n=4, seed=5, progress=False)
+    with pytest.raises(ValueError, match="same runs, law and seed"):
+        js.BootstrapResult.merge([parts[0], other])
