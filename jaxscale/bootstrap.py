@@ -91,8 +91,8 @@ class BootstrapResult(NamedTuple):
 
     @property
     def ok(self) -> np.ndarray:
-        """Mask of resamples whose best start converged (the only ones used in intervals)."""
-        return self.status == CONVERGED
+        """Resamples whose best start converged to finite parameters (the only ones used in intervals)."""
+        return (self.status == CONVERGED) & np.all(np.isfinite(self.draws), axis=1)
 
     @property
     def n_failed(self) -> int:

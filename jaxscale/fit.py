@@ -20,7 +20,7 @@ from .laws import Law, get_law
 from .objective import LOSSES
 from .results import fit_report, fit_summary, fit_to_dict
 from .runs import Runs
-from .solver import CONVERGED, STATUS_NAMES
+from .solver import CONVERGED, NONFINITE, STATUS_NAMES
 
 DEFAULT_N_REFINE = 64
 # Two starts "reach the optimum" when their objectives agree to this relative tolerance.
@@ -262,12 +262,18 @@ def result_from_best(
     value = float(best.value[i])
     finite = best.start_values[i][np.isfinite(best.start_values[i])]
     theta = np.asarray(best.theta[i])
+    natural = np.asarray(law.to_natural(theta))
+    status = int(best.status[i])
+    if status == CONVERGED and not np.all(np.isfinite(natural)):
+        # e.g. a coefficient whose log ran past 709 along an unidentified direction (an input
+        # that never varies): an optimum whose parameters cannot be represented is no result.
+        status = NONFINITE
     return FitResult(
         law=law,
-        params={n: float(v) for n, v in zip(law.natural, law.to_natural(theta), strict=True)},
+        params={n: float(v) for n, v in zip(law.natural, natural, strict=True)},
         theta=theta,
         objective=value,
-        status=STATUS_NAMES[int(best.status[i])],
+        status=STATUS_NAMES[status],
         steps=int(best.steps[i]),
         grad_norm=float(best.grad_norm[i]),
         n_points=n_points,
