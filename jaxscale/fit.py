@@ -102,16 +102,23 @@ def candidate_starts(law: Law, cfg: engine.Config, starts, n_refine: int) -> tup
 
 
 def match_inputs(runs: Runs, law: Law) -> np.ndarray:
-    """The columns of ``runs.x`` in the order of ``law.inputs`` (log scale)."""
+    """The columns of ``runs.x`` in the order of ``law.inputs`` (log scale).
+
+    Tokens per parameter ``M`` (the over-training law's input) is derived as ``D / N`` when
+    the runs have ``N`` and ``D`` but no ``M`` column.
+    """
     if len(law.inputs) == 1 and len(runs.inputs) == 1:
         return runs.log_inputs()
-    missing = [n for n in law.inputs if n not in runs.inputs]
+    log_x = dict(zip(runs.inputs, runs.log_inputs().T, strict=True))
+    if "M" in law.inputs and "M" not in log_x and {"N", "D"} <= set(log_x):
+        log_x["M"] = log_x["D"] - log_x["N"]  # tokens per parameter, M = D / N
+    missing = [n for n in law.inputs if n not in log_x]
     if missing:
         raise ValueError(
             f"law {law.name!r} needs inputs {list(law.inputs)} but the runs have {list(runs.inputs)}; "
             f"map them in read_runs, e.g. read_runs(df, {missing[0]}='your_column', ...)"
         )
-    return runs.log_inputs()[:, [runs.inputs.index(n) for n in law.inputs]]
+    return np.stack([log_x[n] for n in law.inputs], axis=-1)
 
 
 def make_config(

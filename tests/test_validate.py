@@ -154,3 +154,16 @@ def test_validate_errors_say_what_to_do():
         js.validate(runs, law="chinchilla", train=np.zeros(runs.n_points, bool))
     with pytest.raises(ValueError, match="train="):
         js.validate(runs, law="chinchilla", train=runs.x[:, 0] < 1e9, weights=np.ones(runs.n_points))
+
+
+def test_tokens_per_parameter_derived_from_n_and_d():
+    """The over-training law reads M; runs with N and D get M = D / N (Gadre's M column is exactly that)."""
+    frame = gadre().query("train_dataset == 'rpj'")
+    with_m = js.fit(js.read_runs(frame, N="params_N", M="tokens_per_param_M", loss="loss_c4_val"), law="overtraining")
+    with_d = js.fit(js.read_runs(frame, N="params_N", D="tokens_D", loss="loss_c4_val"), law="overtraining")
+    assert with_m.converged and with_d.converged
+    np.testing.assert_allclose(with_d.objective, with_m.objective, rtol=1e-9)
+    for name, value in with_m.params.items():
+        np.testing.assert_allclose(with_d.params[name], value, rtol=1e-6, err_msg=name)
+    with pytest.raises(ValueError, match=r"needs inputs \['N', 'M'\] but the runs have \['N'\]"):
+        js.fit(js.read_runs(frame, N="params_N", loss="loss_c4_val"), law="overtraining")
