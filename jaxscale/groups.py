@@ -151,7 +151,8 @@ def fit_groups(
             law, loss=loss_fn, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
         )
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
-        members = [np.flatnonzero(gid == g) for g in range(len(keys))]
+        order = np.argsort(gid, kind="stable")  # each group's runs in their original order
+        members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
         few = [g for g, rows in enumerate(members) if too_few_runs(len(rows), cfg)]
         if few and small == "error":
             shown = "; ".join(f"group {keys[g]!r} has {len(members[g])} runs" for g in few[:5])
@@ -161,7 +162,7 @@ def fit_groups(
                 f"{len(cfg.free) + 1} runs per group. Add runs, drop those groups with where=, "
                 "or keep them unfitted in the table with small='report'"
             )
-        fit_ids = [g for g in range(len(keys)) if g not in set(few)]
+        fit_ids = sorted(set(range(len(keys))) - set(few))
         candidates, k = candidate_starts(law, cfg, starts, n_refine)
         lanes = min(lanes, max(1, k * min(chunk_size, len(fit_ids))))
         n_devices = len(jax.local_devices()) if devices is None else int(devices)
