@@ -212,7 +212,7 @@ def _solve_chunk(
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``.
 
     ``grouped``: every problem has its own data (``data`` and ``starts_c`` carry a leading
-    ``[B]`` axis; padding points have weight 0), as in :func:`solve_groups`.
+    ``[B]`` axis; padding points have weight 0), as in ``solve(..., grouped=True)``.
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes

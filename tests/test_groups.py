@@ -248,3 +248,15 @@ def test_unidentified_fit_with_infinite_coefficient_is_not_converged():
     assert not row["converged"]
     if not np.isfinite(row[["E", "A", "B", "alpha", "beta"]].to_numpy(float)).all():
         assert row["status"] == "nonfinite"
+
+
+def test_lbfgs_solver_on_groups_matches_bfgs():
+    """The optax L-BFGS path reads each problem's own data too."""
+    df = synthetic_groups([30, 50], noise=0.005)
+    bfgs = js.fit_groups(df, by="group", n_refine=4)
+    lbfgs = js.fit_groups(df, by="group", n_refine=4, solver="lbfgs", max_steps=500)
+    assert bfgs["converged"].all() and lbfgs["converged"].all()
+    np.testing.assert_allclose(lbfgs["objective"], bfgs["objective"], rtol=1e-8)
+    np.testing.assert_allclose(
+        lbfgs[["alpha", "beta"]].to_numpy(float), bfgs[["alpha", "beta"]].to_numpy(float), rtol=1e-4
+    )
