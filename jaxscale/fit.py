@@ -25,6 +25,8 @@ from .solver import CONVERGED, NONFINITE, STATUS_NAMES
 DEFAULT_N_REFINE = 64
 # Two starts "reach the optimum" when their objectives agree to this relative tolerance.
 SAME_OPTIMUM_RTOL = 1e-9
+# A coefficient fitted as a log that fell below this (natural value < 1e-13) has gone to 0.
+VANISHED_LOG = -30.0
 
 
 class FitResult(NamedTuple):
@@ -44,6 +46,16 @@ class FitResult(NamedTuple):
     fixed: tuple[str, ...]
     loss: str
     delta: float
+
+    @property
+    def at_bound(self) -> tuple[str, ...]:
+        """Coefficients that ran to 0 (fitted log below -30): their term vanished from the law,
+        so the runs do not determine them (e.g. E traded against a near-zero exponent)."""
+        return tuple(
+            name
+            for name, value, logged in zip(self.law.natural, self.theta, self.law.log_scale, strict=True)
+            if logged and value < VANISHED_LOG
+        )
 
     @property
     def converged(self) -> bool:

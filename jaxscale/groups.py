@@ -138,7 +138,8 @@ def fit_groups(
     Returns:
         DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
         derived quantities, ``objective``, ``status``, ``converged``, ``steps``,
-        ``grad_norm``, ``n_points``, ``n_at_optimum``. Groups whose fit did not converge
+        ``grad_norm``, ``n_points``, ``n_at_optimum``, ``at_bound`` (coefficients that ran to
+        0, comma-separated; see ``FitResult.at_bound``). Groups whose fit did not converge
         stay in the table with their status.
     """
     law = get_law(law)
@@ -296,11 +297,12 @@ def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, leve
         if res is None:
             row |= nan_params | nan_derived
             row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
-            row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0}
+            row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0, "at_bound": ""}
         else:
             row |= res.params | res.derived
             row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
             row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
+            row["at_bound"] = ",".join(res.at_bound)
         if boots:
             row |= _interval_columns(boots.get(g), level, [*nan_params, *nan_derived])
         rows.append(row)

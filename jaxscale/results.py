@@ -29,6 +29,7 @@ def fit_to_dict(res) -> dict[str, Any]:
             "n_starts": res.n_starts,
             "n_candidates": res.n_candidates,
             "n_at_optimum": res.n_at_optimum,
+            "at_bound": list(res.at_bound),
         },
     }
 
@@ -62,6 +63,12 @@ def fit_report(res) -> str:
         f"  starts: {res.n_starts} refined of {res.n_candidates}; {res.n_at_optimum} reached the best optimum",
         "  parameters:",
     ]
+    if res.at_bound:
+        lines.insert(
+            -1,
+            f"  note: {', '.join(res.at_bound)} ran to 0 (the term vanished): the runs do not determine "
+            "it; hold it fixed (fixed={...}) or add runs that vary more",
+        )
     for name, value in res.params.items():
         tag = "  (fixed)" if name in res.fixed else ""
         lines.append(f"    {name:<{width}} = {value:.6g}{tag}")

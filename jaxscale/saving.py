@@ -162,7 +162,8 @@ def save(result, path: str | os.PathLike) -> Path:
             }
     elif hasattr(result, "to_csv") and hasattr(result, "columns"):
         if suffix == ".csv":
-            result.to_csv(path, index=False)
+            # NaN as "nan", so that an empty string (e.g. at_bound) reads back as itself.
+            result.to_csv(path, index=False, na_rep="nan")
             return path
         if suffix == ".parquet":
             result.to_parquet(path, index=False)
@@ -188,7 +189,7 @@ def load(path: str | os.PathLike, *, law: Law | str | None = None):
         if suffix == ".csv":
             # pandas 3 parses floats exactly by default and deprecates the option.
             exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-            return pd.read_csv(path, **exact)
+            return pd.read_csv(path, keep_default_na=False, na_values=["nan"], **exact)
         return pd.read_parquet(path)
     try:
         doc = json.loads(path.read_text())

@@ -260,3 +260,19 @@ def test_lbfgs_solver_on_groups_matches_bfgs():
     np.testing.assert_allclose(
         lbfgs[["alpha", "beta"]].to_numpy(float), bfgs[["alpha", "beta"]].to_numpy(float), rtol=1e-4
     )
+
+
+def test_coefficients_that_ran_to_zero_are_named():
+    """Group 5318's optimum has E -> 0: the fit says so, in the report, the dict and the table."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.groups_data import make_archive
+
+    df, _ = make_archive(10000, seed=0)
+    part = df[df["group"] == 5318]
+    res = js.fit(js.read_runs(part))
+    assert res.at_bound == ("E",) and res.params["E"] < 1e-13
+    assert "E ran to 0" in str(res) and res.to_dict()["diagnostics"]["at_bound"] == ["E"]
+    assert js.fit_groups(part, by="group")["at_bound"].tolist() == ["E"]
+    assert js.fit(js.datasets.chinchilla()).at_bound == ()
