@@ -99,21 +99,14 @@ def fit_doc(result, boot=None, level: float = 0.95) -> dict[str, Any]:
 
 def fit_row(result, boot=None, level: float = 0.95) -> pd.DataFrame:
     """One fit as a one-row table with the columns of a ``fit_groups`` row (less the group keys)."""
-    row: dict[str, Any] = {"law": result.law.name, **result.params, **result.derived}
-    row |= {"objective": result.objective, "status": result.status, "converged": result.converged}
-    row |= {"steps": result.steps, "grad_norm": result.grad_norm, "n_points": result.n_points}
-    row["n_at_optimum"] = result.n_at_optimum
-    if boot is not None:
-        for name, ci in boot.ci(level).iterrows():
-            row[f"{name}_lower"], row[f"{name}_upper"] = float(ci.lower), float(ci.upper)
-        row |= {"boot_n": boot.n, "boot_failed_fraction": boot.failed_fraction}
-    return pd.DataFrame([row])
+    from .groups import result_row
+
+    return pd.DataFrame([result_row(result, boot, level)])
 
 
 def quantities(law) -> tuple[list[str], list[str]]:
     """The law's natural parameter names and derived quantity names."""
-    natural = list(law.natural)
-    return natural, list(law.derive(dict.fromkeys(natural, 1.0)))
+    return list(law.natural), list(law.derived_names)
 
 
 def group_docs(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level: float, seed: int) -> list[dict]:

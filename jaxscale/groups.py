@@ -210,7 +210,8 @@ def fit_groups(
                     if res.objective <= fits[ids[j]].objective * (1 + SAME_OPTIMUM_RTOL):
                         fits[ids[j]] = res
             if bootstrap:
-                boot_k = min(BOOT_N_REFINE, len(candidates)) if isinstance(starts, str) else len(candidates)
+                # As bootstrap() does: screened starts refine its default few, other start sets all.
+                boot_k = BOOT_N_REFINE if k < len(candidates) else k
                 boots.update(
                     _bootstrap_bucket(
                         cfg,
@@ -283,36 +284,43 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
     )
     draws = np.asarray(cfg.law.to_natural(best.theta)).reshape(len(ids), n, -1)
     value, status = best.value.reshape(len(ids), n), best.status.reshape(len(ids), n)
-    return {g: BootstrapResult(cfg.law, fits[g], draws[j], value[j], status[j], seed, None) for j, g in enumerate(ids)}
+    return {
+        g: BootstrapResult(cfg.law, fits[g], draws[j], value[j], status[j], seed + g, None) for j, g in enumerate(ids)
+    }
 
 
 def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, level: float) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
-    nan_params = dict.fromkeys(law.natural, np.nan)
-    nan_derived = {name: np.nan for name in law.derive(dict.fromkeys(law.natural, 1.0))}
     for g, key in enumerate(keys):
         row: dict[str, Any] = dict(zip(by, key, strict=True))
-        row["law"] = law.name
         res = fits.get(g)
         if res is None:
-            row |= nan_params | nan_derived
+            row |= {"law": law.name, **dict.fromkeys((*law.natural, *law.derived_names), np.nan)}
             row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
             row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0, "at_bound": ""}
+            if boots:
+                row |= _interval_columns(law, None, level)
         else:
-            row |= res.params | res.derived
-            row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
-            row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
-            row["at_bound"] = ",".join(res.at_bound)
-        if boots:
-            row |= _interval_columns(boots.get(g), level, [*nan_params, *nan_derived])
+            row |= result_row(res, boots.get(g), level) if boots else result_row(res)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _interval_columns(boot: BootstrapResult | None, level: float, names: list[str]) -> dict[str, Any]:
+def result_row(res: FitResult, boot: BootstrapResult | None = None, level: float = 0.95) -> dict[str, Any]:
+    """One fit (and its bootstrap) as a row of a :func:`fit_groups` table, less the group keys."""
+    row: dict[str, Any] = {"law": res.law.name, **res.params, **res.derived}
+    row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
+    row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
+    row["at_bound"] = ",".join(res.at_bound)
+    if boot is not None:
+        row |= _interval_columns(res.law, boot, level)
+    return row
+
+
+def _interval_columns(law: Law, boot: BootstrapResult | None, level: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     ci = boot.ci(level) if boot is not None and boot.ok.any() else None
-    for name in names:
+    for name in (*law.natural, *law.derived_names):
         out[f"{name}_lower"] = np.nan if ci is None else float(ci.loc[name, "lower"])
         out[f"{name}_upper"] = np.nan if ci is None else float(ci.loc[name, "upper"])
     out["boot_n"] = 0 if boot is None else boot.n

@@ -123,6 +123,11 @@ class Law:
         """Derived quantities from natural parameters by name (empty when the law has none)."""
         return dict(self.derived(natural)) if self.derived is not None else {}
 
+    @property
+    def derived_names(self) -> tuple[str, ...]:
+        """Names of the derived quantities (e.g. ``("a", "b")`` for Chinchilla)."""
+        return tuple(self.derive(dict.fromkeys(self.natural, 1.0)))
+
     def predict(self, theta, log_x):
         """Predicted loss (natural scale) at ``log_x``."""
         return jnp.exp(self.log_predict(theta, log_x))

@@ -45,7 +45,7 @@ def _unfloat(v: float | str) -> float:
 
 
 def _floats(a) -> list:
-    return [_floats(x) for x in a] if np.ndim(a) > 0 and not np.isscalar(a) else _float(a)
+    return [_floats(x) for x in a] if np.ndim(a) else _float(a)
 
 
 def _array(values) -> np.ndarray:
