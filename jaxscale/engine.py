@@ -318,7 +318,9 @@ def solve(
     else:
         array = np.asarray(weights)
         source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
-    if not grouped:
+    if grouped:
+        starts_j = jnp.asarray(starts)  # centred per problem, chunk by chunk, below
+    else:
         starts_c = centred_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
     chunk = max(1, min(chunk_size, -(-n // devices)))
@@ -331,7 +333,7 @@ def solve(
         if grouped:
             rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
             chunk_data = Data(*(jnp.asarray(_pad(np.asarray(a)[rows], step)) for a in data))
-            starts_c = _centred_starts_per_problem(cfg, chunk_data, jnp.asarray(starts))
+            starts_c = _centred_starts_per_problem(cfg, chunk_data, starts_j)
         if devices == 1:
             out = solve_chunk(cfg, chunk_data, starts_c, w, k, lanes, grouped=grouped)
         else:
