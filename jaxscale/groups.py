@@ -51,6 +51,21 @@ DEFAULT_N_REFINE = 8
 # On 10,000 synthetic groups, 4 did not converge with 8 starts; 3 of them did with 64.
 RETRY_N_REFINE = 64
 TOO_FEW_RUNS = "too_few_runs"
+# Most resamples per kernel call of fit_groups(bootstrap=...): each carries a copy of its
+# group's padded data, 16 MB per call for groups of 512 runs.
+BOOTSTRAP_CHUNK = 1024
+
+
+def balanced_chunk(n: int, most: int) -> int:
+    """Problems per kernel call: ``n`` split into equal calls of at most ``most`` each.
+
+    Every call of a chunked solve has one shape (the last is padded with copies), so 2,100
+    groups in calls of 2,048 would solve 4,096; in two calls of 1,050 they solve 2,100.
+    Solver lanes are refilled within a call only, and each call ends waiting for its slowest
+    start, so fewer, larger calls are faster: on 2,000 synthetic groups (2-core CPU),
+    ``fit_groups`` took 14.4 s in calls of 256 groups and 9.1 s in calls of 2,048.
+    """
+    return -(-n // -(-n // max(1, most)))
 
 
 def bucket_size(n_points: int) -> int:
@@ -101,7 +116,7 @@ def fit_groups(
     bootstrap: int = 0,
     level: float = 0.95,
     seed: int = 0,
-    chunk_size: int = 256,
+    chunk_size: int = 2048,
     lanes: int = 512,
     devices: int | None = None,
     solver: str = "bfgs",
@@ -131,7 +146,9 @@ def fit_groups(
             The ``g``-th group (in table order) is resampled as ``jaxscale.bootstrap(group,
             n=bootstrap, seed=seed + g)`` would resample it, so any row can be reproduced alone.
             With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
-        chunk_size: groups per kernel call (bounds memory); lanes: starts iterated side by side.
+        chunk_size: most groups per kernel call (bounds memory: the largest bucket's data is
+            ``chunk_size x size x (inputs + 2)`` floats, 34 MB for 2,048 groups of 512 runs);
+            a bucket is split into equal chunks. lanes: starts iterated side by side.
         devices: local devices to shard chunks over (default: all); results do not depend on it.
         progress: called as ``progress(done, total)`` after each chunk.
 
@@ -178,7 +195,7 @@ def fit_groups(
                 candidates,
                 w,
                 n_refine=k,
-                chunk_size=chunk_size,
+                chunk_size=balanced_chunk(len(ids), chunk_size),
                 lanes=lanes,
                 devices=n_devices,
                 grouped=True,
@@ -276,7 +293,7 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
         weights,
         n_problems=len(ids) * n,
         n_refine=k,
-        chunk_size=chunk_size * 4,
+        chunk_size=balanced_chunk(len(ids) * n, min(4 * chunk_size, BOOTSTRAP_CHUNK)),
         lanes=lanes,
         devices=devices,
         grouped=True,
