@@ -12,9 +12,9 @@ and the compilations seen during the timed call are counted and kept):
 * bootstrap n=1000 with n_refine in {1, 2, 4, 8, 16, 32, 64};
 * fit_groups on make_archive(G) (groups of 20-300 runs), G in {1000, 10000};
 * fit_groups on 1000 groups of exactly P runs, P in {32, 64, 128, 256}.
-bootstrap works in chunks of 256 resamples and makes each chunk's resample weights with small
-jitted ops, so a bootstrap is warmed by one full chunk plus a chunk of the timed call's
-remainder (``n mod 256``): every shape the timed call uses, for a fraction of its cost.
+bootstrap works in chunks (``chunk_size`` resamples) and makes each chunk's resample weights
+with small jitted ops, so a bootstrap is warmed by one full chunk plus a chunk of the timed
+call's remainder (``n mod chunk_size``): every shape the timed call uses.
 fit_groups' kernel shapes depend on how many groups fall in each size bucket (and on how many
 need a retry), so each fit_groups point is warmed by the identical call, whose time is kept
 as the first call.

@@ -225,7 +225,7 @@ def bootstrap(
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
-    chunk_size: int = 256,
+    chunk_size: int = 2048,
     lanes: int = 512,
     devices: int | None = None,
     progress: bool | None = None,
@@ -248,7 +248,10 @@ def bootstrap(
             basin the full-data fit found: a resample whose optimum moved elsewhere would be
             reported at a local optimum, narrowing the interval exactly where the data are
             least informative.
-        chunk_size: resamples per kernel call (bounds memory, whatever ``n``).
+        chunk_size: resamples per kernel call (bounds memory, whatever ``n``: the call's
+            screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
+            for its slowest start, so larger calls are faster: 4,000 Epoch resamples took
+            16.5 s in calls of 256 and 13.2 s in calls of 2,048 (2-core CPU).
         lanes: starts iterated side by side; keep it fixed for bit-identical results.
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
