@@ -182,7 +182,9 @@ def fit_groups(
             )
         fit_ids = sorted(set(range(len(keys))) - set(few))
         candidates, k = candidate_starts(law, cfg, starts, n_refine)
-        lanes = min(lanes, max(1, k * min(chunk_size, len(fit_ids))))
+        # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
+        # fixes the compiled arithmetic and results would then depend on the chunking.
+        lanes = min(lanes, max(1, k * len(fit_ids)))
         n_devices = len(jax.local_devices()) if devices is None else int(devices)
         fits: dict[int, FitResult] = {}
         boots: dict[int, BootstrapResult] = {}

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
-from jaxscale.groups import bucket_size
+from jaxscale.groups import balanced_chunk, bucket_size
 
 from .conftest import shared_file
 
@@ -85,6 +85,26 @@ def test_ragged_groups_recover_their_own_truth():
 
 def test_bucket_sizes():
     assert [bucket_size(n) for n in (1, 8, 9, 16, 17, 300, 512, 513)] == [8, 8, 16, 16, 32, 512, 512, 1024]
+
+
+@given(n=st.integers(1, 20_000), most=st.integers(1, 4096))
+def test_balanced_chunks_are_as_few_and_as_full_as_possible(n, most):
+    chunk = balanced_chunk(n, most)
+    calls = -(-n // chunk)
+    assert chunk <= most
+    assert calls == -(-n // most)  # no more calls than chunks of `most` would need
+    assert calls * chunk - n < calls  # padding: less than one problem per call
+
+
+def test_chunk_size_does_not_change_group_results():
+    """Whole buckets per call, calls of at most 7 groups (a bucket of 8 in two calls of 4), and
+    one group per call (padded to two: engine.solve) agree to the bit."""
+    df = synthetic_groups([12, 30, 9, 64, 17] * 4, seed=4)
+    tables = [js.fit_groups(df, by="group", n_refine=4, chunk_size=c) for c in (2048, 7, 1)]
+    cols = ["E", "A", "B", "alpha", "beta", "objective", "steps"]
+    for other in tables[1:]:
+        np.testing.assert_array_equal(other[cols].to_numpy(float), tables[0][cols].to_numpy(float))
+        assert other["status"].tolist() == tables[0]["status"].tolist()
 
 
 def test_non_converged_groups_stay_in_the_table():
