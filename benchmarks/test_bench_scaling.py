@@ -12,9 +12,9 @@ and the compilations seen during the timed call are counted and kept):
 * bootstrap n=1000 with n_refine in {1, 2, 4, 8, 16, 32, 64};
 * fit_groups on make_archive(G) (groups of 20-300 runs), G in {1000, 10000};
 * fit_groups on 1000 groups of exactly P runs, P in {32, 64, 128, 256}.
-bootstrap works in chunks (``chunk_size`` resamples) and makes each chunk's resample weights
-with small jitted ops, so a bootstrap is warmed by one full chunk plus a chunk of the timed
-call's remainder (``n mod chunk_size``): every shape the timed call uses.
+bootstrap works in equal chunks of at most ``chunk_size`` resamples and makes each chunk's
+resample weights with small jitted ops, so a bootstrap is warmed by one chunk plus a chunk of
+the timed call's remainder: every shape the timed call uses.
 fit_groups' kernel shapes depend on how many groups fall in each size bucket (and on how many
 need a retry), so each fit_groups point is warmed by the identical call, whose time is kept
 as the first call.
@@ -32,6 +32,7 @@ import pytest
 import jaxscale as js
 from benchmarks.groups_data import make_archive
 from benchmarks.test_bench_bootstrap import _machine
+from jaxscale.engine import balanced_chunk
 
 QUICK = os.environ.get("JAXSCALE_BENCH_QUICK") == "1"
 BOOT_N = [100, 400, 1600] if QUICK else [1000, 4000, 16000]
@@ -82,8 +83,10 @@ def results():
 
 
 def _warm_n(n: int) -> int:
-    """Resamples that compile every shape a bootstrap of ``n`` uses: a full chunk and the remainder."""
-    return n if n <= BOOT_CHUNK else BOOT_CHUNK + n % BOOT_CHUNK
+    """Resamples that compile every shape a bootstrap of ``n`` uses: one of its (equal) chunks
+    and the remainder that its last chunk draws weights for."""
+    chunk = balanced_chunk(n, BOOT_CHUNK)
+    return chunk + n % chunk
 
 
 def _timed(benchmark, counter, call, warm):

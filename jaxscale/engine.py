@@ -277,6 +277,22 @@ def _centred_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> j
     return jax.vmap(lambda d: centred_starts(cfg, d, starts))(data)
 
 
+def balanced_chunk(n: int, most: int) -> int:
+    """Problems per kernel call: ``n`` split into equal calls of at most ``most`` each.
+
+    Every call of a chunked solve has one shape (the last is padded with copies), so 2,100
+    problems in calls of 2,048 would solve 4,096; in two calls of 1,050 they solve 2,100.
+    Solver lanes are refilled within a call only, and each call ends waiting for its slowest
+    start, so fewer, larger calls are faster: on 2,000 synthetic groups (2-core CPU),
+    ``fit_groups`` took 14.4 s in calls of 256 groups and 9.1 s in calls of 2,048.
+
+    Example:
+        >>> balanced_chunk(2100, 2048), balanced_chunk(4000, 2048), balanced_chunk(100, 2048)
+        (1050, 2000, 100)
+    """
+    return -(-n // -(-n // max(1, most)))
+
+
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
     """Pad the leading axis to ``size`` with copies of the first row (trimmed off afterwards)."""
     return a if a.shape[0] == size else np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)])
@@ -301,7 +317,8 @@ def solve(
 
     ``weights`` is a ``[B, P]`` array, or a function ``(lo, hi) -> [hi - lo, P]`` (with
     ``n_problems``) so that weights are made chunk by chunk and memory stays bounded. The
-    last chunk is padded with copies of its first problem and trimmed: every chunk has the
+    problems are split into equal chunks of at most ``chunk_size`` (:func:`balanced_chunk`);
+    the last is padded with copies of its first problem and trimmed: every chunk has the
     same shape and the kernel compiles once. ``lanes`` is how many starts are iterated side
     by side (512 fits the CPU's cache best here). It is not capped by the size of a chunk:
     the lane count fixes the compiled arithmetic, so keeping it fixed makes results
@@ -327,7 +344,7 @@ def solve(
     # problem differently (its size-1 axes are simplified away), and the last bits that
     # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
     # groups solved 2 or more per call (same optimum, objective within 1e-14).
-    chunk = max(2 if grouped else 1, min(chunk_size, -(-n // devices)))
+    chunk = max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
     step = chunk * devices
     outs = []
     for lo in range(0, n, step):

@@ -56,18 +56,6 @@ TOO_FEW_RUNS = "too_few_runs"
 BOOTSTRAP_CHUNK = 1024
 
 
-def balanced_chunk(n: int, most: int) -> int:
-    """Problems per kernel call: ``n`` split into equal calls of at most ``most`` each.
-
-    Every call of a chunked solve has one shape (the last is padded with copies), so 2,100
-    groups in calls of 2,048 would solve 4,096; in two calls of 1,050 they solve 2,100.
-    Solver lanes are refilled within a call only, and each call ends waiting for its slowest
-    start, so fewer, larger calls are faster: on 2,000 synthetic groups (2-core CPU),
-    ``fit_groups`` took 14.4 s in calls of 256 groups and 9.1 s in calls of 2,048.
-    """
-    return -(-n // -(-n // max(1, most)))
-
-
 def bucket_size(n_points: int) -> int:
     """The padded size of a group of ``n_points`` runs: the next power of two, at least 8."""
     return max(MIN_BUCKET, 1 << (int(n_points) - 1).bit_length())
@@ -148,7 +136,7 @@ def fit_groups(
             With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
         chunk_size: most groups per kernel call (bounds memory: the largest bucket's data is
             ``chunk_size x size x (inputs + 2)`` floats, 34 MB for 2,048 groups of 512 runs);
-            a bucket is split into equal chunks. lanes: starts iterated side by side.
+            a bucket is split into equal calls. lanes: starts iterated side by side.
         devices: local devices to shard chunks over (default: all); results do not depend on it.
         progress: called as ``progress(done, total)`` after each chunk.
 
@@ -197,7 +185,7 @@ def fit_groups(
                 candidates,
                 w,
                 n_refine=k,
-                chunk_size=balanced_chunk(len(ids), chunk_size),
+                chunk_size=chunk_size,
                 lanes=lanes,
                 devices=n_devices,
                 grouped=True,
@@ -295,7 +283,7 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
         weights,
         n_problems=len(ids) * n,
         n_refine=k,
-        chunk_size=balanced_chunk(len(ids) * n, min(4 * chunk_size, BOOTSTRAP_CHUNK)),
+        chunk_size=min(4 * chunk_size, BOOTSTRAP_CHUNK),
         lanes=lanes,
         devices=devices,
         grouped=True,
