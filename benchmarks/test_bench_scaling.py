@@ -114,45 +114,40 @@ def _record(benchmark, collected, series, value, items, warm_s, steady, compiles
     print("\n" + json.dumps(point))
 
 
-@pytest.mark.benchmark(group="scaling-bootstrap-n")
-@pytest.mark.parametrize("n", BOOT_N)
-def test_bootstrap_resamples(benchmark, results, n):
+def _bootstrap_point(benchmark, results, series, value, n, **options):
     counter, collected = results
     runs = js.datasets.chinchilla()
     boot, warm_s, steady, compiles = _timed(
         benchmark,
         counter,
-        lambda: js.bootstrap(runs, n=n, seed=0, progress=False),
-        lambda: js.bootstrap(runs, n=_warm_n(n), seed=1, progress=False),
-    )
-    _record(benchmark, collected, "bootstrap_n", n, n, warm_s, steady, compiles, failed_fraction=boot.failed_fraction)
-    assert boot.draws.shape[0] == n and boot.failed_fraction <= 0.01
-
-
-@pytest.mark.benchmark(group="scaling-bootstrap-n_refine")
-@pytest.mark.parametrize("n_refine", REFINE)
-def test_bootstrap_n_refine(benchmark, results, n_refine):
-    counter, collected = results
-    runs = js.datasets.chinchilla()
-    boot, warm_s, steady, compiles = _timed(
-        benchmark,
-        counter,
-        lambda: js.bootstrap(runs, n=REFINE_N, n_refine=n_refine, seed=0, progress=False),
-        lambda: js.bootstrap(runs, n=_warm_n(REFINE_N), n_refine=n_refine, seed=1, progress=False),
+        lambda: js.bootstrap(runs, n=n, seed=0, progress=False, **options),
+        lambda: js.bootstrap(runs, n=_warm_n(n), seed=1, progress=False, **options),
     )
     _record(
         benchmark,
         collected,
-        "bootstrap_n_refine",
-        n_refine,
-        REFINE_N,
+        series,
+        value,
+        n,
         warm_s,
         steady,
         compiles,
         failed_fraction=boot.failed_fraction,
         median_objective=float(np.median(boot.objective)),
     )
-    assert boot.draws.shape[0] == REFINE_N and boot.failed_fraction <= 0.01
+    assert boot.draws.shape[0] == n and boot.failed_fraction <= 0.01
+
+
+@pytest.mark.benchmark(group="scaling-bootstrap-n")
+@pytest.mark.parametrize("n", BOOT_N)
+def test_bootstrap_resamples(benchmark, results, n):
+    _bootstrap_point(benchmark, results, "bootstrap_n", n, n)
+
+
+@pytest.mark.benchmark(group="scaling-bootstrap-n_refine")
+@pytest.mark.parametrize("n_refine", REFINE)
+def test_bootstrap_n_refine(benchmark, results, n_refine):
+    _bootstrap_point(benchmark, results, "bootstrap_n_refine", n_refine, REFINE_N, n_refine=n_refine)
 
 
 def _fit_groups_point(benchmark, results, series, value, df):
