@@ -62,6 +62,7 @@ class Best(NamedTuple):
     steps: jax.Array  # [B]
     grad_norm: jax.Array  # [B]
     start_values: jax.Array  # [B, S']: final objective of every refined start
+    sensitivity: jax.Array  # [B, p]: max over weighted points of |d log L / d theta_j| at theta
 
 
 def _full(cfg: Config, data: Data, x_free):
@@ -91,6 +92,17 @@ def centred_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
 # time; this costs S x 32 + 256 x P. Used only where P and S are large enough to gain.
 SCREEN_POINTS = 32
 PRESELECT = 256
+
+
+def _sensitivity(cfg: Config, data: Data, theta, w):
+    """``max_i |∂ log L̂(x_i) / ∂θ_j|`` over the points of positive weight, per parameter ``[p]``.
+
+    Near 0 when θ_j's term has vanished from the law at every run (e.g. ``A / N^α`` with α so
+    large that the term is 1e-8 of the loss): the gradient along θ_j is then ~0 too, so the
+    solver stops on that plateau and calls it converged, though the optimum may lie elsewhere.
+    """
+    jac = jax.jacfwd(lambda th: cfg.law.log_predict(th, data.log_x))(theta)  # [P, p]
+    return jnp.max(jnp.where(w[:, None] > 0, jnp.abs(jac), 0.0), axis=0)
 
 
 def _point_loss(cfg: Config, data: Data, starts_c, points=None):
@@ -237,13 +249,18 @@ def _solve_chunk(
     def pick(a):
         return jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
 
+    per_problem = 0 if grouped else None
+    theta = jax.vmap(lambda x, d: _full(cfg, d, x), in_axes=(0, per_problem))(pick(res.x), data)
     return Best(
-        theta=jax.vmap(lambda x, d: _full(cfg, d, x), in_axes=(0, 0 if grouped else None))(pick(res.x), data),
+        theta=theta,
         value=pick(res.value),
         status=pick(res.status),
         steps=pick(res.steps),
         grad_norm=pick(res.grad_norm),
         start_values=values,
+        sensitivity=jax.vmap(lambda d, t, w: _sensitivity(cfg, d, t, w), in_axes=(per_problem, 0, 0))(
+            data, theta, weights
+        ),
     )
 
 

@@ -66,8 +66,8 @@ def fit_report(res) -> str:
     if res.at_bound:
         lines.insert(
             -1,
-            f"  note: {', '.join(res.at_bound)} ran to 0 (the term vanished): the runs do not determine "
-            "it; hold it fixed (fixed={...}) or add runs that vary more",
+            f"  note: the term of {', '.join(res.at_bound)} vanished (it ran to 0, or moves no prediction "
+            "by 1e-6): the runs do not determine it; hold it fixed (fixed={...}) or add runs that vary more",
         )
     for name, value in res.params.items():
         tag = "  (fixed)" if name in res.fixed else ""

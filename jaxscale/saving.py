@@ -72,6 +72,7 @@ def _fit_doc(res: FitResult) -> dict[str, Any]:
         "fixed": list(res.fixed),
         "loss": res.loss,
         "delta": _float(res.delta),
+        "inert": list(res.inert),
     }
 
 
@@ -107,6 +108,7 @@ def _fit_from(doc: dict[str, Any], law: Law | str | None) -> FitResult:
         fixed=tuple(doc["fixed"]),
         loss=doc["loss"],
         delta=_unfloat(doc["delta"]),
+        inert=tuple(doc.get("inert", ())),  # absent from files saved before it was recorded
     )
 
 
