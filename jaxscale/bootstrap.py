@@ -28,7 +28,7 @@ import numpy as np
 
 from . import engine
 from ._progress import progress_bar
-from .fit import FitResult, as_runs, candidate_starts, fit, prepare
+from .fit import INERT_TOL, RETRY_FACTOR, SAME_OPTIMUM_RTOL, FitResult, as_runs, candidate_starts, fit, prepare
 from .frontier import chinchilla_allocation
 from .laws import Law, center, get_law
 from .runs import Runs
@@ -56,6 +56,41 @@ def resample_weights(key: jax.Array, lo: int, hi: int, n_points: int, clusters: 
 
     counts = np.asarray(jax.vmap(one)(jnp.arange(lo, hi)), dtype=np.float64)
     return counts if clusters is None else counts[:, clusters]
+
+
+def weights_of_rows(source, rows: np.ndarray, chunk: int) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a chunked weight source ``(lo, hi) -> [hi - lo, P]``."""
+    parts = []
+    for lo in range(0, int(rows[-1]) + 1, chunk):
+        sel = rows[(rows >= lo) & (rows < lo + chunk)]
+        if sel.size:
+            parts.append(source(lo, int(sel[-1]) + 1)[sel - lo])
+    return np.concatenate(parts)
+
+
+def refit_vanished(best: engine.Best, free, k: int, n_candidates: int, solve_rows) -> engine.Best:
+    """Re-solve, from ``RETRY_FACTOR * k`` screened starts, each problem whose best start
+    "converged" where a term of the law vanished (see :func:`jaxscale.fit`'s retry).
+
+    ``solve_rows(rows, n_refine) -> Best`` solves those problems again. A retry replaces the
+    first result unless the first is strictly better; ``start_values`` stay the first pass's.
+    On 1,000 resamples of a 30-run synthetic group, 170 stopped on such a plateau (A and alpha
+    inert, alpha still at its grid start) and would have counted as converged draws.
+    """
+    if k >= n_candidates:
+        return best
+    inert = np.asarray(best.sensitivity)[:, list(free)] < INERT_TOL
+    rows = np.flatnonzero((np.asarray(best.status) == CONVERGED) & inert.any(axis=1))
+    if rows.size == 0:
+        return best
+    again = solve_rows(rows, min(n_candidates, RETRY_FACTOR * k))
+    take = np.asarray(again.value) <= np.asarray(best.value)[rows] * (1 + SAME_OPTIMUM_RTOL)
+    out = {}
+    for name in ("theta", "value", "status", "steps", "grad_norm", "sensitivity"):
+        a = np.array(getattr(best, name))
+        a[rows[take]] = np.asarray(getattr(again, name))[take]
+        out[name] = a
+    return best._replace(**out)
 
 
 class BootstrapResult(NamedTuple):
@@ -323,6 +358,14 @@ def bootstrap(
             devices=n_devices,
             progress=progress_bar("bootstrap", "resamples", enabled=progress),
         )
+
+        def solve_rows(rows: np.ndarray, more: int) -> engine.Best:
+            w = weights_of_rows(weights, rows, chunk_size)
+            return engine.solve(
+                cfg, data, candidates, w, n_refine=more, chunk_size=chunk_size, lanes=lanes, devices=n_devices
+            )
+
+        best = refit_vanished(best, cfg.free, k, len(candidates), solve_rows)
     status = best.status
     if dtype == "float32":
         status = _recheck_in_float64(cfg, data64, best, weights64, gtol, chunk_size)

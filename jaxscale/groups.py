@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import engine
 from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
-from .bootstrap import BootstrapResult, resample_weights
+from .bootstrap import BootstrapResult, refit_vanished, resample_weights, weights_of_rows
 from .fit import (
     FitResult,
     better,
@@ -278,18 +278,27 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
             )
         return out
 
-    best = engine.solve(
-        cfg,
-        data,
-        candidates,
-        weights,
-        n_problems=len(ids) * n,
-        n_refine=k,
-        chunk_size=min(4 * chunk_size, BOOTSTRAP_CHUNK),
-        lanes=lanes,
-        devices=devices,
-        grouped=True,
-        data_index=np.repeat(np.arange(len(ids)), n),
+    chunk = min(4 * chunk_size, BOOTSTRAP_CHUNK)
+    data_index = np.repeat(np.arange(len(ids)), n)
+
+    def solve(w, n_refine, rows):
+        return engine.solve(
+            cfg,
+            data,
+            candidates,
+            w,
+            n_problems=len(rows),
+            n_refine=n_refine,
+            chunk_size=chunk,
+            lanes=lanes,
+            devices=devices,
+            grouped=True,
+            data_index=data_index[rows],
+        )
+
+    best = solve(weights, k, np.arange(len(ids) * n))
+    best = refit_vanished(
+        best, cfg.free, k, len(candidates), lambda rows, more: solve(weights_of_rows(weights, rows, chunk), more, rows)
     )
     draws = np.asarray(cfg.law.to_natural(best.theta)).reshape(len(ids), n, -1)
     value, status = best.value.reshape(len(ids), n), best.status.reshape(len(ids), n)

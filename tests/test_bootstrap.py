@@ -181,3 +181,34 @@ def test_offsets_split_a_bootstrap_across_processes():
     other = js.bootstrap(runs, n=4, seed=5, progress=False)
     with pytest.raises(ValueError, match="same runs, law and seed"):
         js.BootstrapResult.merge([parts[0], other])
+
+
+def test_resamples_that_stop_where_a_term_vanished_are_refitted():
+    """A 30-run synthetic group (benchmarks/groups_data.py, seed 1, group 870): 8 of its first 64
+    resamples stop, 'converged', on the plateau where A / N^alpha vanishes (resample 7: objective
+    4.9e-4, alpha at its grid start). Refitted from 64 starts they reach the optimum that refining
+    all 4,500 grid starts finds, and no converged draw is left with an inert parameter."""
+    from pathlib import Path
+
+    import jax.numpy as jnp
+
+    from jaxscale.fit import INERT_TOL, match_inputs
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.groups_data import make_archive
+
+    df, _ = make_archive(2000, seed=1)
+    runs = js.read_runs(df[df["group"] == 870])
+    law = js.get_law("chinchilla")
+    boot = js.bootstrap(runs, n=64, seed=0)
+    for i in (7, 9):
+        w = resample_weights(jax.random.key(0), i, i + 1, runs.n_points)[0]
+        grid = js.fit(runs, weights=w, starts="grid")
+        np.testing.assert_allclose(boot.objective[i], grid.objective, rtol=1e-9)
+        assert boot.objective[i] < 0.5 * 4.8e-4  # far below the plateau's objective
+    with jax.enable_x64(True):
+        log_x = jnp.asarray(match_inputs(runs, law))
+        jac = jax.vmap(jax.jacfwd(lambda t: law.log_predict(t, log_x)))(jnp.asarray(law.to_fitted(boot.draws)))
+    sensitivity = np.max(np.abs(np.asarray(jac)), axis=1)  # [n, p]
+    assert boot.ok.sum() >= 60
+    assert np.all(sensitivity[boot.ok] > INERT_TOL)

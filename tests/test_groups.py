@@ -331,3 +331,10 @@ def test_a_plateau_where_a_term_vanished_is_refitted_not_reported_as_the_optimum
     first_pass = js.fit_groups(part, by="group", retry=False)
     assert first_pass["at_bound"].iloc[0] == "A,alpha"
     assert first_pass["objective"].iloc[0] > 3.0 * optimum.objective
+    # Resamples refit the same way in a grouped bootstrap: its intervals are bootstrap()'s (to
+    # 1e-6 as above: the grouped kernel's last bits differ, and A lies along a flat direction).
+    boot_table = js.fit_groups(part, by="group", bootstrap=64, seed=0, level=0.9)
+    ci = js.bootstrap(runs, n=64, seed=0).ci(0.9)
+    for name in ("A", "alpha", "a"):
+        np.testing.assert_allclose(boot_table[f"{name}_lower"].iloc[0], ci.loc[name, "lower"], rtol=1e-6)
+        np.testing.assert_allclose(boot_table[f"{name}_upper"].iloc[0], ci.loc[name, "upper"], rtol=1e-6)
