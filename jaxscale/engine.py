@@ -26,6 +26,7 @@ from jax.sharding import Mesh, PartitionSpec
 from . import solver
 from .laws import Law, center, uncenter
 from .objective import law_objective, residual_loss
+from .selection import smallest_k
 
 # "bfgs": the lane-refill dense BFGS of _solve_items (few parameters); "lbfgs": optax's
 # L-BFGS, vmapped in plain lockstep (many parameters, and a cross-check).
@@ -117,14 +118,11 @@ def _screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int):
     """Indices ``[n_refine]`` of one problem's best starts by initial objective."""
     n_starts, n_points = starts_c.shape[0], data.log_y.shape[0]
 
-    def rank(values, k):
-        return jax.lax.top_k(-jnp.where(jnp.isnan(values), jnp.inf, values), k)[1]
-
     if n_points <= 2 * SCREEN_POINTS or n_starts <= 2 * max(PRESELECT, n_refine):
-        return rank(w @ _point_loss(cfg, data, starts_c).T, n_refine)
+        return smallest_k(w @ _point_loss(cfg, data, starts_c).T, n_refine)
     sub = np.linspace(0, n_points - 1, SCREEN_POINTS).round().astype(np.int32)
-    pre = rank(w[sub] @ _point_loss(cfg, data, starts_c, sub).T, max(PRESELECT, n_refine))
-    return pre[rank(w @ _point_loss(cfg, data, starts_c[pre]).T, n_refine)]
+    pre = smallest_k(w[sub] @ _point_loss(cfg, data, starts_c, sub).T, max(PRESELECT, n_refine))
+    return pre[smallest_k(w @ _point_loss(cfg, data, starts_c[pre]).T, n_refine)]
 
 
 def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: bool = False):
@@ -139,8 +137,7 @@ def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: 
     # Many problems on shared data: one [S, P] table serves them all, since the objective is
     # linear in the weights.
     screened = weights @ _point_loss(cfg, data, starts_c).T  # [B, S]
-    screened = jnp.where(jnp.isnan(screened), jnp.inf, screened)
-    return jax.lax.top_k(-screened, n_refine)[1]
+    return jax.vmap(lambda v: smallest_k(v, n_refine))(screened)
 
 
 def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill_every: int, grouped: bool = False):
@@ -181,7 +178,8 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
         state, lane_item, next_item, out = carry
         lane_owner = owner[jnp.maximum(lane_item, 0)]
         lane_data = jax.tree.map(lambda a: a[lane_owner], data) if grouped else data
-        state = jax.lax.fori_loop(0, refill_every, lambda _, st: advance(st, weights[lane_owner], lane_data), state)
+        lane_w = weights[lane_owner]  # gathered once per refill, not once per step
+        state = jax.lax.fori_loop(0, refill_every, lambda _, st: advance(st, lane_w, lane_data), state)
         finished = (state.status != solver.RUNNING) & (lane_item >= 0)
         res = solver.result(state)
         dest = jnp.where(finished, lane_item, n_items)  # n_items: dropped

