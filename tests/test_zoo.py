@@ -114,8 +114,9 @@ def numpy_objective(name, runs):
     log_y = np.log(runs.y)
 
     def objective(theta):
-        nat = {k: np.exp(t) if lg else t for k, t, lg in zip(law.natural, theta, law.log_scale, strict=True)}
+        # scipy's line search may try steps where a log-scale coefficient overflows: inf, then 1e10.
         with np.errstate(all="ignore"):
+            nat = {k: np.exp(t) if lg else t for k, t, lg in zip(law.natural, theta, law.log_scale, strict=True)}
             value = huber(np.log(REFERENCE[name](nat, *cols)) - log_y).sum()
         return value if np.isfinite(value) else 1e10
 
