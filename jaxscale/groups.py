@@ -43,7 +43,8 @@ from .io import read_runs
 from .laws import Law, get_law
 from .runs import Runs
 
-MIN_BUCKET = 8
+bucket_size = engine.bucket_size  # groups are padded as fit pads its runs
+
 # Starts refined per group after screening the grid. Measured on 512 synthetic groups of
 # 20-300 runs (benchmarks/groups_data.py, seed 3): refining the best 2 screened starts reached
 # the optimum of the best 64 on all 512 groups, the single best on 511; 8 keeps a 4x margin.
@@ -57,11 +58,6 @@ TOO_FEW_RUNS = "too_few_runs"
 # Most resamples per kernel call of fit_groups(bootstrap=...): each carries a copy of its
 # group's padded data, 16 MB per call for groups of 512 runs.
 BOOTSTRAP_CHUNK = 1024
-
-
-def bucket_size(n_points: int) -> int:
-    """The padded size of a group of ``n_points`` runs: the next power of two, at least 8."""
-    return max(MIN_BUCKET, 1 << (int(n_points) - 1).bit_length())
 
 
 def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:

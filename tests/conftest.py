@@ -27,7 +27,7 @@ def _release_compiled_kernels():
     limit of 65,530 mappings per process (vm.max_map_count) and segfaulted inside XLA's
     compiler late in the run; jax.clear_caches() releases them (6,079 mappings back to 852).
     Clearing after every module made the suite 25% slower (kernels compiled again), so it
-    clears once a third of the limit is used (or always, where /proc cannot tell).
+    clears once a sixth of the limit is used (or always, where /proc cannot tell).
     """
     yield
     try:
@@ -35,5 +35,5 @@ def _release_compiled_kernels():
             in_use = sum(1 for _ in maps)
     except OSError:
         in_use = None
-    if in_use is None or in_use > 20_000:
+    if in_use is None or in_use > 10_000:
         jax.clear_caches()
