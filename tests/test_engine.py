@@ -74,6 +74,23 @@ def test_second_call_with_same_shapes_does_not_recompile():
     assert engine.solve_chunk._cache_size() == compiled
 
 
+def test_fits_of_run_counts_in_one_bucket_share_one_kernel_and_padding_changes_nothing():
+    # 130, 200 and all 240 of the Epoch points pad to 256 runs: one kernel, not one per count.
+    runs = js.datasets.chinchilla()
+    subset = [js.Runs.from_arrays({"N": runs.x[:n, 0], "D": runs.x[:n, 1]}, runs.y[:n]) for n in (130, 200, 240)]
+    fits = [js.fit(subset[0])]
+    compiled = engine.solve_chunk._cache_size()
+    fits += [js.fit(r) for r in subset[1:]]
+    assert engine.solve_chunk._cache_size() == compiled
+    assert [f.n_points for f in fits] == [130, 200, 240]
+    # Padding adds weight-0 points: the same optimum as the first 130 runs given among all 240
+    # with the other 110 weighted 0 (another kernel shape, so equal to round-off, not bitwise).
+    masked = js.fit(runs, weights=(np.arange(runs.n_points) < 130).astype(float))
+    assert masked.n_points == 130
+    assert fits[0].objective == pytest.approx(masked.objective, rel=1e-12)
+    np.testing.assert_allclose(fits[0].theta, masked.theta, rtol=0, atol=1e-6)
+
+
 def test_step_budget_exhausted_is_reported_not_passed_off():
     res = js.fit(js.datasets.chinchilla(), law="chinchilla", max_steps=8)
     assert not res.converged
