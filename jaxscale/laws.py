@@ -51,6 +51,9 @@ class Law:
         formula: human-readable formula for reports.
         derived: optional ``natural params by name -> derived quantities by name`` (works on
             scalars and arrays), e.g. Chinchilla's frontier exponents ``a`` and ``b``.
+        screen_float32: the predictor is safe to evaluate in float32 (nothing in it can
+            overflow there), so screening may rank the start grid in float32 first and keep
+            float64 for the final ranking of the best few hundred (see ``engine._screen_one``).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Law:
     center_pairs: tuple[tuple[int, int, int], ...] = ()
     formula: str = ""
     derived: Callable[[dict], dict] | None = None
+    screen_float32: bool = False
 
     def __post_init__(self) -> None:
         p = len(self.params)
@@ -216,6 +220,7 @@ CHINCHILLA = Law(
     center_pairs=((1, 3, 0), (2, 4, 1)),
     formula="L(N, D) = E + A / N^alpha + B / D^beta",
     derived=_frontier_exponents,
+    screen_float32=True,  # LogSumExp of linear terms: every exp is of t - max(t) <= 0
 )
 
 POWER = Law(
@@ -228,6 +233,7 @@ POWER = Law(
     grid=(_E_GRID, _COEF_GRID, _HALF),
     center_pairs=((1, 2, 0),),
     formula="L(x) = E + A / x^alpha",
+    screen_float32=True,
 )
 
 _REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, POWER)}

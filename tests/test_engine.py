@@ -135,3 +135,28 @@ def test_fit_runs_in_float64_without_global_x64():
         res = js.fit(js.datasets.chinchilla(), law="chinchilla")
     assert res.theta.dtype == np.float64
     assert res.objective <= 0.00101828
+
+
+@pytest.mark.parametrize("n_points", [20, 48, 64, 240])
+def test_float32_coarse_screening_keeps_the_float64_best_starts(n_points):
+    # Chinchilla's grid is ranked in float32 first (Law.screen_float32), then the best 256 in
+    # float64. With all points in the coarse ranking (<= 64 runs) the 8 chosen starts must be
+    # the exact float64 best 8; with a 32-point subset (240 runs), as before, the best start.
+    runs = js.datasets.chinchilla()
+    law = js.get_law("chinchilla")
+    assert law.screen_float32
+    rng = np.random.default_rng(n_points)
+    take = np.sort(rng.choice(runs.n_points, n_points, replace=False))
+    part = js.Runs.from_arrays({"N": runs.x[take, 0], "D": runs.x[take, 1]}, runs.y[take])
+    cfg, data = prepare(part, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=1e-10)
+    with jax.enable_x64(True):
+        starts = engine.centred_starts(cfg, data, law.grid_points())
+        w = jnp.ones(n_points)
+        exact = np.asarray(w @ engine._point_loss(cfg, data, starts).T)
+        chosen = np.asarray(jax.jit(lambda s, w: engine._screen_one(cfg, data, s, w, 8))(starts, w))
+    best8 = np.sort(exact)[:8]
+    if n_points <= 2 * engine.SCREEN_POINTS:
+        np.testing.assert_allclose(exact[chosen], best8, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(exact[chosen[0]], best8[0], rtol=1e-12)
+    assert np.all(np.diff(exact[chosen]) >= 0)  # chosen in float64 order
