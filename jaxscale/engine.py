@@ -123,18 +123,21 @@ def _coarse_loss(cfg: Config, data: Data, starts_c, points=None):
     float64 on every point, so float32's ~1e-7 relative rounding only decides which of the
     starts near the 256th place are kept, never the final order.
     """
-    if cfg.law.screen_float32 and starts_c.dtype == jnp.float64:
+    if _coarse_in_float32(cfg, starts_c):
         data, starts_c = jax.tree.map(lambda a: a.astype(jnp.float32), (data, starts_c))
     return _point_loss(cfg, data, starts_c, points)
+
+
+def _coarse_in_float32(cfg: Config, starts_c) -> bool:
+    return cfg.law.screen_float32 and starts_c.dtype == jnp.float64
 
 
 def _screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int):
     """Indices ``[n_refine]`` of one problem's best starts by initial objective."""
     n_starts, n_points = starts_c.shape[0], data.log_y.shape[0]
     keep = max(PRESELECT, n_refine)
-    coarse_in_float32 = cfg.law.screen_float32 and starts_c.dtype == jnp.float64
 
-    if n_starts <= 2 * keep or (n_points <= 2 * SCREEN_POINTS and not coarse_in_float32):
+    if n_starts <= 2 * keep or (n_points <= 2 * SCREEN_POINTS and not _coarse_in_float32(cfg, starts_c)):
         return smallest_k(w @ _point_loss(cfg, data, starts_c).T, n_refine)
     if n_points <= 2 * SCREEN_POINTS:  # few points: the coarse ranking uses them all
         coarse = _coarse_loss(cfg, data, starts_c)
