@@ -66,9 +66,10 @@ def test_fit_groups_vs_loop(benchmark):
         t0 = time.perf_counter()
         loop_objective[g] = js.fit(runs).objective
         warm.append(time.perf_counter() - t0)
-        if bucket_size(runs.n_points) not in seen:
+        size = bucket_size(runs.n_points)
+        if size not in seen:
             compile_costs.append(first - warm[-1])
-            seen.add(bucket_size(runs.n_points))
+            seen.add(size)
     sizes = df.groupby("group").size()
     n_sizes = sizes.map(bucket_size).nunique()
     loop_total = n_sizes * np.mean(compile_costs) + N_GROUPS * np.mean(warm)

@@ -43,8 +43,6 @@ from .io import read_runs
 from .laws import Law, get_law
 from .runs import Runs
 
-bucket_size = engine.bucket_size  # groups are padded as fit pads its runs
-
 # Starts refined per group after screening the grid. Measured on 512 synthetic groups of
 # 20-300 runs (benchmarks/groups_data.py, seed 3): refining the best 2 screened starts reached
 # the optimum of the best 64 on all 512 groups, the single best on 511; 8 keeps a 4x margin.
@@ -255,7 +253,7 @@ def _buckets(members: list[np.ndarray], ids: list[int]) -> list[tuple[int, list[
     """Groups to fit, by padded size (smallest first)."""
     out: dict[int, list[int]] = {}
     for g in ids:
-        out.setdefault(bucket_size(len(members[g])), []).append(g)
+        out.setdefault(engine.bucket_size(len(members[g])), []).append(g)
     return sorted(out.items())
 
 

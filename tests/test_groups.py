@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
-from jaxscale.engine import balanced_chunk
-from jaxscale.groups import bucket_size
+from jaxscale.engine import balanced_chunk, bucket_size
 
 from .conftest import shared_file
 
