@@ -1,11 +1,40 @@
 """Test configuration: float64 everywhere (laws span 1e6–1e13), and where the shared data lives."""
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+
+def _share_compiled_kernels() -> None:
+    """Keep compiled kernels on disk (JAX's persistent compilation cache) for this test run.
+
+    Most of the suite's time is XLA compilation (78% of tests/test_groups.py's 330 s on a
+    2-core CPU), and the same kernels are compiled again and again: by every `jaxscale`
+    command that tests/test_cli.py runs in a fresh process, and in-process after
+    `_release_compiled_kernels` below drops them. A kernel loaded from the cache is the same
+    executable, so results are unchanged; tests/test_cli.py took 117 s instead of 161 s.
+    The directory is this run's own (deleted at exit) unless JAX_COMPILATION_CACHE_DIR is set,
+    as .ci/run sets it to share kernels between its two pytest runs. Subprocesses inherit it.
+    """
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        path = tempfile.mkdtemp(prefix="jaxscale-tests-xla-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs", float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
+    )
+
+
+_share_compiled_kernels()
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
