@@ -46,19 +46,19 @@ def smallest_k(values: jax.Array, k: int) -> jax.Array:
 
     Pure and traceable (``vmap`` it over rows); ``k`` is static and at most ``n``.
     """
-    key = _order_key(jnp.where(jnp.isnan(values), jnp.inf, values))
+    key = order_keys(values)
     if key.shape[-1] <= SORT_AT_MOST:
-        return sorted_smallest(key, k)
+        return jnp.argsort(key, stable=True)[:k]
     return bisected_smallest(key, k)
 
 
-def sorted_smallest(key: jax.Array, k: int) -> jax.Array:
-    """:func:`smallest_k` of the order keys ``key [n]`` by one stable sort."""
-    return jnp.argsort(key, stable=True)[:k]
+def order_keys(values: jax.Array) -> jax.Array:
+    """The integer keys :func:`smallest_k` ranks: NaN as +inf, -0.0 and 0.0 equal."""
+    return _order_key(jnp.where(jnp.isnan(values), jnp.inf, values))
 
 
 def bisected_smallest(key: jax.Array, k: int) -> jax.Array:
-    """:func:`smallest_k` of the order keys ``key [n]`` by bisection on the k-th key."""
+    """:func:`smallest_k` of the keys ``key [n]`` (:func:`order_keys`) by bisection on the k-th."""
     bits = jnp.iinfo(key.dtype).bits
 
     def halve(_, bounds):
