@@ -10,7 +10,8 @@ same order as ``top_k`` (ties in index order).
 Short rows (the 256 starts a two-stage screen keeps) are sorted instead: the bisection's
 loop costs XLA ~0.6 s more to compile, in every kernel that screens, while sorting 256
 values costs ~30 µs more per row at run time (512 rows of 256: compile 0.70 -> 0.12 s, run
-24 -> 54 µs per row; rows of 4,500 sort at 1.1 ms against 0.42-0.66 ms by bisection).
+24 -> 54 µs per row; rows of 4,500 sort at 1.1 ms against 0.42-0.66 ms by bisection). A
+kernel that ranks a single row (one fit) sorts it whatever its length (``sort_at_most``).
 
 Example:
     >>> import jax.numpy as jnp
@@ -40,14 +41,15 @@ def _order_key(v: jax.Array) -> jax.Array:
 SORT_AT_MOST = 256
 
 
-def smallest_k(values: jax.Array, k: int) -> jax.Array:
+def smallest_k(values: jax.Array, k: int, sort_at_most: int = SORT_AT_MOST) -> jax.Array:
     """Indices ``[k]`` of the ``k`` smallest of ``values [n]``, smallest first, ties in index
     order, NaN counted as +inf: what ``jax.lax.top_k(-values, k)[1]`` returns, faster on CPU.
 
-    Pure and traceable (``vmap`` it over rows); ``k`` is static and at most ``n``.
+    Pure and traceable (``vmap`` it over rows); ``k`` is static and at most ``n``. Rows of up
+    to ``sort_at_most`` values are sorted, longer ones bisected (the same indices either way).
     """
     key = order_keys(values)
-    if key.shape[-1] <= SORT_AT_MOST:
+    if key.shape[-1] <= sort_at_most:
         return jnp.argsort(key, stable=True)[:k]
     return bisected_smallest(key, k)
 

@@ -21,8 +21,10 @@ def _share_compiled_kernels() -> None:
     `_release_compiled_kernels` below drops them. A kernel loaded from the cache is the same
     executable, so results are unchanged; tests/test_cli.py took 117 s instead of 161 s.
     The directory is this run's own (deleted at exit) unless JAX_COMPILATION_CACHE_DIR is set.
-    Subprocesses inherit it. (Sharing one directory between CI's default and slow runs did not
-    make the slow run faster, 439 s against 420 s: their kernels barely overlap.)
+    Subprocesses inherit it, and so do pytest-xdist's workers (`pytest -n auto`): they share
+    the directory, so a kernel one worker compiled the others load. (Sharing one directory
+    between CI's default and slow runs did not make the slow run faster, 439 s against 420 s:
+    their kernels barely overlap.)
     """
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         path = tempfile.mkdtemp(prefix="jaxscale-tests-xla-")

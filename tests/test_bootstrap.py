@@ -35,13 +35,14 @@ def test_cluster_weights_give_every_run_its_clusters_count():
 
 
 def test_same_seed_same_draws_whatever_the_chunk_size():
-    runs = js.datasets.chinchilla()
-    a = js.bootstrap(runs, n=40, seed=3, chunk_size=40, progress=False)
-    b = js.bootstrap(runs, n=40, seed=3, chunk_size=16, progress=False)  # 16 + 16 + 8 padded
+    # At a fixed lane count (the contract); 96 lanes rather than 512 keep small chunks cheap.
+    runs, opts = js.datasets.chinchilla(), dict(n=40, lanes=96, progress=False)
+    a = js.bootstrap(runs, seed=3, chunk_size=40, **opts)
+    b = js.bootstrap(runs, seed=3, chunk_size=16, **opts)  # 16 + 16 + 8 padded
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_allclose(a.draws, b.draws, rtol=1e-12, atol=0)
     assert a.ci(0.9).equals(b.ci(0.9))
-    c = js.bootstrap(runs, n=40, seed=4, chunk_size=40, progress=False)
+    c = js.bootstrap(runs, seed=4, chunk_size=40, **opts)
     assert not np.allclose(a.draws, c.draws)  # another seed, other draws
 
 
@@ -83,15 +84,20 @@ def test_derived_quantities_match_their_formulas():
 
 
 def test_eight_simulated_devices_equal_one(tmp_path):
-    """bootstrap and fit_groups (with per-group bootstrap) on 1 and 8 simulated devices."""
+    """bootstrap and fit_groups (with per-group bootstrap) on 1 and 8 simulated devices.
+
+    Results are bit-identical at a fixed lane count (engine.solve), so the bootstrap runs on 48
+    lanes, the refinements of one 6-resample chunk: on the default 512, seven of every eight
+    lanes of each call would iterate idle (24 s of this test's 90 s on a 2-core CPU).
+    """
     script = textwrap.dedent(
         """
         import json, jax, numpy as np, pandas as pd
         import jaxscale as js
         assert len(jax.local_devices()) == 8
         runs = js.datasets.chinchilla()
-        one = js.bootstrap(runs, n=48, seed=5, chunk_size=6, devices=1, progress=False)
-        eight = js.bootstrap(runs, n=48, seed=5, chunk_size=6, devices=8, progress=False)
+        opts = dict(n=48, seed=5, chunk_size=6, lanes=48, progress=False)
+        one, eight = js.bootstrap(runs, devices=1, **opts), js.bootstrap(runs, devices=8, **opts)
         df = js.datasets.chinchilla_table()
         df = {"N": df["params_N"], "D": df["tokens_D"], "loss": df["loss"], "g": (df["params_N"] > 1e9) * 1}
         opts = dict(by="g", n_refine=4, bootstrap=12, chunk_size=1)
@@ -173,8 +179,8 @@ def test_float32_resamples_are_judged_in_float64():
 def test_offsets_split_a_bootstrap_across_processes():
     """Two processes drawing resamples 0-11 and 12-23 merge into the one-process result."""
     runs = js.datasets.chinchilla()
-    whole = js.bootstrap(runs, n=24, seed=4, progress=False)
-    parts = [js.bootstrap(runs, n=12, seed=4, offset=o, progress=False) for o in (0, 12)]
+    whole = js.bootstrap(runs, n=24, seed=4, lanes=96, progress=False)
+    parts = [js.bootstrap(runs, n=12, seed=4, offset=o, lanes=96, progress=False) for o in (0, 12)]
     merged = js.BootstrapResult.merge(parts)
     np.testing.assert_allclose(merged.draws, whole.draws, rtol=1e-12)
     np.testing.assert_array_equal(merged.status, whole.status)
