@@ -88,7 +88,8 @@ def test_eight_simulated_devices_equal_one(tmp_path):
 
     Results are bit-identical at a fixed lane count (engine.solve), so the bootstrap runs on 48
     lanes, the refinements of one 6-resample chunk: on the default 512, seven of every eight
-    lanes of each call would iterate idle (24 s of this test's 90 s on a 2-core CPU).
+    lanes of each call would iterate idle (the test took 90 s on 512 lanes, 56 s on 48; 2-core
+    CPU).
     """
     script = textwrap.dedent(
         """
@@ -96,8 +97,8 @@ def test_eight_simulated_devices_equal_one(tmp_path):
         import jaxscale as js
         assert len(jax.local_devices()) == 8
         runs = js.datasets.chinchilla()
-        opts = dict(n=48, seed=5, chunk_size=6, lanes=48, progress=False)
-        one, eight = js.bootstrap(runs, devices=1, **opts), js.bootstrap(runs, devices=8, **opts)
+        boot = dict(n=48, seed=5, chunk_size=6, lanes=48, progress=False)
+        one, eight = js.bootstrap(runs, devices=1, **boot), js.bootstrap(runs, devices=8, **boot)
         df = js.datasets.chinchilla_table()
         df = {"N": df["params_N"], "D": df["tokens_D"], "loss": df["loss"], "g": (df["params_N"] > 1e9) * 1}
         opts = dict(by="g", n_refine=4, bootstrap=12, chunk_size=1)
