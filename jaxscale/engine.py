@@ -45,6 +45,20 @@ class Config(NamedTuple):
     method: str = "bfgs"  # one of METHODS
 
 
+class Limits(NamedTuple):
+    """The solver's step budget and gradient tolerance, passed to kernels as arrays rather than
+    in the static :class:`Config`, so that a new ``max_steps`` or ``gtol`` reuses the compiled
+    kernel instead of compiling another (~3 s for a Chinchilla fit on 2 CPU cores)."""
+
+    max_steps: jax.Array  # int32 scalar
+    gtol: jax.Array  # scalar, in the solver's dtype
+
+
+def limits_of(cfg: Config, dtype=jnp.float64) -> Limits:
+    """``cfg``'s budget and tolerance as :class:`Limits` (``gtol`` in the solver's ``dtype``)."""
+    return Limits(jnp.asarray(cfg.max_steps, jnp.int32), jnp.asarray(cfg.gtol, dtype))
+
+
 class Data(NamedTuple):
     """Arrays shared by every problem of a call, or (grouped) one set per problem: a leading axis ``[B, ...]``."""
 
@@ -178,7 +192,17 @@ def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: 
     return jax.vmap(lambda v: smallest_k(v, n_refine))(screened)
 
 
-def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill_every: int, grouped: bool = False):
+def _solve_items(
+    cfg: Config,
+    data: Data,
+    x0,
+    owner,
+    weights,
+    lanes: int,
+    refill_every: int,
+    grouped: bool = False,
+    limits: Limits | None = None,
+):
     """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes.
 
     ``grouped``: ``data`` has one set of arrays per problem and each lane reads its owner's.
@@ -189,13 +213,15 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
     and take the next item from the queue. Each item's arithmetic is independent of which
     lane runs it and when, so results do not depend on ``lanes`` scheduling or chunking
     (the lane count fixes the compiled shape, so keep it fixed for bit-identical results).
+    ``limits``: the solver's budget and tolerance (default: ``cfg``'s).
     """
     n_items = x0.shape[0]
+    max_steps, gtol = limits_of(cfg, x0.dtype) if limits is None else limits
 
     def advance(state, lane_w, lane_data):
         return jax.vmap(
             lambda st, w, d: solver.step(
-                lambda z: objective_value_and_grad(cfg, d, z, w), st, max_steps=cfg.max_steps, gtol=cfg.gtol
+                lambda z: objective_value_and_grad(cfg, d, z, w), st, max_steps=max_steps, gtol=gtol
             ),
             in_axes=(0, 0, 0 if grouped else None),
         )(state, lane_w, lane_data)
@@ -233,16 +259,17 @@ def _solve_items(cfg: Config, data: Data, x0, owner, weights, lanes: int, refill
     return jax.lax.while_loop(cond, body, init)[3]
 
 
-def _solve_items_lbfgs(cfg: Config, data: Data, x0, item_weights, item_data: bool = False) -> solver.SolverResult:
+def _solve_items_lbfgs(
+    cfg: Config, data: Data, x0, item_weights, item_data: bool = False, limits: Limits | None = None
+) -> solver.SolverResult:
     """Solve every item (start ``x0[i]``, weights ``item_weights[i]``) with optax's L-BFGS.
 
     Plain lockstep ``vmap``, no lane refill: the zoom line search is a nested loop that a
     lane cannot leave mid-way, so this path is for laws where BFGS's dense matrix is the cost.
     """
+    max_steps, gtol = limits_of(cfg, x0.dtype) if limits is None else limits
     return jax.vmap(
-        lambda x, w, d: solver.minimize_lbfgs(
-            lambda z: _objective(cfg, d, z, w), x, max_steps=cfg.max_steps, gtol=cfg.gtol
-        ),
+        lambda x, w, d: solver.minimize_lbfgs(lambda z: _objective(cfg, d, z, w), x, max_steps=max_steps, gtol=gtol),
         in_axes=(0, 0, 0 if item_data else None),
     )(x0, item_weights, data)
 
@@ -252,12 +279,14 @@ def _solve_chunk(
     data: Data,
     starts_c: jax.Array,
     weights: jax.Array,
+    limits: Limits,
     n_refine: int,
     lanes: int,
     refill_every: int = 8,
     grouped: bool = False,
 ) -> Best:
-    """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``.
+    """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``;
+    ``limits``: the solver's budget and tolerance (``cfg.max_steps`` and ``cfg.gtol`` unused).
 
     ``grouped``: every problem has its own data (``data`` and ``starts_c`` carry a leading
     ``[B]`` axis; padding points have weight 0), as in ``solve(..., grouped=True)``.
@@ -273,9 +302,9 @@ def _solve_chunk(
     x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
     if cfg.method == "lbfgs":
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
-        res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped)
+        res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
     elif cfg.method == "bfgs":
-        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped)
+        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
     else:
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
@@ -315,7 +344,7 @@ def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grou
     fn = jax.shard_map(
         functools.partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped),
         mesh=mesh,
-        in_specs=(per_problem, per_problem, PartitionSpec("devices")),
+        in_specs=(per_problem, per_problem, PartitionSpec("devices"), PartitionSpec()),
         out_specs=PartitionSpec("devices"),
         check_vma=False,
     )
@@ -421,6 +450,8 @@ def solve(
     else:
         starts_c = centred_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
+    limits = limits_of(cfg, np.asarray(starts).dtype)
+    cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
     # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
     # problem differently (its size-1 axes are simplified away), and the last bits that
     # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
@@ -437,9 +468,9 @@ def solve(
             chunk_data = Data(*(jnp.asarray(_pad(np.asarray(a)[rows], step)) for a in data))
             starts_c = _centred_starts_per_problem(cfg, chunk_data, starts_j)
         if devices == 1:
-            out = solve_chunk(cfg, chunk_data, starts_c, w, k, lanes, grouped=grouped)
+            out = solve_chunk(cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped)
         else:
-            out = _sharded_solver(cfg, k, lanes, devices, grouped)(chunk_data, starts_c, w)
+            out = _sharded_solver(cfg, k, lanes, devices, grouped)(chunk_data, starts_c, w, limits)
         outs.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
         if progress is not None:
             progress(hi, n)

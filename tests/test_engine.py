@@ -72,6 +72,12 @@ def test_second_call_with_same_shapes_does_not_recompile():
     other = js.Runs.from_arrays({"N": runs.x[:, 0], "D": runs.x[:, 1]}, runs.y * 1.01)
     js.fit(other, law="chinchilla", weights=np.linspace(0.5, 1.5, runs.n_points))
     assert engine.solve_chunk._cache_size() == compiled
+    # Another step budget or tolerance too (engine.Limits are arrays), and they still act.
+    short = js.fit(runs, law="chinchilla", max_steps=8)
+    loose = js.fit(runs, law="chinchilla", gtol=1e-3)
+    assert engine.solve_chunk._cache_size() == compiled
+    assert short.status == "max_steps" and short.steps == 8
+    assert loose.converged and 0 < loose.grad_norm <= 1e-3 and loose.steps < 245
 
 
 def test_fits_of_run_counts_in_one_bucket_share_one_kernel_and_padding_changes_nothing():
