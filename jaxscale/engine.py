@@ -200,8 +200,8 @@ def _solve_items(
     weights,
     lanes: int,
     refill_every: int,
-    grouped: bool = False,
-    limits: Limits | None = None,
+    grouped: bool,
+    limits: Limits,
 ):
     """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes.
 
@@ -213,10 +213,10 @@ def _solve_items(
     and take the next item from the queue. Each item's arithmetic is independent of which
     lane runs it and when, so results do not depend on ``lanes`` scheduling or chunking
     (the lane count fixes the compiled shape, so keep it fixed for bit-identical results).
-    ``limits``: the solver's budget and tolerance (default: ``cfg``'s).
+    ``limits``: the solver's budget and tolerance.
     """
     n_items = x0.shape[0]
-    max_steps, gtol = limits_of(cfg, x0.dtype) if limits is None else limits
+    max_steps, gtol = limits
 
     def advance(state, lane_w, lane_data):
         return jax.vmap(
@@ -260,14 +260,14 @@ def _solve_items(
 
 
 def _solve_items_lbfgs(
-    cfg: Config, data: Data, x0, item_weights, item_data: bool = False, limits: Limits | None = None
+    cfg: Config, data: Data, x0, item_weights, item_data: bool, limits: Limits
 ) -> solver.SolverResult:
     """Solve every item (start ``x0[i]``, weights ``item_weights[i]``) with optax's L-BFGS.
 
     Plain lockstep ``vmap``, no lane refill: the zoom line search is a nested loop that a
     lane cannot leave mid-way, so this path is for laws where BFGS's dense matrix is the cost.
     """
-    max_steps, gtol = limits_of(cfg, x0.dtype) if limits is None else limits
+    max_steps, gtol = limits
     return jax.vmap(
         lambda x, w, d: solver.minimize_lbfgs(lambda z: _objective(cfg, d, z, w), x, max_steps=max_steps, gtol=gtol),
         in_axes=(0, 0, 0 if item_data else None),

@@ -41,7 +41,7 @@ def test_lbfgs_status_is_honest_for_every_start():
     law = js.get_law("chinchilla")
     cfg, data = prepare(runs, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=GTOL, solver="lbfgs")
     x0 = engine.centred_starts(cfg, data, screened_starts(runs, k=16))
-    res = engine._solve_items_lbfgs(cfg, data, x0, jnp.ones((x0.shape[0], runs.n_points)))
+    res = engine._solve_items_lbfgs(cfg, data, x0, jnp.ones((x0.shape[0], runs.n_points)), False, engine.limits_of(cfg))
     status, grad = np.asarray(res.status), np.asarray(res.grad_norm)
     # No start claims convergence without meeting the gradient test, and none that met
     # gtol is reported as anything else.
