@@ -26,7 +26,7 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.blas import single_threaded_blas
-from jaxscale import engine
+from jaxscale import engine, problem, screening
 from jaxscale.bootstrap import resample_weights
 from jaxscale.fit import prepare
 from tests.reference import chinchilla_objective, scipy_best
@@ -74,8 +74,8 @@ def test_bootstrap_vs_scipy(benchmark):
         cfg, data = prepare(runs, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=1e-10)
         weights = resample_weights(jax.random.key(0), 0, SCIPY_SAMPLE_RESAMPLES, runs.n_points)
         grid = law.grid_points()
-        starts_c = engine.centred_starts(cfg, data, grid)
-        idx = np.asarray(engine._screen(cfg, data, starts_c, jax.numpy.asarray(weights), n_refine))
+        starts_c = problem.centred_starts(cfg, data, grid)
+        idx = np.asarray(screening.screen(cfg, data, starts_c, jax.numpy.asarray(weights), n_refine))
     starts = [grid[i] for i in idx]
     # scipy's default tolerances (as users and Epoch's code run it; they stop earlier than
     # ours: ftol 2.2e-9 is absolute at this objective's scale of 1e-3) and tight ones.

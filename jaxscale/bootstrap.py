@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine
+from . import engine, problem
 from ._progress import progress_bar
 from .fit import INERT_TOL, RETRY_FACTOR, SAME_OPTIMUM_RTOL, FitResult, as_runs, candidate_starts, fit, prepare
 from .frontier import chinchilla_allocation
@@ -68,7 +68,7 @@ def weights_of_rows(source, rows: np.ndarray, chunk: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def refit_vanished(best: engine.Best, free, k: int, n_candidates: int, solve_rows) -> engine.Best:
+def refit_vanished(best: problem.Best, free, k: int, n_candidates: int, solve_rows) -> problem.Best:
     """Re-solve, from ``RETRY_FACTOR * k`` screened starts, each problem whose best start
     "converged" where a term of the law vanished (see :func:`jaxscale.fit`'s retry).
 
@@ -341,7 +341,7 @@ def bootstrap(
     if dtype == "float32":
         # Resamples in single precision (faster on accelerators; see benchmarks/RESULTS.md for
         # the accuracy cost): data and starts cast, everything computed with x64 off.
-        data = engine.Data(*(np.asarray(a, dtype=np.float32) for a in data))
+        data = problem.Data(*(np.asarray(a, dtype=np.float32) for a in data))
         candidates = candidates.astype(np.float32)
         weights32 = weights
         weights = lambda lo, hi: weights32(lo, hi).astype(np.float32)  # noqa: E731
@@ -359,7 +359,7 @@ def bootstrap(
             progress=progress_bar("bootstrap", "resamples", enabled=progress),
         )
 
-        def solve_rows(rows: np.ndarray, more: int) -> engine.Best:
+        def solve_rows(rows: np.ndarray, more: int) -> problem.Best:
             w = weights_of_rows(weights, rows, chunk_size)
             return engine.solve(
                 cfg, data, candidates, w, n_refine=more, chunk_size=chunk_size, lanes=lanes, devices=n_devices
@@ -392,7 +392,7 @@ def _recheck_in_float64(cfg, data, best, weights, gtol: float, chunk_size: int) 
     with jax.enable_x64(True):
         theta = jnp.asarray(np.asarray(best.theta, dtype=np.float64))
         x_free = center(cfg.law, theta, data.shift)[:, list(cfg.free)]
-        grad = jax.jit(jax.vmap(lambda x, w: engine.objective_value_and_grad(cfg, data, x, w)[1], in_axes=(0, 0)))
+        grad = jax.jit(jax.vmap(lambda x, w: problem.objective_value_and_grad(cfg, data, x, w)[1], in_axes=(0, 0)))
         for lo in range(0, status.shape[0], chunk_size):
             hi = min(lo + chunk_size, status.shape[0])
             g = np.asarray(grad(x_free[lo:hi], jnp.asarray(weights(lo, hi))))

@@ -1,22 +1,17 @@
 """The one compiled kernel behind fit and bootstrap: starts × weights → best optimum.
 
-A *problem* is one weight vector over the data points (the plain fit: all ones; a bootstrap
-resample: multinomial counts; a cluster resample: per-cluster counts). For each problem the
-kernel optionally screens a candidate start set by its initial objective, refines the best
-few with the lockstep BFGS of :mod:`jaxscale.solver` (or optax's L-BFGS, ``Config.method``),
-and keeps the best start. Problems are processed in chunks of a fixed size (one compilation,
-bounded memory, cache-sized batches).
-
-Screening costs one matrix product: the objective of every candidate start for every
-problem is ``W @ R.T`` where ``R[s, i]`` is the loss of start ``s`` at point ``i``, because
-the objective is linear in the weights.
+For each problem (one weight vector over the data points, see :mod:`jaxscale.problem`) the
+kernel optionally screens a candidate start set by its initial objective
+(:mod:`jaxscale.screening`), refines the best few with the lockstep BFGS of
+:mod:`jaxscale.solver` (or optax's L-BFGS, ``Config.method``), and keeps the best start.
+Problems are processed in chunks of a fixed size (one compilation, bounded memory,
+cache-sized batches).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,172 +19,20 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from . import solver
-from .laws import Law, center, uncenter
-from .objective import law_objective, residual_loss
-from .selection import SORT_AT_MOST, smallest_k
-
-# "bfgs": the lane-refill dense BFGS of _solve_items (few parameters); "lbfgs": optax's
-# L-BFGS, vmapped in plain lockstep (many parameters, and a cross-check).
-METHODS = ("bfgs", "lbfgs")
-
-
-class Config(NamedTuple):
-    """Static configuration of a kernel (hashable: it is a jit static argument)."""
-
-    law: Law
-    loss: str
-    delta: float
-    free: tuple[int, ...]  # indices of the fitted parameters being optimised
-    max_steps: int
-    gtol: float
-    method: str = "bfgs"  # one of METHODS
-
-
-class Limits(NamedTuple):
-    """The solver's step budget and gradient tolerance, passed to kernels as arrays rather than
-    in the static :class:`Config`, so that a new ``max_steps`` or ``gtol`` reuses the compiled
-    kernel instead of compiling another (~3 s for a Chinchilla fit on 2 CPU cores)."""
-
-    max_steps: jax.Array  # int32 scalar
-    gtol: jax.Array  # scalar, in the solver's dtype
-
-
-def limits_of(cfg: Config, dtype=jnp.float64) -> Limits:
-    """``cfg``'s budget and tolerance as :class:`Limits` (``gtol`` in the solver's ``dtype``)."""
-    return Limits(jnp.asarray(cfg.max_steps, jnp.int32), jnp.asarray(cfg.gtol, dtype))
-
-
-class Data(NamedTuple):
-    """Arrays shared by every problem of a call, or (grouped) one set per problem: a leading axis ``[B, ...]``."""
-
-    log_x: jax.Array  # [P, k]
-    log_y: jax.Array  # [P]
-    theta_fixed: jax.Array  # [p]: values of the held-fixed parameters (others ignored)
-    shift: jax.Array  # [n_pairs]: centre per law.center_pairs (0 = not centred)
-
-
-class Best(NamedTuple):
-    """Per-problem outcome: the best start's optimum, in the law's fitted parameters."""
-
-    theta: jax.Array  # [B, p]
-    value: jax.Array  # [B]
-    status: jax.Array  # [B]
-    steps: jax.Array  # [B]
-    grad_norm: jax.Array  # [B]
-    start_values: jax.Array  # [B, S']: final objective of every refined start
-    sensitivity: jax.Array  # [B, p]: max over weighted points of |d log L / d theta_j| at theta
-
-
-def _full(cfg: Config, data: Data, x_free):
-    return uncenter(cfg.law, data.theta_fixed.at[..., cfg.free].set(x_free), data.shift)
-
-
-def _objective(cfg: Config, data: Data, x_free, weights):
-    theta = _full(cfg, data, x_free)
-    return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, loss=cfg.loss, delta=cfg.delta)
-
-
-def objective_value_and_grad(cfg: Config, data: Data, x_free, weights):
-    """``(f, ∇f)`` in the solver's (free, centred) coordinates."""
-    return jax.value_and_grad(_objective, argnums=2)(cfg, data, x_free, weights)
-
-
-def centred_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
-    """Starts in the law's fitted parameters ``[S, p]`` -> the solver's free, centred coordinates."""
-    free_mask = np.isin(np.arange(cfg.law.n_params), cfg.free)
-    theta = jnp.where(free_mask, jnp.asarray(starts), data.theta_fixed)
-    return center(cfg.law, theta, data.shift)[:, cfg.free]
-
-
-# Two-stage screening of one problem's data (a single fit, or each group): rank every start on
-# SCREEN_POINTS evenly spaced points, keep the best PRESELECT, rank those on all points. The
-# exact ranking of S starts costs S x P loss evaluations per problem, most of a grouped fit's
-# time; this costs S x 32 + 256 x P. Used only where P and S are large enough to gain.
-SCREEN_POINTS = 32
-PRESELECT = 256
-
-
-def _sensitivity(cfg: Config, data: Data, theta, w):
-    """``max_i |∂ log L̂(x_i) / ∂θ_j|`` over the points of positive weight, per parameter ``[p]``.
-
-    Near 0 when θ_j's term has vanished from the law at every run (e.g. ``A / N^α`` with α so
-    large that the term is 1e-8 of the loss): the gradient along θ_j is then ~0 too, so the
-    solver stops on that plateau and calls it converged, though the optimum may lie elsewhere.
-    """
-    jac = jax.jacfwd(lambda th: cfg.law.log_predict(th, data.log_x))(theta)  # [P, p]
-    return jnp.max(jnp.where(w[:, None] > 0, jnp.abs(jac), 0.0), axis=0)
-
-
-def _point_loss(cfg: Config, data: Data, starts_c, points=None):
-    """Loss ``[S, P']`` of every start at every point (or at the given point indices)."""
-    log_x, log_y = (data.log_x, data.log_y) if points is None else (data.log_x[points], data.log_y[points])
-    return jax.vmap(
-        lambda x: residual_loss(cfg.law.log_predict(_full(cfg, data, x), log_x) - log_y, loss=cfg.loss, delta=cfg.delta)
-    )(starts_c)
-
-
-def _coarse_loss(cfg: Config, data: Data, starts_c, points=None):
-    """:func:`_point_loss` for a first, coarse ranking: in float32 where the law allows it.
-
-    XLA:CPU spends ~2.4 ns on a float64 exp and ~8 ns on a float64 log, against ~0.6 and ~1.5
-    in float32; ranking 4,500 starts on 32 points took 1.6-1.8 ms per problem in float64 and
-    0.38 ms in float32 (2-core EPYC). The best PRESELECT of that ranking are ranked again in
-    float64 on every point, so float32's ~1e-7 relative rounding only decides which of the
-    starts near the 256th place are kept, never the final order.
-    """
-    if _coarse_in_float32(cfg, starts_c):
-        data, starts_c = jax.tree.map(lambda a: a.astype(jnp.float32), (data, starts_c))
-    return _point_loss(cfg, data, starts_c, points)
-
-
-def _coarse_in_float32(cfg: Config, starts_c) -> bool:
-    return cfg.law.screen_float32 and starts_c.dtype == jnp.float64
-
-
-def _screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool = False):
-    """Indices ``[n_refine]`` of one problem's best starts by initial objective.
-
-    ``alone``: the kernel screens only this problem (a single fit), so its long first ranking
-    is sorted rather than bisected: the same starts, ~1 ms slower once per fit, while the
-    240-point fit's kernel compiles in 3.1 s instead of 3.8 s (medians of 3, 2-core CPU).
-    Kernels that screen many problems keep the bisection, cheaper per problem.
-    """
-    n_starts, n_points = starts_c.shape[0], data.log_y.shape[0]
-    keep = max(PRESELECT, n_refine)
-    sort_at_most = n_starts if alone else SORT_AT_MOST
-
-    def best(values, k):
-        return smallest_k(values, k, sort_at_most)
-
-    if n_starts <= 2 * keep or (n_points <= 2 * SCREEN_POINTS and not _coarse_in_float32(cfg, starts_c)):
-        return best(w @ _point_loss(cfg, data, starts_c).T, n_refine)
-    if n_points <= 2 * SCREEN_POINTS:  # few points: the coarse ranking uses them all
-        coarse = _coarse_loss(cfg, data, starts_c)
-        w_coarse = w
-    else:
-        # Evenly spaced over the points up to the last of positive weight: padding (weight-0
-        # points appended to reach a kernel's shape) is never sampled.
-        n_valid = n_points - jnp.argmax(w[::-1] > 0)
-        sub = jnp.round(jnp.linspace(0.0, 1.0, SCREEN_POINTS) * (n_valid - 1)).astype(jnp.int32)
-        coarse = _coarse_loss(cfg, data, starts_c, sub)
-        w_coarse = w[sub]
-    pre = best(w_coarse.astype(coarse.dtype) @ coarse.T, keep)
-    return pre[best(w @ _point_loss(cfg, data, starts_c[pre]).T, n_refine)]
-
-
-def _screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: bool = False):
-    """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all)."""
-    n_starts = starts_c.shape[-2]
-    if n_refine >= n_starts:
-        return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
-    if grouped:  # one problem at a time: [S, P] per problem rather than [B, S, P] at once
-        return jax.lax.map(lambda a: _screen_one(cfg, a[0], a[1], a[2], n_refine), (data, starts_c, weights))
-    if weights.shape[0] == 1:
-        return _screen_one(cfg, data, starts_c, weights[0], n_refine, alone=True)[None]
-    # Many problems on shared data: one [S, P] table serves them all, since the objective is
-    # linear in the weights.
-    screened = weights @ _point_loss(cfg, data, starts_c).T  # [B, S]
-    return jax.vmap(lambda v: smallest_k(v, n_refine))(screened)
+from .problem import (
+    METHODS,
+    Best,
+    Config,
+    Data,
+    Limits,
+    centred_starts,
+    full_theta,
+    limits_of,
+    objective,
+    objective_value_and_grad,
+    sensitivity,
+)
+from .screening import screen
 
 
 def _solve_items(
@@ -269,7 +112,7 @@ def _solve_items_lbfgs(
     """
     max_steps, gtol = limits
     return jax.vmap(
-        lambda x, w, d: solver.minimize_lbfgs(lambda z: _objective(cfg, d, z, w), x, max_steps=max_steps, gtol=gtol),
+        lambda x, w, d: solver.minimize_lbfgs(lambda z: objective(cfg, d, z, w), x, max_steps=max_steps, gtol=gtol),
         in_axes=(0, 0, 0 if item_data else None),
     )(x0, item_weights, data)
 
@@ -296,7 +139,7 @@ def _solve_chunk(
     (``cfg.method == "bfgs"``) or run side by side in one lockstep batch (``"lbfgs"``).
     """
     n_problems = weights.shape[0]
-    idx = _screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
+    idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
     k = idx.shape[1]
     owner = jnp.repeat(jnp.arange(n_problems), k)
     x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
@@ -315,7 +158,7 @@ def _solve_chunk(
         return jnp.take_along_axis(a, best.reshape((-1,) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
 
     per_problem = 0 if grouped else None
-    theta = jax.vmap(lambda x, d: _full(cfg, d, x), in_axes=(0, per_problem))(pick(res.x), data)
+    theta = jax.vmap(lambda x, d: full_theta(cfg, d, x), in_axes=(0, per_problem))(pick(res.x), data)
     return Best(
         theta=theta,
         value=pick(res.value),
@@ -323,7 +166,7 @@ def _solve_chunk(
         steps=pick(res.steps),
         grad_norm=pick(res.grad_norm),
         start_values=values,
-        sensitivity=jax.vmap(lambda d, t, w: _sensitivity(cfg, d, t, w), in_axes=(per_problem, 0, 0))(
+        sensitivity=jax.vmap(lambda d, t, w: sensitivity(cfg, d, t, w), in_axes=(per_problem, 0, 0))(
             data, theta, weights
         ),
     )
@@ -475,15 +318,3 @@ def solve(
         if progress is not None:
             progress(hi, n)
     return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
-
-
-def make_data(law: Law, log_x: np.ndarray, log_y: np.ndarray, theta_fixed: np.ndarray, free: tuple[int, ...]) -> Data:
-    """The kernel's arrays for one data set, centred by :func:`centre_shift`."""
-    shift = centre_shift(law, log_x, free)
-    return Data(jnp.asarray(log_x), jnp.asarray(log_y), jnp.asarray(theta_fixed), jnp.asarray(shift))
-
-
-def centre_shift(law: Law, log_x: np.ndarray, free: tuple[int, ...]) -> np.ndarray:
-    """Centre each coefficient/exponent pair on its input's mean, unless the coefficient is fixed."""
-    means = log_x.mean(axis=0)
-    return np.array([means[inp] if coef in free else 0.0 for coef, _, inp in law.center_pairs])

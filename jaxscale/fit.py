@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import engine
+from . import engine, problem
 from .laws import Law, get_law
 from .objective import LOSSES
 from .results import fit_report, fit_summary, fit_to_dict
@@ -115,7 +115,7 @@ def resolve_starts(law: Law, starts: str | np.ndarray | Sequence[Mapping[str, fl
     return arr
 
 
-def candidate_starts(law: Law, cfg: engine.Config, starts, n_refine: int) -> tuple[np.ndarray, int]:
+def candidate_starts(law: Law, cfg: problem.Config, starts, n_refine: int) -> tuple[np.ndarray, int]:
     """The candidate starts ``[S, p]`` and how many of them each problem refines."""
     candidates = resolve_starts(law, starts)
     if isinstance(starts, str) and len(cfg.free) < law.n_params:
@@ -155,12 +155,12 @@ def make_config(
     max_steps: int,
     gtol: float,
     solver: str = "bfgs",
-) -> tuple[engine.Config, np.ndarray]:
+) -> tuple[problem.Config, np.ndarray]:
     """Validate the fit options: the kernel's static config and the held-fixed parameter values."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    if solver not in engine.METHODS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {engine.METHODS}")
+    if solver not in problem.METHODS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {problem.METHODS}")
     if not delta > 0:
         raise ValueError(f"delta must be > 0; got {delta}")
     fixed = dict(fixed or {})
@@ -172,10 +172,10 @@ def make_config(
     free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
     if not free:
         raise ValueError("every parameter is fixed: nothing to fit")
-    return engine.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver), theta_fixed
+    return problem.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver), theta_fixed
 
 
-def too_few_runs(n_points: int, cfg: engine.Config) -> str | None:
+def too_few_runs(n_points: int, cfg: problem.Config) -> str | None:
     """Why ``n_points`` runs cannot determine the free parameters (None if they can)."""
     if n_points > len(cfg.free):
         return None
@@ -195,15 +195,15 @@ def prepare(
     max_steps: int,
     gtol: float,
     solver: str = "bfgs",
-) -> tuple[engine.Config, engine.Data]:
+) -> tuple[problem.Config, problem.Data]:
     """Validate the fit options and build the kernel's static config and shared arrays."""
     cfg, theta_fixed = make_config(
         law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
     )
-    problem = too_few_runs(runs.n_points, cfg)
-    if problem:
-        raise ValueError(problem)
-    data = engine.make_data(law, match_inputs(runs, law), runs.log_loss(), theta_fixed, cfg.free)
+    reason = too_few_runs(runs.n_points, cfg)
+    if reason:
+        raise ValueError(reason)
+    data = problem.make_data(law, match_inputs(runs, law), runs.log_loss(), theta_fixed, cfg.free)
     return cfg, data
 
 
@@ -278,7 +278,7 @@ def fit(
         res = solve(n_refine_eff)
         if res.at_bound and n_refine_eff < len(candidates):
             # A vanished term is a real outcome (the runs do not need it) or a plateau that the
-            # solver took for an optimum (see engine._sensitivity): more starts tell them apart.
+            # solver took for an optimum (see problem.sensitivity): more starts tell them apart.
             res = better(res, solve(min(len(candidates), RETRY_FACTOR * n_refine_eff)))
     return res
 
@@ -296,7 +296,7 @@ def needs_retry(res: FitResult) -> bool:
 
 def result_from_best(
     law: Law,
-    best: engine.Best,
+    best: problem.Best,
     i: int,
     *,
     n_candidates: int,

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import engine
+from . import engine, problem
 from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
 from .bootstrap import BootstrapResult, refit_vanished, resample_weights, weights_of_rows
 from .fit import (
@@ -69,7 +69,7 @@ def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:
     return keys, np.array([index[key] for key in runs.groups], dtype=np.int64)
 
 
-def _padded_data(cfg: engine.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
+def _padded_data(cfg: problem.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
     """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups in ``members``."""
     g, k = len(members), log_x.shape[1]
     xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
@@ -78,9 +78,9 @@ def _padded_data(cfg: engine.Config, theta_fixed: np.ndarray, log_x: np.ndarray,
         n = len(rows)
         take = np.resize(rows, size)  # padding cycles through the real points, with weight 0
         xs[j], ys[j], ws[j, :n] = log_x[take], log_y[take], 1.0
-        shifts[j] = engine.centre_shift(cfg.law, log_x[rows], cfg.free)
+        shifts[j] = problem.centre_shift(cfg.law, log_x[rows], cfg.free)
     thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
-    return engine.Data(xs, ys, thetas, shifts), ws
+    return problem.Data(xs, ys, thetas, shifts), ws
 
 
 def fit_groups(
@@ -209,7 +209,7 @@ def fit_groups(
             if again and retry and k < RETRY_N_REFINE < len(candidates):
                 # A group whose best start did not converge, or stopped where a term vanished,
                 # gets fit()'s default 64 starts (which include the first pass's 8).
-                subset = engine.Data(*(a[again] for a in data))
+                subset = problem.Data(*(a[again] for a in data))
                 for j, res in zip(again, solve(subset, w[again], [ids[j] for j in again], RETRY_N_REFINE), strict=True):
                     fits[ids[j]] = better(fits[ids[j]], res)
             if bootstrap:

@@ -53,7 +53,7 @@ class Law:
             scalars and arrays), e.g. Chinchilla's frontier exponents ``a`` and ``b``.
         screen_float32: the predictor is safe to evaluate in float32 (nothing in it can
             overflow there), so screening may rank the start grid in float32 first and keep
-            float64 for the final ranking of the best few hundred (see ``engine._screen_one``).
+            float64 for the final ranking of the best few hundred (see ``screening.screen_one``).
     """
 
     name: str

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import engine
+from jaxscale import engine, problem, screening
 from jaxscale.fit import prepare
 from jaxscale.solver import CONVERGED, NONFINITE, minimize, minimize_batch
 
@@ -72,7 +72,7 @@ def test_second_call_with_same_shapes_does_not_recompile():
     other = js.Runs.from_arrays({"N": runs.x[:, 0], "D": runs.x[:, 1]}, runs.y * 1.01)
     js.fit(other, law="chinchilla", weights=np.linspace(0.5, 1.5, runs.n_points))
     assert engine.solve_chunk._cache_size() == compiled
-    # Another step budget or tolerance too (engine.Limits are arrays), and they still act.
+    # Another step budget or tolerance too (problem.Limits are arrays), and they still act.
     short = js.fit(runs, law="chinchilla", max_steps=8)
     loose = js.fit(runs, law="chinchilla", gtol=1e-3)
     assert engine.solve_chunk._cache_size() == compiled
@@ -156,15 +156,15 @@ def test_float32_coarse_screening_keeps_the_float64_best_starts(n_points):
     part = js.Runs.from_arrays({"N": runs.x[take, 0], "D": runs.x[take, 1]}, runs.y[take])
     cfg, data = prepare(part, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=1e-10)
     with jax.enable_x64(True):
-        starts = engine.centred_starts(cfg, data, law.grid_points())
+        starts = problem.centred_starts(cfg, data, law.grid_points())
         w = jnp.ones(n_points)
-        exact = np.asarray(w @ engine._point_loss(cfg, data, starts).T)
-        chosen = np.asarray(jax.jit(lambda s, w: engine._screen_one(cfg, data, s, w, 8))(starts, w))
+        exact = np.asarray(w @ screening.point_loss(cfg, data, starts).T)
+        chosen = np.asarray(jax.jit(lambda s, w: screening.screen_one(cfg, data, s, w, 8))(starts, w))
         # A single fit's kernel sorts the 4,500 instead of bisecting: the same starts, in order.
-        alone = jax.jit(lambda s, w: engine._screen_one(cfg, data, s, w, 8, alone=True))(starts, w)
+        alone = jax.jit(lambda s, w: screening.screen_one(cfg, data, s, w, 8, alone=True))(starts, w)
     np.testing.assert_array_equal(np.asarray(alone), chosen)
     best8 = np.sort(exact)[:8]
-    if n_points <= 2 * engine.SCREEN_POINTS:
+    if n_points <= 2 * screening.SCREEN_POINTS:
         np.testing.assert_allclose(exact[chosen], best8, rtol=1e-12)
     else:
         np.testing.assert_allclose(exact[chosen[0]], best8[0], rtol=1e-12)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import engine
+from jaxscale import engine, problem
 from jaxscale.fit import prepare
 from jaxscale.solver import CONVERGED, MAX_STEPS, NONFINITE, minimize_lbfgs
 from tests.test_against_scipy import TRUTHS, screened_starts, synthetic
@@ -40,8 +40,9 @@ def test_lbfgs_status_is_honest_for_every_start():
     runs = js.datasets.chinchilla()
     law = js.get_law("chinchilla")
     cfg, data = prepare(runs, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=GTOL, solver="lbfgs")
-    x0 = engine.centred_starts(cfg, data, screened_starts(runs, k=16))
-    res = engine._solve_items_lbfgs(cfg, data, x0, jnp.ones((x0.shape[0], runs.n_points)), False, engine.limits_of(cfg))
+    x0 = problem.centred_starts(cfg, data, screened_starts(runs, k=16))
+    weights = jnp.ones((x0.shape[0], runs.n_points))
+    res = engine._solve_items_lbfgs(cfg, data, x0, weights, False, problem.limits_of(cfg))
     status, grad = np.asarray(res.status), np.asarray(res.grad_norm)
     # No start claims convergence without meeting the gradient test, and none that met
     # gtol is reported as anything else.
