@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._plot_style import AXIS_LABEL, FRONTIER_LABEL, axes_for, grid_style, pyplot, sci, tex
 from .fit import FitResult, as_runs, match_inputs
 from .runs import Runs
 
@@ -22,53 +23,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .bootstrap import BootstrapResult
-
-_AXIS = {"N": "parameters $N$", "D": "tokens $D$", "C": "compute $C$ (FLOPs)", "compute": "compute $C$ (FLOPs)"}
-_FRONTIER = {
-    "N_opt": "$N_{\\mathrm{opt}}$ (parameters)",
-    "D_opt": "$D_{\\mathrm{opt}}$ (tokens)",
-    "tokens_per_param": "tokens per parameter",
-    "loss": "loss at the optimum",
-}
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "eta", "kappa", "lambda", "mu", "rho", "sigma", "tau"}
-
-
-def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("jaxscale.plotting needs matplotlib: pip install 'jaxscale[plots]'") from err
-    return plt
-
-
-def _axes(given: Any, n: int, **subplots) -> list[Axes]:
-    """``given`` (one Axes or ``n`` of them) as a list, or ``n`` new axes side by side / stacked."""
-    if given is None:
-        _, created = _pyplot().subplots(squeeze=False, layout="constrained", **subplots)
-        return list(created.ravel())
-    axes = [given] if hasattr(given, "plot") else list(np.ravel(given) if isinstance(given, np.ndarray) else given)
-    if len(axes) != n:
-        raise ValueError(f"expected {n} axes to draw into; got {len(axes)}")
-    return axes
-
-
-def _sci(v: float) -> str:
-    """``3.2e19`` -> ``$3.2\\times10^{19}$`` (``$10^{19}$`` when the mantissa rounds to 1)."""
-    exp = int(np.floor(np.log10(v)))
-    mant = round(v / 10.0**exp, 1)
-    if mant >= 10:
-        mant, exp = 1.0, exp + 1
-    return f"$10^{{{exp}}}$" if mant == 1 else f"${mant:g}\\times10^{{{exp}}}$"
-
-
-def _tex(name: str) -> str:
-    """A parameter name as a math label: ``alpha`` -> ``$\\alpha$``, ``E`` -> ``$E$``."""
-    return f"$\\{name}$" if name in _GREEK else f"${name}$" if len(name) == 1 else name
-
-
-def _style(ax: Axes) -> None:
-    ax.grid(True, which="major", color="0.88", lw=0.6)
-    ax.set_axisbelow(True)
 
 
 def plot_fit(
@@ -145,13 +99,13 @@ def plot_fit(
         centres = np.log(np.asarray(curves, dtype=np.float64))
     nearest = np.argmin(np.abs(log_h[:, None] - centres[None, :]), axis=1)
     used = np.unique(nearest)  # bins without runs get no curve
-    colors = _pyplot().get_cmap("viridis")(np.linspace(0.0, 0.85, len(used)) if len(used) > 1 else [0.3])
+    colors = pyplot().get_cmap("viridis")(np.linspace(0.0, 0.85, len(used)) if len(used) > 1 else [0.3])
     color_of = dict(zip(used, colors, strict=True))
     point_colors = np.array([color_of[k] for k in nearest])
 
     n_panels = 2 if residuals else 1
     kw = {"height_ratios": (3, 1), "sharex": True, "figsize": (6.4, 5.6)} if residuals else {"figsize": (6.4, 4.4)}
-    axs = _axes(axes, n_panels, nrows=n_panels, ncols=1, **kw)
+    axs = axes_for(axes, n_panels, nrows=n_panels, ncols=1, **kw)
     ax = axs[0]
 
     def predict(xv: np.ndarray, ov: np.ndarray | None) -> np.ndarray:
@@ -165,15 +119,15 @@ def plot_fit(
         h = float(np.exp(centres[k]))
         ov = h / (6.0 * grid) if hold == "compute" else np.full_like(grid, h)
         ax.plot(grid, predict(grid, ov), color=color_of[k], lw=1.8, gid="curve", zorder=3)
-        label = _sci(h) if other is not None else "runs and fit"
+        label = sci(h) if other is not None else "runs and fit"
         handles.append(Line2D([], [], color=color_of[k], lw=1.8, marker="o", ms=4, label=label))
     ax.set_xscale("log")
     ax.set_ylabel("loss")
     ax.set_title(f"{law.name} law fitted to {runs.n_points} runs", fontsize="medium")
-    title = f"{_AXIS.get(other, other)} held at" if hold != "compute" else "$C = 6ND$ (FLOPs)"
+    title = f"{AXIS_LABEL.get(other, other)} held at" if hold != "compute" else "$C = 6ND$ (FLOPs)"
     ncols = 2 if len(used) > 4 else 1
     ax.legend(handles=handles, title=title if other else None, fontsize="small", title_fontsize="small", ncols=ncols)
-    _style(ax)
+    grid_style(ax)
     if residuals:
         rax = axs[1]
         res = np.log(runs.y) - np.log(predict(xs, ys_other))
@@ -183,8 +137,8 @@ def plot_fit(
         rax.set_ylim(-bound, bound)
         rax.set_xscale("log")
         rax.set_ylabel("log residual")
-        _style(rax)
-    axs[-1].set_xlabel(_AXIS.get(x, x))
+        grid_style(rax)
+    axs[-1].set_xlabel(AXIS_LABEL.get(x, x))
     return tuple(axs)
 
 
@@ -251,7 +205,7 @@ def plot_isoflop(
     from .io import _read_table
     from .isoflop import isoflop
 
-    plt = _pyplot()
+    plt = pyplot()
     df = source if isinstance(source, pd.DataFrame) else _read_table(source)
     for col, value in (group or {}).items():
         if col not in df.columns:
@@ -268,7 +222,7 @@ def plot_isoflop(
     c, n, y = (df[col].to_numpy(np.float64) for col in (flops, N, loss))
     w = df[weights].to_numpy(np.float64) if weights else np.ones(len(df))
     cmap, norm = plt.get_cmap("viridis"), LogNorm(vmin=c.min(), vmax=c.max())
-    (ax,) = _axes(ax, 1, figsize=(6.8, 4.6))
+    (ax,) = axes_for(ax, 1, figsize=(6.8, 4.6))
     inside = np.ones(len(df), bool)
     minima = []
     for cb in np.unique(c):
@@ -299,7 +253,7 @@ def plot_isoflop(
         star = {"marker": "*", "s": 110, "edgecolors": "black", "lw": 0.7, "zorder": 4}
         ax.scatter(m[:, 0], m[:, 1], c=cmap(norm(m[:, 2])), gid="minima", **star)
     ax.set_xscale("log")
-    ax.set_xlabel(_AXIS["N"])
+    ax.set_xlabel(AXIS_LABEL["N"])
     ax.set_ylabel("loss")
     by = list(table.attrs.get("by", []))
     name = " · ".join([str(row[col]) for col in by if col in row.index] or [str(v) for v in (group or {}).values()])
@@ -319,7 +273,7 @@ def plot_isoflop(
     ax.legend(handles=handles, fontsize="small", loc="best")
     if colorbar:
         ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="compute budget $C$ (FLOPs)")
-    _style(ax)
+    grid_style(ax)
     return ax
 
 
@@ -345,12 +299,12 @@ def plot_frontier(
     missing = [q for q in ("compute", *quantities) if q not in frontier.columns]
     if missing:
         raise ValueError(f"the frontier table has no column(s) {missing}; its columns: {list(frontier.columns)}")
-    (ax,) = _axes(ax, 1, figsize=(6.0, 4.4))
+    (ax,) = axes_for(ax, 1, figsize=(6.0, 4.4))
     compute = frontier["compute"].to_numpy(np.float64)
     band = False
     for i, q in enumerate(quantities):
         color = f"C{i}"
-        ax.plot(compute, frontier[q], color=color, lw=2, label=_FRONTIER.get(q, q), gid=q, zorder=3)
+        ax.plot(compute, frontier[q], color=color, lw=2, label=FRONTIER_LABEL.get(q, q), gid=q, zorder=3)
         if f"{q}_lower" in frontier.columns and f"{q}_upper" in frontier.columns:
             lo, hi = frontier[f"{q}_lower"].to_numpy(np.float64), frontier[f"{q}_upper"].to_numpy(np.float64)
             ax.fill_between(compute, lo, hi, color=color, alpha=0.2, lw=0, gid=f"{q}_band", zorder=2)
@@ -360,12 +314,12 @@ def plot_frontier(
             ax.plot(compute[edge], frontier[q][edge], "x", color="C3", gid="at_edge", zorder=4)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(_AXIS["compute"])
-    one = _FRONTIER.get(quantities[0], quantities[0]) if len(quantities) == 1 else "value"
+    ax.set_xlabel(AXIS_LABEL["compute"])
+    one = FRONTIER_LABEL.get(quantities[0], quantities[0]) if len(quantities) == 1 else "value"
     ax.set_ylabel("parameters, tokens" if set(quantities) == {"N_opt", "D_opt"} else one)
     ax.set_title("compute-optimal allocation" + (" (shaded: bootstrap interval)" if band else ""), fontsize="medium")
     ax.legend(fontsize="small")
-    _style(ax)
+    grid_style(ax)
     return ax
 
 
@@ -399,7 +353,7 @@ def plot_bootstrap(
     if missing:
         raise ValueError(f"no draws of {missing}; available: {list(draws)}")
     table = boot.ci(level)
-    axs = _axes(axes, len(params), nrows=1, ncols=len(params), figsize=(3.2 * len(params) + 0.4, 3.2))
+    axs = axes_for(axes, len(params), nrows=1, ncols=len(params), figsize=(3.2 * len(params) + 0.4, 3.2))
     pct = f"{100 * level:g}%"
     for ax, name in zip(axs, params, strict=True):
         values = np.asarray(draws[name], dtype=np.float64)[boot.ok]
@@ -410,11 +364,11 @@ def plot_bootstrap(
         ax.axvline(est, color="black", lw=1.8, gid="estimate", label=f"estimate {est:.4g}")
         ax.axvline(lo, color="C3", lw=1.3, ls="--", gid="lower", label=f"{pct}: [{lo:.4g}, {hi:.4g}]")
         ax.axvline(hi, color="C3", lw=1.3, ls="--", gid="upper")
-        ax.set_xlabel(_tex(name))
+        ax.set_xlabel(tex(name))
         ax.legend(fontsize="x-small", loc="upper left")
         ax.margins(y=0.35)  # room for the legend above the bars
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        _style(ax)
+        grid_style(ax)
     axs[0].set_ylabel("resamples")
     axs[0].figure.suptitle(
         f"{boot.law.name} bootstrap: {int(boot.ok.sum())} of {boot.n} resamples converged", fontsize="medium"
