@@ -37,9 +37,22 @@ STATUS_QUO_SAMPLE_STARTS = 150
 QUALITY_SAMPLE = 20
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else the architecture: the developer machine's CPU changes
+    between sessions (AMD EPYC one day, Intel Xeon another), and the figures with it."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> str:
     devices = ", ".join(sorted({d.device_kind for d in jax.local_devices()}))
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} on {devices}"
+    return f"{_cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, jax {jax.__version__} on {devices}"
 
 
 def _scipy_fit_time(weights, starts, log_n, log_d, log_y, tight=False):
