@@ -2,8 +2,9 @@
 
 A *problem* is one weight vector over a data set's points (a plain fit: all ones; a bootstrap
 resample: multinomial counts; padding: weight 0). The solver works in the free parameters,
-centred: each coefficient of a ``coefficient / input^exponent`` pair is shifted by its input's
-mean log, so that coefficient and exponent are not nearly collinear (:func:`centre_shift`).
+centred: a term ``a − α log N`` of the log-space law is written ``a' − α (log N − m)`` with
+``m`` the mean of log N over the runs (``a' = a − α m``), so that coefficient and exponent
+are not nearly collinear (:func:`centre_shift`).
 
 Example:
     >>> import numpy as np
