@@ -6,7 +6,7 @@
 #
 # That machine's image already holds jax with CUDA, optax, pandas, scipy, pytest and
 # pytest-benchmark, and nothing can be fetched there, so jaxscale is imported from the working
-# tree (PYTHONPATH) instead of being installed. Each benchmark file writes its own JSON, so
+# tree (benchmarks/conftest.py puts the repository root first on sys.path), not installed. Each benchmark file writes its own JSON, so
 # what finished comes back even when the time runs out; the scaling series (19 min of the
 # 2-core CPU's full run) is left out. Files, under $OUT (benchmarks/device_out/ elsewhere):
 # env.txt (devices and versions), log.txt (pytest's output), bench_<file>.json.
@@ -15,7 +15,7 @@
 set -uo pipefail
 out="${OUT:-benchmarks/device_out}"
 mkdir -p "$out"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 py="${PYTHON:-python3}"
 budget="${JAXSCALE_DEVICE_BUDGET_S:-540}" # leaves a minute of the 600 s for start-up and files
 start=$SECONDS

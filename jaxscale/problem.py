@@ -84,10 +84,12 @@ class Best(NamedTuple):
 
 
 def full_theta(cfg: Config, data: Data, x_free):
+    """The solver's free, centred coordinates -> all of the law's fitted parameters ``[p]``."""
     return uncenter(cfg.law, data.theta_fixed.at[..., cfg.free].set(x_free), data.shift)
 
 
 def objective(cfg: Config, data: Data, x_free, weights):
+    """The weighted, summed loss of :mod:`jaxscale.objective` at ``x_free`` (free, centred)."""
     theta = full_theta(cfg, data, x_free)
     return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, loss=cfg.loss, delta=cfg.delta)
 
