@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-import zlib
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -50,14 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .io import _read_table, read_runs
-from .isoflop import _label, _power_law, _py
+from . import _approaches as shared
+from .io import _py, _read_table, read_runs
 from .results import _num
 from .runs import _rows
-
-# Bound on the elements of one chunk's masked loss table [chunk, G, K, R]: chunks keep peak memory
-# flat whatever n_boot is (results do not depend on it: every resample has its own key).
-_CHUNK_ELEMENTS = 1 << 22
 
 
 class EnvelopeWarning(UserWarning):
@@ -160,8 +155,8 @@ def _frontier(data: _Padded, table: jax.Array, present: jax.Array, log_fpt: jax.
     ok = jnp.isfinite(low)  # some present run covers the budget
     log_n = jnp.where(ok, jnp.take_along_axis(data.log_n, best, axis=-1), 0.0)
     log_d = jnp.where(ok, data.grid - log_fpt - log_n, 0.0)
-    a, _ = _power_law(data.grid, log_n, ok)
-    b, _ = _power_law(data.grid, log_d, ok)
+    a, _ = shared.power_law(data.grid, log_n, ok)
+    b, _ = shared.power_law(data.grid, log_d, ok)
     return {"best": best, "log_loss": low, "ok": ok, "a": a, "b": b}
 
 
@@ -178,9 +173,7 @@ def _resample_counts(key: jax.Array, i: jax.Array, n_runs: jax.Array, group_id: 
         if grouped:  # static: without `by` the resample key is fold_in(key, i) itself
             key_g = jax.random.fold_in(key_g, gid)
         bits = jax.vmap(lambda s: jax.random.bits(jax.random.fold_in(key_g, s), (), jnp.uint32))(j)
-        # Uniform in [0, n) by multiply-shift (bias < n / 2^32): one threefry call per draw, where
-        # randint's two made the bootstrap's compile ~1 s slower (measured, 12 runs).
-        draws = ((bits.astype(jnp.uint64) * n.astype(jnp.uint64)) >> 32).astype(n.dtype)
+        draws = shared.uniform_below(bits, n)
         return jnp.sum((draws[:, None] == j[None, :]) & (j[:, None] < n), axis=0)
 
     return jax.vmap(group)(n_runs, group_id)
@@ -199,10 +192,7 @@ def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_boot: int, c
         out = _frontier(data, table, present, log_fpt)
         return {"a": out["a"], "b": out["b"]}
 
-    # Whole chunks only (a remainder would compile the body twice); surplus resamples are dropped.
-    n_chunks = -(-n_boot // chunk)
-    boot = jax.lax.map(jax.vmap(one), jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk))
-    return point, jax.tree.map(lambda v: v.reshape((n_chunks * chunk,) + v.shape[2:])[:n_boot].T, boot)
+    return point, jax.tree.map(lambda v: v.T, shared.chunked_resamples(one, n_boot, chunk))
 
 
 def _budget_range(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float] | None:
@@ -235,7 +225,7 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
         df, loss=loss, check_duplicates=False, **inputs
     )  # names the column and rows of non-numeric/NaN/inf/≤0 values
     c = runs.x[:, 1] if flops else fpt * runs.x[:, 0] * runs.x[:, 1]
-    gid = df.groupby(by, sort=True, dropna=False).ngroup().to_numpy() if by else np.zeros(len(df), np.int64)
+    gid, keys = shared.group_keys(df, by)
     pts = pd.DataFrame({"g": gid, "run": df[run].to_numpy(), "n": runs.x[:, 0], "c": c, "y": runs.y})
     # A training curve has one model size; the run's most common N is taken as the intended one.
     usual = pts.groupby(["g", "run"], sort=False)["n"].transform(lambda s: s.mode().iloc[0]).to_numpy()
@@ -257,8 +247,6 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
             f"run {_py(r)!r} has several checkpoints at the same compute ({_rows(labels, same)}): "
             "drop the duplicates or average their losses first"
         )
-    _, first = np.unique(gid, return_index=True)
-    keys = [tuple(_py(v) for v in df[by].iloc[i]) for i in first]
     pts["log_c"], pts["log_n"], pts["log_l"] = np.log(pts["c"]), np.log(pts["n"]), np.log(pts["y"])
     pts["order"] = pts.groupby(["g", "run"], sort=False).ngroup()
     grouped = pts.groupby(["g", "order"], sort=False)
@@ -271,7 +259,7 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
     grid = np.zeros((G, n_budgets))
     for g, key in enumerate(keys):
         mine = per_run[per_run["g"] == g]
-        where = f" in {_label(by, key)}" if by else ""
+        where = f" in {shared.group_label(by, key)}" if by else ""
         if len(mine) < 2:
             raise ValueError(
                 f"only 1 run{where} (column {run!r}: {_py(mine['run'].iloc[0])!r}): "
@@ -292,7 +280,7 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
     n_ckpt, log_n = np.zeros((G, R), np.int64), np.zeros((G, R))
     n_ckpt[ran], log_n[ran] = per_run["p"], per_run["log_n"]
     n_runs = per_run.groupby("g").size().to_numpy()
-    group_id = np.array([zlib.crc32(repr(key).encode()) for key in keys], np.uint32)
+    group_id = shared.group_ids(keys)
     return _Padded(log_c, log_l, n_ckpt, log_n, n_runs, grid, group_id), per_run, keys
 
 
@@ -367,20 +355,13 @@ def envelope(
         EnvelopeWarning: the smallest or largest run attains the envelope at many budgets, or
             fewer than 3 distinct sizes do.
     """
-    by_cols = [] if by is None else [by] if isinstance(by, str) else list(by)
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (e.g. 0.95); got {level}")
-    if n_boot < 0 or n_boot == 1:
-        raise ValueError(f"n_boot must be 0 (no intervals) or at least 2 resamples; got {n_boot}")
+    by_cols = shared.check_options(by, level=level, n_boot=n_boot, flops_per_token=flops_per_token)
     if n_budgets < 2:
         raise ValueError(f"n_budgets must be at least 2 to fit a slope; got {n_budgets}")
-    if not flops_per_token > 0:
-        raise ValueError(f"flops_per_token must be > 0 (6 for C = 6ND); got {flops_per_token}")
     df = curves if isinstance(curves, pd.DataFrame) else _read_table(curves)
     cols = {"run": run, "N": N, "loss": loss, "flops": flops, "tokens": tokens}
     data, per_run, keys = _prepare(df, cols, by_cols, flops_per_token, n_budgets)
-    chunk = max(1, min(n_boot, _CHUNK_ELEMENTS // (data.grid.size * data.log_n.shape[1])))
-    chunk = -(-n_boot // -(-n_boot // chunk)) if n_boot else 1  # equal chunks, fewest surplus resamples
+    chunk = shared.boot_chunk(n_boot, data.grid.size * data.log_n.shape[1])  # a resample's masked table [G, K, R]
     with jax.enable_x64(True):
         args = (jax.tree.map(jnp.asarray, data), jax.random.key(seed), jnp.log(jnp.float64(flops_per_token)))
         out = _kernel(*args, n_boot=n_boot, chunk=chunk, grouped=bool(by_cols))
@@ -394,7 +375,7 @@ def envelope(
         n_opt = mine["n"][best].to_numpy()
         front = pd.DataFrame({"compute": compute, "N_opt": n_opt, "D_opt": compute / (flops_per_token * n_opt)})
         front["loss"], front["run"] = np.exp(point["log_loss"][g][ok]), mine["run"][best].to_numpy()
-        _warn(_label(by_cols, key), front, mine["n"].to_numpy())
+        _warn(shared.group_label(by_cols, key), front, mine["n"].to_numpy())
         draws = {q: boot[q][g] if n_boot else np.zeros(0) for q in "ab"}
         ci = {q: (np.nan, np.nan) for q in "ab"}
         if n_boot and not np.isnan(draws["a"]).all():  # all-NaN draws leave the interval NaN

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import zlib
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -39,12 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .io import _read_table, read_runs
+from . import _approaches as shared
+from .io import _py, _read_table, read_runs
 from .results import _num
-
-# Bound on the elements of one chunk's resample one-hot [chunk, G, K, P, P]; chunks keep peak
-# memory flat whatever n_boot is (results do not depend on it: every draw has its own key).
-_CHUNK_ELEMENTS = 1 << 22
 
 
 class IsoflopWarning(UserWarning):
@@ -96,27 +92,14 @@ def _parabola(x: jax.Array, y: jax.Array, w: jax.Array, size: jax.Array):
     return jnp.where(ok, -c1 / (2 * c2), 0.0), jnp.where(ok, c0 - c1 * c1 / (4 * c2), 0.0), ok
 
 
-def _power_law(log_c: jax.Array, log_v: jax.Array, use: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Least-squares ``log_v = intercept + slope · log_c`` over the budgets in ``use`` (NaN if < 2)."""
-    u = use.astype(log_c.dtype)
-    n = jnp.sum(u, axis=-1)
-    mc = jnp.sum(u * log_c, axis=-1) / jnp.maximum(n, 1)
-    mv = jnp.sum(u * log_v, axis=-1) / jnp.maximum(n, 1)
-    dc = u * (log_c - mc[..., None])
-    sxx = jnp.sum(dc * dc, axis=-1)
-    ok = (n >= 2) & (sxx > 0)
-    slope = jnp.sum(dc * (log_v - mv[..., None]), axis=-1) / jnp.where(ok, sxx, 1.0)
-    return jnp.where(ok, slope, jnp.nan), jnp.where(ok, mv - slope * mc, jnp.nan)
-
-
 def _fit(data: _Padded, w: jax.Array, log_fpt: jax.Array, use: jax.Array | bool = True) -> dict[str, jax.Array]:
     """Every parabola, then both power laws, for one set of point weights ``w [G,K,P]``."""
     xv, yv, ok = _parabola(data.x, data.y, w, data.size)
     ok = ok & use
     log_n = jnp.where(ok, data.centre + xv, 0.0)
     log_d = jnp.where(ok, data.log_c - log_fpt - log_n, 0.0)
-    a, log_kn = _power_law(data.log_c, log_n, ok)
-    b, log_kd = _power_law(data.log_c, log_d, ok)
+    a, log_kn = shared.power_law(data.log_c, log_n, ok)
+    b, log_kd = shared.power_law(data.log_c, log_d, ok)
     return {"log_n": log_n, "loss": yv, "ok": ok, "a": a, "b": b, "log_kn": log_kn, "log_kd": log_kd}
 
 
@@ -132,9 +115,7 @@ def _resample_weights(key: jax.Array, i: jax.Array, data: _Padded) -> jax.Array:
     def budget(key_g, budget_id, n_b):
         key_b = jax.random.fold_in(key_g, budget_id)
         bits = jax.vmap(lambda j: jax.random.bits(jax.random.fold_in(key_b, j), (), jnp.uint32))(slots)
-        # Uniform draw in [0, n_b) by multiply-shift (bias below n_b / 2^32): measured ~2x cheaper
-        # to compile and run than jax.random.randint here.
-        draws = ((bits.astype(jnp.uint64) * n_b.astype(jnp.uint64)) >> 32).astype(jnp.int32)
+        draws = shared.uniform_below(bits, n_b)
         hits = (draws[:, None] == slots[None, :]) & (slots[:, None] < n_b)
         return jnp.sum(hits, axis=0).astype(data.x.dtype)
 
@@ -157,20 +138,13 @@ def _kernel(data: _Padded, key: jax.Array, level: jax.Array, log_fpt: jax.Array,
         out = _fit(data, _resample_weights(key, i, data) * data.weight, log_fpt, point["ok"])
         return {k: out[k] for k in ("a", "b", "ok")}
 
-    # Whole chunks only (a remainder would compile the body twice); surplus resamples are dropped.
-    n_chunks = -(-n_boot // chunk)
-    boot = jax.lax.map(jax.vmap(fit_one), jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk))
-    boot = jax.tree.map(lambda v: v.reshape((n_chunks * chunk,) + v.shape[2:])[:n_boot], boot)
+    boot = shared.chunked_resamples(fit_one, n_boot, chunk)
     tails = jnp.stack([(1 - level) / 2, (1 + level) / 2]) * 100
     return point, {
         "a": jnp.nanpercentile(boot["a"], tails, axis=0),  # [2, G]
         "b": jnp.nanpercentile(boot["b"], tails, axis=0),
         "dropped": jnp.mean(jnp.any(point["ok"] & ~boot["ok"], axis=-1).astype(level.dtype), axis=0),
     }
-
-
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def _prepare(
@@ -187,9 +161,7 @@ def _prepare(
     runs = read_runs(
         df, loss=loss, N=N, flops=flops, check_duplicates=False, **extra
     )  # names the column and rows of bad values
-    gid = df.groupby(by, sort=True, dropna=False).ngroup().to_numpy() if by else np.zeros(len(df), np.int64)
-    _, first = np.unique(gid, return_index=True)
-    keys = [tuple(_py(v) for v in df[by].iloc[i]) for i in first]
+    gid, keys = shared.group_keys(df, by)
     pts = pd.DataFrame({"g": gid, "c": runs.x[:, 1], "log_n": np.log(runs.x[:, 0]), "y": runs.y})
     pts["w"] = runs.x[:, 2] if weights else 1.0
     pts = pts.sort_values(["g", "c", "log_n"], kind="stable", ignore_index=True)
@@ -226,13 +198,9 @@ def _prepare(
     y[at], mask[at], size[at] = pts["y"], 1.0, pts["size"]
     weight = np.zeros((G, K, P))
     weight[at] = pts["w"]
-    group_id = np.array([zlib.crc32(repr(key).encode()) for key in keys], np.uint32)
+    group_id = shared.group_ids(keys)
     padded = _Padded(x, y, mask, weight, size, centre, log_c, budget_id, group_id)
     return padded, budgets, {"keys": keys, "skipped": skipped, "n_points": np.bincount(at[0], minlength=G)}
-
-
-def _label(by: list[str], key: tuple) -> str:
-    return "all runs" if not by else "group " + ", ".join(f"{c}={v!r}" for c, v in zip(by, key, strict=True))
 
 
 def _warn_budgets(label: str, rows: pd.DataFrame, skipped: int, a_ok: bool) -> None:
@@ -313,20 +281,13 @@ def isoflop(
         EdgeOfRangeWarning: a budget's fitted optimum or lowest observed loss is at (or beyond)
             its smallest or largest model. IsoflopWarning: budgets skipped or excluded.
     """
-    by_cols = [] if by is None else [by] if isinstance(by, str) else list(by)
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (e.g. 0.95); got {level}")
-    if n_boot < 0 or n_boot == 1:
-        raise ValueError(f"n_boot must be 0 (no intervals) or at least 2 resamples; got {n_boot}")
+    by_cols = shared.check_options(by, level=level, n_boot=n_boot, flops_per_token=flops_per_token)
     if window is not None and not window > 0:
         raise ValueError(f"window is a distance in natural log N and must be > 0 (e.g. np.log(4)); got {window}")
-    if not flops_per_token > 0:
-        raise ValueError(f"flops_per_token must be > 0 (6 for C = 6ND); got {flops_per_token}")
     df = source if isinstance(source, pd.DataFrame) else _read_table(source)
     data, budgets, info = _prepare(df, flops, N, loss, by_cols, window, weights)
     G, K, P = data.x.shape
-    chunk = max(1, min(n_boot, _CHUNK_ELEMENTS // (G * K * P * P)))
-    chunk = -(-n_boot // -(-n_boot // chunk)) if n_boot else 1  # equal chunks, fewest surplus resamples
+    chunk = shared.boot_chunk(n_boot, G * K * P * P)  # a resample's one-hot draws [G, K, P, P]
     with jax.enable_x64(True):
         point, boot = _kernel(
             jax.tree.map(jnp.asarray, data),
@@ -344,7 +305,7 @@ def isoflop(
     rows = []
     for g, key in enumerate(info["keys"]):
         mine = budgets[budgets["g"] == g]
-        _warn_budgets(_label(by_cols, key), mine, int(info["skipped"][g]), bool(np.isfinite(point["a"][g])))
+        _warn_budgets(shared.group_label(by_cols, key), mine, int(info["skipped"][g]), bool(np.isfinite(point["a"][g])))
         used = mine[mine["ok"]]
         n_opt = np.exp(used["log_n"].to_numpy())
         rows.append(

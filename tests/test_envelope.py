@@ -179,7 +179,7 @@ def test_groups_equal_each_group_alone_and_chunking_does_not_matter(monkeypatch)
         for col in ("a", "a_lower", "a_upper", "b", "b_lower", "b_upper"):
             assert abs(table.loc[name, col] - alone[col]) <= 1e-12, (name, col)
         assert table.loc[name, "result"].group == {"law": name}
-    monkeypatch.setattr(ENVELOPE_MODULE, "_CHUNK_ELEMENTS", 1)  # one resample per chunk
+    monkeypatch.setattr("jaxscale._approaches.CHUNK_ELEMENTS", 1)  # one resample per chunk
     small = js.envelope(df, by="law", n_boot=100, seed=4).set_index("law")
     np.testing.assert_allclose(small[["a_lower", "a_upper"]], table[["a_lower", "a_upper"]], rtol=0, atol=1e-12)
 
