@@ -9,7 +9,8 @@
 # tree (benchmarks/conftest.py puts the repository root first on sys.path), not installed. Each benchmark file writes its own JSON, so
 # what finished comes back even when the time runs out; the scaling series (19 min of the
 # 2-core CPU's full run) is left out. Files, under $OUT (benchmarks/device_out/ elsewhere):
-# env.txt (devices and versions), log.txt (pytest's output), bench_<file>.json.
+# env.txt (devices and versions), log.txt (pytest's output), bench_<file>.json: 8 files, the most
+# that comes back.
 # Here it runs on the CPU too, e.g. JAXSCALE_BENCH_QUICK=1 JAXSCALE_BENCH_GROUPS=200
 # JAXSCALE_BENCH_RESAMPLES=400 for a smoke run of the script itself.
 set -uo pipefail
@@ -27,7 +28,7 @@ start=$SECONDS
 } >"$out/env.txt" 2>&1
 # Cheapest and most asked-for first. A newer jax there may warn where 0.10.2 did not: the
 # warnings are reported, not turned into failures as the test suite does.
-for name in frontier bootstrap fit isoflop groups; do
+for name in frontier bootstrap float32 fit isoflop groups; do
     left=$((budget - (SECONDS - start)))
     if [ "$left" -lt 30 ]; then
         echo "benchmarks/test_bench_$name.py: skipped, $left s left" >>"$out/log.txt"

@@ -21,6 +21,9 @@ def test_weights_are_multinomial_counts_and_chunk_independent():
     np.testing.assert_array_equal(w.sum(axis=1), 240)  # each resample draws 240 runs
     # Resample i depends only on (seed, i): any slicing gives the same rows.
     np.testing.assert_array_equal(resample_weights(key, 20, 30, 240), w[20:30])
+    # ... and on whether x64 is on (a float32 bootstrap draws them with x64 off).
+    with jax.enable_x64(False):
+        np.testing.assert_array_equal(resample_weights(key, 0, 50, 240), w)
     # About 1 - 1/e of the runs appear in a resample (the bootstrap's 63.2%).
     assert np.mean(w > 0) == pytest.approx(1 - np.exp(-1), abs=0.02)
 
@@ -161,20 +164,49 @@ def test_fixed_parameters_in_bootstrap_stay_fixed():
     assert boot.ci(0.9).loc["E", "se"] < 1e-12
 
 
-def test_float32_resamples_are_judged_in_float64():
-    """float32 stops where single precision can no longer move the parameters: on the Epoch
-    points that is several % from the optimum along the flat alpha/A direction, and the float64
-    gradient there is far above sqrt(gtol). Such resamples must be reported as failed, not
-    passed off (benchmarks/RESULTS.md has the measured cost)."""
-    runs = js.datasets.chinchilla()
-    boot = js.bootstrap(runs, n=16, seed=0, dtype="float32", progress=False)
+def test_float32_search_polished_in_float64_matches_float64():
+    """float32 alone stops where single precision can no longer move the parameters, short of
+    the optimum along the flat alpha/A direction (on 512 Epoch resamples a median 1e-4 and up
+    to 0.5% off in A and B, and never converged to gtol 1e-10); each float32 optimum is
+    therefore finished by a float64 BFGS (jaxscale/polish.py). Measured on 512 resamples:
+    objectives within 1.9e-11 of float64's, parameters within 6.5e-5 (B, the flattest): both
+    solves stop on that flat valley where a step no longer changes x, not at the same point."""
+    runs, opts = js.datasets.chinchilla(), dict(n=24, seed=0, lanes=96, progress=False)
+    ref = js.bootstrap(runs, **opts)
+    boot = js.bootstrap(runs, dtype="float32", **opts)
     assert boot.draws.dtype == np.float64 and boot.objective.dtype == np.float64
-    assert boot.failed_fraction == 1.0
-    assert set(np.unique(boot.status)) == {3}  # stalled
-    with pytest.raises(ValueError, match="none of the 16 resamples converged"):
-        boot.ci(0.95)
+    assert boot.n_failed == 0 and ref.n_failed == 0
+    np.testing.assert_allclose(boot.objective, ref.objective, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(boot.draws, ref.draws, rtol=1e-4, atol=0)
+    # Chunking changes neither the float32 search (fixed lanes) nor the polish (fixed batches).
+    again = js.bootstrap(runs, dtype="float32", chunk_size=10, **opts)
+    np.testing.assert_allclose(again.draws, boot.draws, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32'"):
         js.bootstrap(runs, n=4, dtype="float16")
+
+
+def test_float32_resamples_whose_polish_fails_are_solved_again_in_float64(monkeypatch):
+    """A float32 optimum that is not finite cannot be polished (status nonfinite); such a
+    resample is solved again from the grid in float64, never dropped or passed off."""
+    from jaxscale.polish import polish
+    from jaxscale.solver import NONFINITE
+
+    seen = {}
+
+    def spoiled(cfg, data, rough, weights, n):
+        rough = rough._replace(theta=np.asarray(rough.theta).copy())
+        rough.theta[[1, 4]] = np.nan  # as if float32 had overflowed on resamples 1 and 4
+        out = polish(cfg, data, rough, weights, n)
+        seen["status"] = np.asarray(out.status)
+        return out
+
+    monkeypatch.setattr(sys.modules["jaxscale.bootstrap"], "polish", spoiled)  # the package attribute is the function
+    runs, opts = js.datasets.chinchilla(), dict(n=6, seed=5, lanes=96, progress=False)
+    boot = js.bootstrap(runs, dtype="float32", **opts)
+    assert seen["status"][[1, 4]].tolist() == [NONFINITE, NONFINITE]
+    assert boot.n_failed == 0
+    ref = js.bootstrap(runs, **opts)
+    np.testing.assert_allclose(boot.draws[[1, 4]], ref.draws[[1, 4]], rtol=1e-12, atol=0)
 
 
 def test_offsets_split_a_bootstrap_across_processes():
