@@ -46,7 +46,7 @@ import numpy as np
 from . import solver
 from .engine import _pad
 from .laws import center
-from .problem import Best, Config, Data, Limits, full_theta, limits_of, objective_value_and_grad, sensitivity
+from .problem import Best, Config, Data, Limits, full_theta, limits_of, objective, sensitivity
 
 BATCH = 256  # problems per polishing call (fixed: see the module docstring)
 
@@ -58,15 +58,7 @@ def _polish_batch(cfg: Config, data: Data, theta: jax.Array, weights: jax.Array,
     x0 = center(cfg.law, theta, data.shift)[:, list(cfg.free)]
 
     def one(x, w):
-        def value_and_grad(z):
-            return objective_value_and_grad(cfg, data, z, w)
-
-        final = jax.lax.while_loop(
-            lambda s: s.status == solver.RUNNING,
-            lambda s: solver.step(value_and_grad, s, max_steps=max_steps, gtol=gtol),
-            solver.start(x),
-        )
-        return solver.result(final)
+        return solver.minimize(lambda z: objective(cfg, data, z, w), x, max_steps=max_steps, gtol=gtol)
 
     res = jax.vmap(one)(x0, weights)
     theta = jax.vmap(lambda x: full_theta(cfg, data, x))(res.x)
