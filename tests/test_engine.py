@@ -64,6 +64,20 @@ def test_chunk_size_does_not_change_results():
     np.testing.assert_array_equal(a.status, b.status)
 
 
+def test_lanes_beyond_one_block_do_not_change_results():
+    """40 resamples x 8 refined starts on one block of 256 lanes and on two (packed as they
+    empty): the same arithmetic per start, so the same bits."""
+    cfg, data, grid, _ = _kernel_inputs()
+    runs = js.datasets.chinchilla()
+    rng = np.random.default_rng(1)
+    weights = rng.multinomial(runs.n_points, np.full(runs.n_points, 1 / runs.n_points), size=40).astype(float)
+    assert engine.lane_layout(512, grouped=False) == (256, 2)
+    a, b = (engine.solve(cfg, data, grid, weights, n_refine=8, chunk_size=40, lanes=n) for n in (256, 512))
+    for field in ("theta", "value", "steps", "status", "start_values"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert np.all(a.status == CONVERGED)
+
+
 def test_second_call_with_same_shapes_does_not_recompile():
     runs = js.datasets.chinchilla()
     js.fit(runs, law="chinchilla")
