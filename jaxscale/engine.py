@@ -37,30 +37,35 @@ from .screening import screen
 # Lanes iterated as one vectorised step. Once the queue of starts runs dry, the live lanes
 # are packed to the front and only the blocks holding them are stepped, so a call's tail (a
 # few slow starts) no longer iterates every lane. Narrower blocks cut more of the tail but
-# step each lane more slowly (fixed costs per step). Measured on a 2-core CPU against one
+# step each lane more slowly (a step has fixed costs). Measured on a 2-core CPU against one
 # block of all lanes: 1,000 synthetic groups (own data per lane, 512 lanes) took 7.8 s in
 # blocks of 128, 8.6 s in blocks of 256, 11.5 s before; 10,000 groups 62.1 s against 66.3 s;
 # 2,000 Epoch resamples (shared data) 17.4 s in blocks of 128, 13.5 s in blocks of 256,
-# 13.0 s before. A single fit (64 starts on 64 lanes, all of it tail) took 113 ms in blocks
-# of 16 or 8, 143 ms in blocks of 32 and 194 ms before (21 fits of 20-300 runs).
-BLOCK_GROUPED = 128
+# 13.0 s before; a single fit (64 starts on 64 lanes, all of it tail) 113 ms in blocks of
+# 16 or 8, 143 ms in blocks of 32 and 194 ms before (21 fits of 20-300 runs). A float32
+# lane-step costs less, so its blocks are twice as wide: 512 float32 Epoch resamples took
+# 1.9 s in blocks of 256 and 1.6 s in one block of 512, as before.
+BLOCK_GROUPED = 128  # float64 widths
 BLOCK_SHARED = 256
 FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
 BLOCK_FEW = 16
 
 
-def lane_layout(lanes: int, grouped: bool) -> tuple[int, int]:
+def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64) -> tuple[int, int]:
     """``(block, n_blocks)``: ``lanes`` rounded up to whole blocks of :data:`BLOCK_FEW` lanes
     (for at most :data:`FEW_LANES` lanes), :data:`BLOCK_GROUPED` (each problem has its own
-    data) or :data:`BLOCK_SHARED` (problems share the data). The width depends on nothing
-    but these two, so it is the same in every chunk of a solve.
+    data) or :data:`BLOCK_SHARED` (problems share the data), twice as wide in float32. The
+    width depends on nothing else, so it is the same in every chunk of a solve.
 
     Example:
+        >>> import numpy as np
         >>> lane_layout(512, grouped=True), lane_layout(512, grouped=False), lane_layout(64, grouped=False)
         ((128, 4), (256, 2), (16, 4))
+        >>> lane_layout(512, grouped=False, dtype=np.float32)
+        (512, 1)
     """
     widest = BLOCK_FEW if lanes <= FEW_LANES else BLOCK_GROUPED if grouped else BLOCK_SHARED
-    block = min(lanes, widest)
+    block = min(lanes, widest * 8 // np.dtype(dtype).itemsize)
     return block, -(-lanes // block)
 
 
@@ -91,7 +96,7 @@ def _solve_items(
     """
     n_items = x0.shape[0]
     max_steps, gtol = limits
-    block, n_blocks = lane_layout(lanes, grouped)
+    block, n_blocks = lane_layout(lanes, grouped, x0.dtype)
     lanes = block * n_blocks
 
     def advance(state, lane_w, lane_data):
