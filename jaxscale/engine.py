@@ -107,8 +107,7 @@ def _solve_items(
             in_axes=(0, 0, 0 if grouped else None),
         )(state, lane_w, lane_data)
 
-    def run_block(b, carry):
-        state, lane_item = carry
+    def run_block(b, state, lane_item):
         lo = b * block
 
         def part(a):
@@ -120,8 +119,7 @@ def _solve_items(
         stepped = jax.lax.fori_loop(
             0, refill_every, lambda _, st: advance(st, block_w, block_data), jax.tree.map(part, state)
         )
-        state = jax.tree.map(lambda a, u: jax.lax.dynamic_update_slice_in_dim(a, u, lo, 0), state, stepped)
-        return state, lane_item
+        return jax.tree.map(lambda a, u: jax.lax.dynamic_update_slice_in_dim(a, u, lo, 0), state, stepped)
 
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items
@@ -138,7 +136,7 @@ def _solve_items(
     def body(carry):
         state, lane_item, next_item, out = carry
         live_blocks = -(-jnp.sum(lane_item >= 0) // block)  # live lanes are packed in front
-        state, _ = jax.lax.fori_loop(0, live_blocks, run_block, (state, lane_item))
+        state = jax.lax.fori_loop(0, live_blocks, lambda b, st: run_block(b, st, lane_item), state)
         finished = (state.status != solver.RUNNING) & (lane_item >= 0)
         res = solver.result(state)
         dest = jnp.where(finished, lane_item, n_items)  # n_items: dropped
