@@ -80,7 +80,7 @@ def test_lanes_beyond_one_block_do_not_change_results():
 
 def test_second_call_with_same_shapes_does_not_recompile():
     runs = js.datasets.chinchilla()
-    js.fit(runs, law="chinchilla")
+    tight = js.fit(runs, law="chinchilla")
     compiled = engine.solve_chunk._cache_size()
     # New values, same shapes (other losses, other weights): the compiled kernel is reused.
     other = js.Runs.from_arrays({"N": runs.x[:, 0], "D": runs.x[:, 1]}, runs.y * 1.01)
@@ -91,7 +91,7 @@ def test_second_call_with_same_shapes_does_not_recompile():
     loose = js.fit(runs, law="chinchilla", gtol=1e-3)
     assert engine.solve_chunk._cache_size() == compiled
     assert short.status == "max_steps" and short.steps == 8
-    assert loose.converged and 0 < loose.grad_norm <= 1e-3 and loose.steps < 245
+    assert loose.converged and 0 < loose.grad_norm <= 1e-3 and loose.steps < tight.steps
 
 
 def test_fits_of_run_counts_in_one_bucket_share_one_kernel_and_padding_changes_nothing():
