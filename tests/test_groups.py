@@ -108,9 +108,10 @@ def test_chunk_size_does_not_change_group_results():
 
 
 def test_lanes_beyond_one_block_do_not_change_group_results():
-    """320 refinements (40 groups x 8 starts) on one block of 128 lanes, and on 320 lanes (three
-    blocks, emptied blocks skipped and live lanes packed in front as the queue runs dry): the
-    block's width alone fixes the arithmetic, so the tables agree to the bit."""
+    """320 refinements (40 groups x 8 starts) on one block of 128 lanes, and with lanes=512
+    (capped at the 320 refinements: three blocks of 128, emptied blocks skipped and live lanes
+    packed in front as the queue runs dry): the block's width alone fixes the arithmetic, so
+    the tables agree to the bit."""
     df = synthetic_groups([12, 30, 9, 20, 17] * 8, seed=5)
     tables = [js.fit_groups(df, by="group", lanes=lanes) for lanes in (128, 512)]
     cols = ["E", "A", "B", "alpha", "beta", "objective", "steps"]
