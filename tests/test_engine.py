@@ -34,12 +34,12 @@ def test_solver_reports_nonfinite_start():
     assert int(res.status) == NONFINITE
 
 
-def _kernel_inputs():
+def _kernel_inputs(n_resamples=6, seed=0):
     runs = js.datasets.chinchilla()
     law = js.get_law("chinchilla")
     cfg, data = prepare(runs, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=1e-10)
-    rng = np.random.default_rng(0)
-    weights = rng.multinomial(runs.n_points, np.full(runs.n_points, 1 / runs.n_points), size=6).astype(float)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(runs.n_points, np.full(runs.n_points, 1 / runs.n_points), size=n_resamples).astype(float)
     return cfg, data, law.grid_points(), weights
 
 
@@ -67,10 +67,7 @@ def test_chunk_size_does_not_change_results():
 def test_lanes_beyond_one_block_do_not_change_results():
     """40 resamples x 8 refined starts on one block of 256 lanes and on two (packed as they
     empty): the same arithmetic per start, so the same bits."""
-    cfg, data, grid, _ = _kernel_inputs()
-    runs = js.datasets.chinchilla()
-    rng = np.random.default_rng(1)
-    weights = rng.multinomial(runs.n_points, np.full(runs.n_points, 1 / runs.n_points), size=40).astype(float)
+    cfg, data, grid, weights = _kernel_inputs(n_resamples=40, seed=1)
     assert engine.lane_layout(512, grouped=False) == (256, 2)
     a, b = (engine.solve(cfg, data, grid, weights, n_refine=8, chunk_size=40, lanes=n) for n in (256, 512))
     for field in ("theta", "value", "steps", "status", "start_values"):
