@@ -1,11 +1,11 @@
 """Run scipy baselines with single-threaded BLAS (no extra dependency; ctypes on the loaded OpenBLAS).
 
 scipy's L-BFGS-B calls BLAS/LAPACK on 5-element vectors every iteration. With OpenBLAS's
-default thread pool (one thread per core) each call hands work to other threads: measured on
-a 2-core machine, one 27-evaluation fit on the Epoch points took 1.5-2.3 ms with one BLAS
-thread and 4-71 ms with two (the spread grows with other load on the machine). A fair
-baseline is the faster, steadier one, as a user who knew would run it (e.g. with
-``OPENBLAS_NUM_THREADS=1``); the thread pool is restored afterwards.
+default thread pool (one thread per core) each call hands work to other threads, which can
+make a fit several times slower and its time erratic when the machine is busy
+(benchmarks/RESULTS.md, "How the figures are taken"). A fair baseline is the faster,
+steadier one, as a user who knew would run it (e.g. with ``OPENBLAS_NUM_THREADS=1``); the
+thread pool is restored afterwards.
 """
 
 import contextlib

@@ -51,8 +51,7 @@ def test_fit_groups_vs_loop(benchmark):
     df, _ = make_archive(N_GROUPS, seed=0)
     # Kernels compiled by the benchmarks run before this one in the process (the 240-point
     # fit's is the loop's 256-run bucket) are dropped, so both sides pay their compilations
-    # as in a fresh process: on 2026-12-02 the loop's compile per bucket read 1.46 s in the
-    # full run with them kept, 1.99 s in this file's run with them dropped.
+    # as in a fresh process, whichever benchmarks ran first.
     jax.clear_caches()
     t0 = time.perf_counter()
     js.fit_groups(df, by="group")

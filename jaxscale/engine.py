@@ -36,15 +36,11 @@ from .screening import screen
 
 # Lanes iterated as one vectorised step. Once the queue of starts runs dry, the live lanes
 # are packed to the front and only the blocks holding them are stepped, so a call's tail (a
-# few slow starts) no longer iterates every lane. Narrower blocks cut more of the tail but
-# step each lane more slowly (a step has fixed costs). Measured on a 2-core CPU against one
-# block of all lanes: 1,000 synthetic groups (own data per lane, 512 lanes) took 7.8 s in
-# blocks of 128, 8.6 s in blocks of 256, 11.5 s before; 10,000 groups 62.1 s against 66.3 s;
-# 2,000 Epoch resamples (shared data) 17.4 s in blocks of 128, 13.5 s in blocks of 256,
-# 13.0 s before; a single fit (64 starts on 64 lanes, all of it tail) 113 ms in blocks of
-# 16 or 8, 143 ms in blocks of 32 and 194 ms before (21 fits of 20-300 runs). A float32
-# lane-step costs less, so its blocks are twice as wide: 512 float32 Epoch resamples took
-# 1.9 s in blocks of 256 and 1.6 s in one block of 512, as before.
+# few slow starts) does not iterate every lane. Narrower blocks cut more of the tail but step
+# each lane more slowly (a step has fixed costs), so the best width depends on the job:
+# narrower for grouped data than for resamples of shared data, narrowest for a single fit
+# (all of whose 64 lanes are tail), and twice as wide in float32, whose lane-step costs less.
+# The widths were chosen by end-to-end timings: benchmarks/RESULTS.md, "Lane packing".
 BLOCK_GROUPED = 128  # float64 widths
 BLOCK_SHARED = 256
 FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
@@ -260,8 +256,7 @@ def balanced_chunk(n: int, most: int) -> int:
     Every call of a chunked solve has one shape (the last is padded with copies), so 2,100
     problems in calls of 2,048 would solve 4,096; in two calls of 1,050 they solve 2,100.
     Solver lanes are refilled within a call only, and each call ends waiting for its slowest
-    start, so fewer, larger calls are faster: on 2,000 synthetic groups (2-core CPU),
-    ``fit_groups`` took 14.4 s in calls of 256 groups and 9.1 s in calls of 2,048.
+    start, so fewer, larger calls are faster (benchmarks/RESULTS.md, "Chunk size").
 
     Example:
         >>> balanced_chunk(2100, 2048), balanced_chunk(4000, 2048), balanced_chunk(100, 2048)
@@ -276,9 +271,9 @@ MIN_BUCKET = 8
 def bucket_size(n_points: int) -> int:
     """The padded size of ``n_points`` runs: the next power of two, at least 8.
 
-    Kernels compile once per data shape (~1.4 s each for a Chinchilla fit on 2 CPU cores,
-    and each compiled kernel holds ~550 of the process's memory mappings, of 65,530 allowed
-    by Linux's default vm.max_map_count). Padding to a few sizes bounds both, whatever the
+    Kernels compile once per data shape (seconds each: benchmarks/RESULTS.md, "Compile
+    time"), and each compiled kernel holds ~550 of the process's memory mappings, of 65,530
+    allowed by Linux's default vm.max_map_count. Padding to a few sizes bounds both, whatever the
     number of distinct run counts a loop of fits or an archive of groups meets.
 
     Example:

@@ -51,7 +51,7 @@ class Config(NamedTuple):
 class Limits(NamedTuple):
     """The solver's step budget and gradient tolerance, passed to kernels as arrays rather than
     in the static :class:`Config`, so that a new ``max_steps`` or ``gtol`` reuses the compiled
-    kernel instead of compiling another (~3 s for a Chinchilla fit on 2 CPU cores)."""
+    kernel instead of compiling another (seconds: benchmarks/RESULTS.md, "Compile time")."""
 
     max_steps: jax.Array  # int32 scalar
     gtol: jax.Array  # scalar, in the solver's dtype

@@ -36,11 +36,11 @@ def point_loss(cfg: Config, data: Data, starts_c, points=None):
 def coarse_loss(cfg: Config, data: Data, starts_c, points=None):
     """:func:`point_loss` for a first, coarse ranking: in float32 where the law allows it.
 
-    XLA:CPU spends ~2.4 ns on a float64 exp and ~8 ns on a float64 log, against ~0.6 and ~1.5
-    in float32; ranking 4,500 starts on 32 points took 1.6-1.8 ms per problem in float64 and
-    0.38 ms in float32 (2-core EPYC). The best PRESELECT of that ranking are ranked again in
-    float64 on every point, so float32's ~1e-7 relative rounding only decides which of the
-    starts near the 256th place are kept, never the final order.
+    A float64 exp or log costs XLA:CPU several times its float32 counterpart, and this ranking
+    is most of screening's arithmetic (benchmarks/RESULTS.md, "float32 coarse screening"). The
+    best PRESELECT of that ranking are ranked again in float64 on every point, so float32's
+    ~1e-7 relative rounding only decides which of the starts near the 256th place are kept,
+    never the final order.
     """
     if coarse_in_float32(cfg, starts_c):
         data, starts_c = jax.tree.map(lambda a: a.astype(jnp.float32), (data, starts_c))
@@ -55,9 +55,9 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
     """Indices ``[n_refine]`` of one problem's best starts by initial objective.
 
     ``alone``: the kernel screens only this problem (a single fit), so its long first ranking
-    is sorted rather than bisected: the same starts, ~1 ms slower once per fit, while the
-    240-point fit's kernel compiles in 3.1 s instead of 3.8 s (medians of 3, 2-core CPU).
-    Kernels that screen many problems keep the bisection, cheaper per problem.
+    is sorted rather than bisected: the same starts, about a millisecond more once per fit, for
+    a kernel that compiles faster (benchmarks/RESULTS.md, "Compile time"). Kernels that screen
+    many problems keep the bisection, cheaper per problem.
     """
     n_starts, n_points = starts_c.shape[0], data.log_y.shape[0]
     keep = max(PRESELECT, n_refine)

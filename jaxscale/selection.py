@@ -1,17 +1,15 @@
 """Exact k-smallest selection by bisection, for ranking thousands of starts per problem.
 
-``jax.lax.top_k`` sorts on XLA:CPU: picking the best 8 (or 256) of 4,500 screened starts cost
-0.64 ms per problem on a 2-core CPU, about half of a grouped fit's screening and a sixth of a
-bootstrap resample. The k-th smallest value is found instead by bisection on the values'
-order-preserving integer keys (one compare-and-count pass over the row per bit), and only
-the ``k`` selected entries are sorted: 0.11-0.13 ms per row, with the same indices in the
-same order as ``top_k`` (ties in index order).
+``jax.lax.top_k`` sorts on XLA:CPU, which made picking the best 8 (or 256) of 4,500 screened
+starts a large share of screening. The k-th smallest value is found instead by bisection on
+the values' order-preserving integer keys (one compare-and-count pass over the row per bit),
+and only the ``k`` selected entries are sorted: several times faster per row, with the same
+indices in the same order as ``top_k`` (ties in index order).
 
-Short rows (the 256 starts a two-stage screen keeps) are sorted instead: the bisection's
-loop costs XLA ~0.6 s more to compile, in every kernel that screens, while sorting 256
-values costs ~30 µs more per row at run time (512 rows of 256: compile 0.70 -> 0.12 s, run
-24 -> 54 µs per row; rows of 4,500 sort at 1.1 ms against 0.42-0.66 ms by bisection). A
-kernel that ranks a single row (one fit) sorts it whatever its length (``sort_at_most``).
+Short rows (the 256 starts a two-stage screen keeps) are sorted instead: the bisection's loop
+costs more to compile, in every kernel that screens, than sorting 256 values costs at run
+time. A kernel that ranks a single row (one fit) sorts it whatever its length
+(``sort_at_most``). Figures: benchmarks/RESULTS.md, "Selection".
 
 Example:
     >>> import jax.numpy as jnp

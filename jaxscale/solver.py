@@ -2,9 +2,9 @@
 
 Why not ``optax.lbfgs`` under ``vmap`` by default: its zoom line search is a nested,
 data-dependent loop, so every lane of a batch waits for the slowest one several times per
-iteration (measured ~35x slower on 64 Chinchilla resamples x 16 starts, 2-core CPU), and on
-the Huber objective (a kink in the second derivative at |r| = δ) that search fails now and
-then. :func:`minimize_lbfgs` runs it anyway, for laws with many parameters and as a
+iteration (many times slower: benchmarks/RESULTS.md, "Solvers"), and on the Huber objective
+(a kink in the second derivative at |r| = δ) that search fails now and then.
+:func:`minimize_lbfgs` runs it anyway, for laws with many parameters and as a
 cross-check, continuing past failed searches while keeping the best point. Here each
 iteration does exactly **one** objective+gradient evaluation: the backtracking step is
 folded into the outer loop (a rejected trial shrinks the step and the next iteration tries
@@ -241,8 +241,8 @@ def minimize_batch(
 # Consecutive L-BFGS iterations without a new best point before a solve counts as stalled.
 # optax's zoom search fails now and then on the kinked Huber objective and returns a worse
 # point, yet plain continuation recovers: on the Chinchilla data, runs of up to 12 such
-# iterations preceded convergence to the optimum, so stopping at the first one stalls
-# half the starts (measured: 8 of the 16 best grid starts). 25 leaves a 2x margin.
+# iterations preceded convergence to the optimum (benchmarks/RESULTS.md, "Solvers"), so
+# stopping at the first one would stall good starts. 25 leaves a 2x margin.
 LBFGS_PATIENCE = 25
 
 
@@ -302,7 +302,7 @@ def minimize_lbfgs(
         updates, state = opt.update(c.g, c.opt_state, c.x, value=c.f, grad=c.g, value_fn=objective)
         x = optax.apply_updates(c.x, updates)
         # What value_and_grad(x, state=state) returns, read directly: under vmap its lax.cond
-        # becomes a select that evaluates fun once more per iteration (measured 40% slower).
+        # becomes a select that evaluates fun once more per iteration.
         # Where the stored value is not finite, re-evaluating would give the same value.
         f, g = optax.tree.get(state, "value"), optax.tree.get(state, "grad")
         finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))

@@ -15,16 +15,15 @@ jax.config.update("jax_enable_x64", True)
 def _share_compiled_kernels() -> None:
     """Keep compiled kernels on disk (JAX's persistent compilation cache) for this test run.
 
-    Most of the suite's time is XLA compilation (78% of tests/test_groups.py's 330 s on a
-    2-core CPU), and the same kernels are compiled again and again: by every `jaxscale`
-    command that tests/test_cli.py runs in a fresh process, and in-process after
-    `_release_compiled_kernels` below drops them. A kernel loaded from the cache is the same
-    executable, so results are unchanged; tests/test_cli.py took 117 s instead of 161 s.
+    Most of the suite's time is XLA compilation, and the same kernels are compiled again and
+    again: by every `jaxscale` command that tests/test_cli.py runs in a fresh process, and
+    in-process after `_release_compiled_kernels` below drops them. A kernel loaded from the
+    cache is the same executable, so results are unchanged.
     The directory is this run's own (deleted at exit) unless JAX_COMPILATION_CACHE_DIR is set.
     Subprocesses inherit it, and so do pytest-xdist's workers (`pytest -n auto`): they share
-    the directory, so a kernel one worker compiled the others load. (Sharing one directory
-    between CI's default and slow runs did not make the slow run faster, 439 s against 420 s:
-    their kernels barely overlap.)
+    the directory, so a kernel one worker compiled the others load. CI's default and slow runs
+    keep separate directories: their kernels barely overlap. Figures: benchmarks/RESULTS.md,
+    "Test suite".
     """
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         path = tempfile.mkdtemp(prefix="jaxscale-tests-xla-")
@@ -57,9 +56,9 @@ def _release_compiled_kernels():
     Each XLA:CPU executable keeps hundreds of memory mappings (a fit kernel ~550), and the
     kernel is compiled again for every new data shape. The whole suite reached Linux's default
     limit of 65,530 mappings per process (vm.max_map_count) and segfaulted inside XLA's
-    compiler late in the run; jax.clear_caches() releases them (6,079 mappings back to 852).
-    Clearing after every module made the suite 25% slower (kernels compiled again), so it
-    clears once a sixth of the limit is used (or always, where /proc cannot tell).
+    compiler late in the run; jax.clear_caches() releases them. Clearing after every module
+    would compile kernels again for nothing, so it clears once a sixth of the limit is used
+    (or always, where /proc cannot tell).
     """
     yield
     try:
