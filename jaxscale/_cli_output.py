@@ -86,6 +86,9 @@ def bootstrap_doc(boot, level: float) -> dict[str, Any]:
         "failed_fraction": boot.failed_fraction,
         "ci": {name: [plain(float(row.lower)), plain(float(row.upper))] for name, row in table.iterrows()},
         "se": {name: plain(float(row.se)) for name, row in table.iterrows()},
+        "n_unidentified": boot.n_unidentified,
+        # Intervals not to trust as they stand (zero width, excluding their estimate): see BootstrapResult.ci.
+        "warnings": {name: row.warning for name, row in table.iterrows() if row.warning},
     }
 
 
@@ -123,6 +126,8 @@ def group_docs(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level
             "params": {k: plain(row[k]) for k in natural},
             "derived": {k: plain(row[k]) for k in derived},
             "diagnostics": {k: plain(row[k]) for k in ("steps", "grad_norm", "n_at_optimum")},
+            "unidentified": [n for n in str(row.get("unidentified", "")).split(",") if n],
+            "unidentified_reason": row.get("unidentified_reason", ""),
         }
         if bootstrap:
             doc["bootstrap"] = {
@@ -147,6 +152,8 @@ def groups_text(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, leve
     n_ok = int(table["converged"].sum())
     lines = [f"{law.name} law fitted to {len(table)} groups by {by}: {n_ok} converged"]
     cols = [*by, "n_points", *natural, *derived, "objective", "status"]
+    if "unidentified" in table and (table["unidentified"] != "").any():
+        cols.append("unidentified")  # the parameters each group's runs do not determine
     lines.append(table[cols].to_string(index=False, float_format=_fmt))
     if bootstrap:
         ci = table[by].copy()
@@ -155,6 +162,8 @@ def groups_text(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, leve
                 f"[{_fmt(lo)}, {_fmt(hi)}]" for lo, hi in zip(table[f"{k}_lower"], table[f"{k}_upper"], strict=True)
             ]
         ci["failed"] = [f"{f:.1%}" for f in table["boot_failed_fraction"]]
+        if "boot_warning" in table and (table["boot_warning"] != "").any():
+            ci["warning"] = table["boot_warning"]  # zero-width intervals, or ones excluding their estimate
         lines.append(f"\n{level:.0%} percentile intervals from {bootstrap} resamples per group (failed: excluded)")
         lines.append(ci.to_string(index=False))
     return "\n".join(lines)

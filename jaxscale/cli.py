@@ -169,10 +169,11 @@ def _fit_or_bootstrap(args: argparse.Namespace, runs):
 def _report(result, boot=None, level: float = 0.95) -> str:
     lines = [str(result)]
     if boot is not None:
-        table = boot.ci(level)[["lower", "upper", "se"]]
+        ci = boot.ci(level)
+        table = ci[["lower", "upper", "se"] + (["warning"] if (ci["warning"] != "").any() else [])]
         lines.append(
             f"  bootstrap: {boot.n} resamples (seed {boot.seed}), {level:.0%} percentile intervals; "
-            f"{boot.n_failed} failed to converge and are excluded"
+            f"{boot.n_failed} failed (did not converge, or unidentified: {boot.n_unidentified}) and are excluded"
         )
         lines.extend("    " + line for line in table.to_string().splitlines())
     return "\n".join(lines)
@@ -239,7 +240,8 @@ def _frontier(args: argparse.Namespace) -> int:
     out.write_out(out_path, doc, table)
     if plot_path is not None:
         out.save_frontier_plot(plot_path, table)
-    return 0 if result.converged else 1
+    # A fit that is not converged (e.g. unidentified) or a budget with no optimum (status column).
+    return 0 if result.converged and (table["status"] == "ok").all() else 1
 
 
 def _validate(args: argparse.Namespace) -> int:

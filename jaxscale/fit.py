@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import engine, problem
+from . import engine, identify, problem
 from .laws import Law, get_law
 from .objective import LOSSES
 from .results import fit_report, fit_summary, fit_to_dict
@@ -44,7 +44,7 @@ class FitResult(NamedTuple):
     params: dict[str, float]  # natural parameters by name
     theta: np.ndarray  # the law's fitted parameters (e.g. log E, log A, log B, alpha, beta)
     objective: float
-    status: str  # "converged", "max_steps", "nonfinite" or "stalled"
+    status: str  # "converged", "unidentified", "max_steps", "nonfinite" or "stalled"
     steps: int
     grad_norm: float
     n_points: int
@@ -55,6 +55,12 @@ class FitResult(NamedTuple):
     loss: str
     delta: float
     inert: tuple[str, ...] = ()  # free parameters that move no prediction (see at_bound)
+    # Parameters the runs do not determine (status "unidentified"), why, and the smallest
+    # eigenvalue and condition of the unit-diagonal Hessian at the optimum: see jaxscale.identify.
+    unidentified: tuple[str, ...] = ()
+    unidentified_reason: str = ""
+    min_curvature: float = float("nan")
+    condition: float = float("nan")
 
     @property
     def at_bound(self) -> tuple[str, ...]:
@@ -280,6 +286,7 @@ def fit(
             # A vanished term is a real outcome (the runs do not need it) or a plateau that the
             # solver took for an optimum (see problem.sensitivity): more starts tell them apart.
             res = better(res, solve(min(len(candidates), RETRY_FACTOR * n_refine_eff)))
+        res = identify.assess(res, cfg, data, w_padded)
     return res
 
 

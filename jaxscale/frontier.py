@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -30,6 +31,10 @@ import numpy as np
 from .laws import Law, get_law
 
 Flops = Callable[[Any, Any], Any]
+
+
+class FrontierWarning(UserWarning):
+    """Some budgets have no compute-optimal allocation (see the ``status`` column of :func:`frontier`)."""
 
 
 def six_nd(n, d):
@@ -143,8 +148,10 @@ def _numeric(law: Law, natural: np.ndarray, compute: np.ndarray, flops: Flops, e
 
 def _closed(law: Law, natural: np.ndarray, compute: np.ndarray):
     params = {name: natural[..., i, None] for i, name in enumerate(law.natural)}
-    n_opt, d_opt = chinchilla_allocation(params, compute)
-    loss = params["E"] + params["A"] / n_opt ** params["alpha"] + params["B"] / d_opt ** params["beta"]
+    # An exponent <= 0 has no optimum: NaN, flagged in the status column, rather than a numpy warning.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        n_opt, d_opt = chinchilla_allocation(params, compute)
+        loss = params["E"] + params["A"] / n_opt ** params["alpha"] + params["B"] / d_opt ** params["beta"]
     return n_opt, d_opt, loss, np.zeros(n_opt.shape, bool)
 
 
@@ -216,6 +223,7 @@ def frontier(
     )
     if not use_closed:
         table["at_edge"] = edge
+    table["status"] = _row_status(result, law, point[0], table, edge)
     if draws is not None:
         if not 0 < level < 1:
             raise ValueError(f"level must be between 0 and 1; got {level}")
@@ -226,4 +234,43 @@ def frontier(
         for name, values in {"N_opt": bn, "D_opt": bd, "tokens_per_param": bd / bn, "loss": bl}.items():
             lo, hi = np.percentile(values, [tail, 100 - tail], axis=0)
             table[f"{name}_lower"], table[f"{name}_upper"] = lo, hi
+    if (table["status"] != "ok").any():
+        warnings.warn(FrontierWarning(_explain(result, law, point[0], table)), stacklevel=2)
     return table
+
+
+def _fit_status(result) -> str:
+    """The status of the fit behind ``result`` ("converged" for a dict of parameters)."""
+    fit = getattr(result, "point", result)
+    return getattr(fit, "status", "converged")
+
+
+def _row_status(result, law: Law, natural: np.ndarray, table, edge: np.ndarray) -> np.ndarray:
+    """Per budget: ``"ok"``, ``"no_interior_optimum"`` (a non-finite answer, an optimum at the end
+    of the searched range, or an exponent the law needs positive that is not), or the status of
+    a fit that is not converged (e.g. ``"unidentified"``)."""
+    values = table[["N_opt", "D_opt", "loss"]].to_numpy(dtype=np.float64)
+    signs_ok = all(natural[law.natural.index(name)] > 0 for name in law.positive)
+    interior = np.all(np.isfinite(values), axis=1) & ~np.asarray(edge, dtype=bool) & signs_ok
+    fit_status = _fit_status(result)
+    return np.where(interior, "ok" if fit_status == "converged" else fit_status, "no_interior_optimum")
+
+
+def _explain(result, law: Law, natural: np.ndarray, table) -> str:
+    n_bad = int((table["status"] != "ok").sum())
+    why = []
+    bad_signs = [name for name in law.positive if not natural[law.natural.index(name)] > 0]
+    if bad_signs:
+        shown = ", ".join(f"{n} = {natural[law.natural.index(n)]:.3g}" for n in bad_signs)
+        why.append(f"{shown} (must be > 0: loss that does not fall with scale has no optimum along a budget)")
+    fit = getattr(result, "point", result)
+    if _fit_status(result) != "converged":
+        detail = getattr(fit, "unidentified_reason", "") or ""
+        why.append(f"the fit is {_fit_status(result)}" + (f" ({detail})" if detail else ""))
+    if (table["status"] == "no_interior_optimum").any() and not bad_signs:
+        why.append("the optimum is not finite or lies at the end of the searched N range (see at_edge, n_range)")
+    return (
+        f"{n_bad} of {len(table)} budgets have no trustworthy compute-optimal allocation: "
+        + "; ".join(why)
+        + ". See the table's status column"
+    )

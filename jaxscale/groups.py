@@ -26,9 +26,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import engine, problem
+from . import engine, identify, problem
 from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
-from .bootstrap import BootstrapResult, refit_vanished, resample_weights, weights_of_rows
+from .bootstrap import BootstrapResult, mark_flat, refit_vanished, resample_weights, weights_of_rows
 from .fit import (
     FitResult,
     better,
@@ -142,7 +142,11 @@ def fit_groups(
         DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
         derived quantities, ``objective``, ``status``, ``converged``, ``steps``,
         ``grad_norm``, ``n_points``, ``n_at_optimum``, ``at_bound`` (parameters whose term
-        vanished, comma-separated; see ``FitResult.at_bound``). Groups whose fit did not converge
+        vanished, comma-separated; see ``FitResult.at_bound``), ``unidentified`` and
+        ``unidentified_reason`` (parameters the group's runs do not determine, and why: status
+        ``"unidentified"``, see :mod:`jaxscale.identify`); with ``bootstrap``, ``boot_warning``
+        (intervals of zero width or that exclude their estimate; see ``BootstrapResult.ci``).
+        Groups whose fit did not converge
         stay in the table with their status.
     """
     law = get_law(law)
@@ -212,6 +216,7 @@ def fit_groups(
                 subset = problem.Data(*(a[again] for a in data))
                 for j, res in zip(again, solve(subset, w[again], [ids[j] for j in again], RETRY_N_REFINE), strict=True):
                     fits[ids[j]] = better(fits[ids[j]], res)
+            fits.update(zip(ids, identify.assess_groups(cfg, data, w, [fits[g] for g in ids]), strict=True))
             if bootstrap:
                 # As bootstrap() does: screened starts refine its default few, other start sets all.
                 boot_k = BOOT_N_REFINE if k < len(candidates) else k
@@ -294,6 +299,9 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
     best = refit_vanished(
         best, cfg.free, k, len(candidates), lambda rows, more: solve(weights_of_rows(weights, rows, chunk), more, rows)
     )
+    best = mark_flat(
+        cfg, data, best, lambda rows: weights_of_rows(weights, rows, chunk), grouped=True, data_index=data_index
+    )
     draws = np.asarray(cfg.law.to_natural(best.theta)).reshape(len(ids), n, -1)
     value, status = best.value.reshape(len(ids), n), best.status.reshape(len(ids), n)
     return {
@@ -310,6 +318,7 @@ def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, leve
             row |= {"law": law.name, **dict.fromkeys((*law.natural, *law.derived_names), np.nan)}
             row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
             row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0, "at_bound": ""}
+            row |= {"unidentified": "", "unidentified_reason": ""}
             if boots:
                 row |= _interval_columns(law, None, level)
         else:
@@ -324,6 +333,7 @@ def result_row(res: FitResult, boot: BootstrapResult | None = None, level: float
     row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
     row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
     row["at_bound"] = ",".join(res.at_bound)
+    row |= {"unidentified": ",".join(res.unidentified), "unidentified_reason": res.unidentified_reason}
     if boot is not None:
         row |= _interval_columns(res.law, boot, level)
     return row
@@ -337,4 +347,7 @@ def _interval_columns(law: Law, boot: BootstrapResult | None, level: float) -> d
         out[f"{name}_upper"] = np.nan if ci is None else float(ci.loc[name, "upper"])
     out["boot_n"] = 0 if boot is None else boot.n
     out["boot_failed_fraction"] = np.nan if boot is None else boot.failed_fraction
+    # What is wrong with any interval (BootstrapResult.ci's warning), e.g. "alpha: zero width".
+    notes = [] if ci is None else [f"{name}: {why}" for name, why in ci["warning"].items() if why]
+    out["boot_warning"] = "; ".join(notes)
     return out

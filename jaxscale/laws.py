@@ -54,6 +54,9 @@ class Law:
         screen_float32: the predictor is safe to evaluate in float32 (nothing in it can
             overflow there), so screening may rank the start grid in float32 first and keep
             float64 for the final ranking of the best few hundred (see ``screening.screen_one``).
+        positive: natural parameters the law requires to be > 0 though they are fitted freely
+            (e.g. Chinchilla's exponents: a negative one means loss rising with scale); a fit
+            that ends with one <= 0 is reported ``"unidentified"`` (:mod:`jaxscale.identify`).
     """
 
     name: str
@@ -67,6 +70,7 @@ class Law:
     formula: str = ""
     derived: Callable[[dict], dict] | None = None
     screen_float32: bool = False
+    positive: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         p = len(self.params)
@@ -78,6 +82,9 @@ class Law:
         for coef, expo, inp in self.center_pairs:
             if not (0 <= coef < p and 0 <= expo < p and 0 <= inp < len(self.inputs)):
                 raise ValueError(f"law {self.name!r}: center pair {(coef, expo, inp)} out of range")
+        unknown = [n for n in self.positive if n not in self.natural]
+        if unknown:
+            raise ValueError(f"law {self.name!r}: positive names {unknown} are not among its parameters {self.natural}")
 
     @property
     def n_params(self) -> int:
@@ -221,6 +228,7 @@ CHINCHILLA = Law(
     formula="L(N, D) = E + A / N^alpha + B / D^beta",
     derived=_frontier_exponents,
     screen_float32=True,  # LogSumExp of linear terms: every exp is of t - max(t) <= 0
+    positive=("alpha", "beta"),
 )
 
 POWER = Law(
@@ -234,6 +242,7 @@ POWER = Law(
     center_pairs=((1, 2, 0),),
     formula="L(x) = E + A / x^alpha",
     screen_float32=True,
+    positive=("alpha",),
 )
 
 _REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, POWER)}

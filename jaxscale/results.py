@@ -21,6 +21,8 @@ def fit_to_dict(res) -> dict[str, Any]:
         "params": {k: _num(v) for k, v in res.params.items()},
         "derived": {k: _num(v) for k, v in res.derived.items()},
         "fixed": list(res.fixed),
+        "unidentified": list(res.unidentified),
+        "unidentified_reason": res.unidentified_reason,
         "diagnostics": {
             "loss": res.loss,
             "delta": res.delta,
@@ -30,6 +32,8 @@ def fit_to_dict(res) -> dict[str, Any]:
             "n_candidates": res.n_candidates,
             "n_at_optimum": res.n_at_optimum,
             "at_bound": list(res.at_bound),
+            "min_curvature": _num(res.min_curvature),
+            "condition": _num(res.condition),
         },
     }
 
@@ -51,6 +55,12 @@ def fit_report(res) -> str:
     loss = f"Huber (delta={res.delta:g})" if res.loss == "huber" else "squared"
     if res.converged:
         verdict = f"converged in {res.steps} steps (max|grad| {res.grad_norm:.1e})"
+    elif res.status == "unidentified":
+        verdict = (
+            f"UNIDENTIFIED: the solver stopped after {res.steps} steps (max|grad| {res.grad_norm:.1e}), but "
+            f"the runs do not determine {', '.join(res.unidentified)}; the values below are one point of many "
+            "that fit as well, not estimates"
+        )
     else:
         verdict = (
             f"NOT CONVERGED: {res.status} after {res.steps} steps (max|grad| {res.grad_norm:.1e}); "
@@ -69,8 +79,14 @@ def fit_report(res) -> str:
             f"  note: the term of {', '.join(res.at_bound)} vanished (it ran to 0, or moves no prediction "
             "by 1e-6): the runs do not determine it; hold it fixed (fixed={...}) or add runs that vary more",
         )
+    if res.unidentified:
+        lines.insert(
+            -1,
+            f"  why: {res.unidentified_reason}. Add runs that vary the inputs more (or more runs), or hold "
+            "parameters fixed (fixed={...})",
+        )
     for name, value in res.params.items():
-        tag = "  (fixed)" if name in res.fixed else ""
+        tag = "  (fixed)" if name in res.fixed else "  (unidentified)" if name in res.unidentified else ""
         lines.append(f"    {name:<{width}} = {value:.6g}{tag}")
     if res.derived:
         lines.append("  derived:")

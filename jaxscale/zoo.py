@@ -140,6 +140,7 @@ DATA_CONSTRAINED = Law(
         "L(N, D, U) = E + A / N'^alpha + B / D'^beta;  D' = U_D (1 + R_D (1 - exp(-(D/U_D - 1) / R_D))),"
         " U_D = min(D, U);  N' = U_N (1 + R_N (1 - exp(-(N/U_N - 1) / R_N))), U_N = min(N, N_opt(C(U)))"
     ),
+    positive=("alpha", "beta"),
 )
 
 

@@ -1,0 +1,302 @@
+"""Identifiability: whether the runs determine the parameters a fit reports.
+
+A fit can stop, with a zero gradient, at a point the data do not pin down: every run at one
+``D`` (``E`` and ``B / D^beta`` are then one constant), inputs that barely vary, pure noise, or
+a loss that *rises* with scale. Three checks, each naming the parameters concerned:
+
+1. **Design** (before looking at the optimum): each input whose power term has a free
+   coefficient and exponent needs :data:`MIN_DISTINCT` distinct values and to span a factor
+   :data:`MIN_SPAN` over the runs of positive weight (for a law without ``center_pairs``, every
+   free parameter is named), and the runs of positive weight (and their distinct input tuples)
+   must outnumber the free parameters.
+2. **Curvature** at the optimum, in the solver's free, centred coordinates
+   (:func:`jaxscale.problem.objective`): the Hessian of the objective and the Gauss-Newton
+   matrix ``J^T W J`` of the log-predictions (the Hessian's value were every residual inside
+   the Huber threshold: the design's own information at the optimum). Each is first scaled to
+   unit diagonal (``D^-1/2 M D^-1/2``), which makes its eigenvalues independent of the units
+   of every parameter and input and of the number of runs; a direction whose eigenvalue is
+   below :data:`CURVATURE_TOL` is flat: the parameters with a share of at least
+   :data:`NAME_SHARE` in it are not determined.
+3. **Signs**: parameters the law requires to be positive (``Law.positive``, e.g. Chinchilla's
+   exponents) must be.
+
+A fit that fails a check has status ``"unidentified"`` (``FitResult.converged`` is False).
+Parameters whose term vanished (``FitResult.at_bound``) are left out of the curvature check:
+their flatness is already reported there, and the fit stays ``"converged"`` when the rest of
+the law is determined (the runs need no such term; its parameters are limits, not estimates).
+
+Example:
+    >>> import numpy as np
+    >>> from jaxscale.laws import CHINCHILLA
+    >>> log_x = np.log([[1e8, 2e10], [1e9, 2e10], [1e10, 2e10], [3e10, 2e10], [5e10, 2e10], [7e10, 2e10]])
+    >>> [names for names, reason in design_problems(CHINCHILLA, log_x, np.ones(6), (0, 1, 2, 3, 4))]
+    [('B', 'beta')]
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import problem
+from .laws import Law
+from .solver import STATUS_NAMES
+
+UNIDENTIFIED = "unidentified"
+# Status code of an unidentified resample in BootstrapResult.status (the solver's are 0..3).
+UNIDENTIFIED_CODE = 4
+RESAMPLE_STATUS_NAMES = {**STATUS_NAMES, UNIDENTIFIED_CODE: UNIDENTIFIED}
+
+# Design. An input with 2 distinct values gives a power term two numbers, one of which its
+# asymptote (E) absorbs: coefficient and exponent need 3. An input spanning less than a factor
+# MIN_SPAN moves A / N^alpha by less than alpha * ln(MIN_SPAN) ~ 3% of itself: its exponent is
+# then set by noise, not by the data. In the curvature check, a synthetic Chinchilla design
+# (40 runs, D over 1e9-1e12, noise 0.005) with N spanning x1.01 had a smallest scaled
+# eigenvalue of ..., x1.1 ..., x1.5 ..., x10 ... (see tests/test_trust_identify.py).
+MIN_DISTINCT = 3
+MIN_SPAN = 1.1
+
+# Curvature. Smallest eigenvalue of the unit-diagonal Hessian (H) and Gauss-Newton (GN)
+# matrices, measured at converged optima that must stay "converged":
+#   Epoch's 240 points (chinchilla)       H 1.4e-3  GN 2.9e-3
+#   synthetic, 60 runs, noise 0.005       H 5.4e-3  GN 7.2e-3
+#   synthetic, 30 runs, noise 0.02        H 4.4e-4  GN 6.7e-3
+#   Gadre rpj, overtraining / chinchilla  H 5.4e-4 / 1.4e-3  GN 3.5e-4 / 3.0e-3
+# and at the degenerate designs of issue 21 that must be flagged:
+#   every run at one D                    H < 0 (-0.17)  GN -1.8e-17 (beta's diagonal 6e-29 of the largest)
+#   N and D each spanning x1.0001         H 7.2e-7  GN 2.1e-13
+#   pure-noise losses                     H 1.4e-5  GN 1.7e-10
+# (a loss rising with N is well curved, H 6.9e-3: only the sign check catches it).
+CURVATURE_TOL = 1e-6
+# A diagonal entry below this fraction of the largest is a parameter with no curvature at all.
+ZERO_CURVATURE = 1e-12
+# A parameter with at least this share (|component| of the unit eigenvector) in a flat direction is named.
+NAME_SHARE = 0.3
+
+
+class Identification(NamedTuple):
+    """Outcome of the checks for one fit: the parameters not determined (empty: all are) and why."""
+
+    unidentified: tuple[str, ...]
+    reason: str
+    min_curvature: float  # smallest eigenvalue of the unit-diagonal Hessian (nan if not computed)
+    condition: float  # its largest / smallest eigenvalue
+
+
+def design_problems(
+    law: Law, log_x: np.ndarray, w: np.ndarray, free: tuple[int, ...]
+) -> list[tuple[tuple[str, ...], str]]:
+    """``(parameters, reason)`` for each way the runs of positive weight cannot determine the free parameters."""
+    used = np.asarray(w) > 0
+    x = np.asarray(log_x)[used]
+    free_names = tuple(law.natural[i] for i in free)
+    out: list[tuple[tuple[str, ...], str]] = []
+    if used.sum() <= len(free):
+        return [(free_names, f"{int(used.sum())} runs of positive weight for {len(free)} free parameters")]
+    distinct_rows = len(np.unique(x, axis=0))
+    if distinct_rows <= len(free):
+        out.append((free_names, f"{distinct_rows} distinct input combinations for {len(free)} free parameters"))
+    for k, name in enumerate(law.inputs):
+        names = _input_params(law, k, free)
+        if len(names) < 2:
+            continue  # a coefficient alone (its exponent held fixed): the curvature check decides
+        distinct = len(np.unique(x[:, k]))
+        span = float(np.exp(x[:, k].max() - x[:, k].min()))
+        if distinct < MIN_DISTINCT:
+            out.append(
+                (
+                    names,
+                    f"input {name} has {distinct} distinct value(s) among the weighted runs "
+                    f"(a power law's coefficient and exponent need at least {MIN_DISTINCT})",
+                )
+            )
+        elif span < MIN_SPAN:
+            out.append(
+                (names, f"input {name} spans a factor {span:.6g} (< {MIN_SPAN}: too narrow to set its exponent)")
+            )
+    return out
+
+
+def _input_params(law: Law, k: int, free: tuple[int, ...]) -> tuple[str, ...]:
+    """The free parameters of the power terms of input ``k`` (its center pairs), or every free one."""
+    idx = [i for coef, expo, inp in law.center_pairs if inp == k for i in (coef, expo) if i in free]
+    return tuple(law.natural[i] for i in sorted(set(idx or free)))
+
+
+def sign_problems(law: Law, params: dict[str, float], fixed: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """Parameters the law requires positive that are not (held-fixed ones are the caller's)."""
+    bad = [n for n in law.positive if n not in fixed and not params[n] > 0]
+    if not bad:
+        return []
+    shown = ", ".join(f"{n} = {params[n]:.3g}" for n in bad)
+    return [
+        (
+            tuple(bad),
+            f"{shown}: law {law.name!r} needs {'it' if len(bad) == 1 else 'them'} > 0 (loss falling with scale)",
+        )
+    ]
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def curvature_matrices(cfg: problem.Config, data: problem.Data, theta, w, grouped: bool = False):
+    """Hessian of the objective and ``J^T W J`` at ``theta`` (the law's fitted parameters), both
+    over the free, centred coordinates: ``[B, q, q]`` each for ``theta [B, p]`` and ``w [B, P]``
+    (``grouped``: each problem has its own ``data``, with a leading axis ``[B, ...]``)."""
+
+    def one(d, th, wi):
+        x = problem.centred_starts(cfg, d, th[None])[0]
+        hess = jax.hessian(problem.objective, argnums=2)(cfg, d, x, wi)
+        jac = jax.jacfwd(lambda v: cfg.law.log_predict(problem.full_theta(cfg, d, v), d.log_x))(x)  # [P, q]
+        return hess, jnp.einsum("pi,p,pj->ij", jac, wi, jac)
+
+    return jax.vmap(one, in_axes=(0 if grouped else None, 0, 0))(data, jnp.asarray(theta), jnp.asarray(w))
+
+
+def flat_directions(matrix: np.ndarray, names: tuple[str, ...]) -> tuple[tuple[str, ...], float, float]:
+    """``(names in flat directions, smallest eigenvalue, condition)`` of a unit-diagonal-scaled matrix."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if not np.all(np.isfinite(m)):
+        return names, float("nan"), float("inf")
+    d = np.diag(m)
+    zero = d <= ZERO_CURVATURE * max(float(d.max()), 0.0)
+    if zero.all():
+        return names, 0.0, float("inf")
+    keep = ~zero
+    s = 1.0 / np.sqrt(d[keep])
+    ev, vec = np.linalg.eigh(m[np.ix_(keep, keep)] * s[:, None] * s[None, :])
+    kept = [n for n, k in zip(names, keep, strict=True) if k]
+    weak = {
+        kept[i] for j in np.flatnonzero(ev < CURVATURE_TOL) for i in np.flatnonzero(np.abs(vec[:, j]) >= NAME_SHARE)
+    }
+    flagged = tuple(n for n in names if n in weak or n in {m_ for m_, z in zip(names, zero, strict=True) if z})
+    lam = 0.0 if zero.any() else float(ev[0])
+    cond = float("inf") if lam <= 0 else float(ev[-1] / lam)
+    return flagged, lam, cond
+
+
+def curvature_problems(
+    law: Law, free: tuple[int, ...], hess: np.ndarray, gn: np.ndarray, skip: tuple[str, ...] = ()
+) -> tuple[list[tuple[tuple[str, ...], str]], float, float]:
+    """Flat directions of the Hessian or Gauss-Newton matrix of one fit, less the parameters in ``skip``."""
+    names = tuple(law.natural[i] for i in free)
+    keep = [i for i, n in enumerate(names) if n not in skip]
+    names = tuple(names[i] for i in keep)
+    if not names:
+        return [], float("nan"), float("nan")
+    sub = np.ix_(keep, keep)
+    h_names, h_lam, h_cond = flat_directions(np.asarray(hess)[sub], names)
+    g_names, g_lam, _ = flat_directions(np.asarray(gn)[sub], names)
+    flagged = tuple(n for n in names if n in h_names or n in g_names)
+    if not flagged:
+        return [], h_lam, h_cond
+    reason = (
+        f"the objective is flat along {', '.join(flagged)} at the optimum (smallest scaled curvature: "
+        f"Hessian {h_lam:.2g}, Gauss-Newton {g_lam:.2g}; below {CURVATURE_TOL:g} is flat)"
+    )
+    return [(flagged, reason)], h_lam, h_cond
+
+
+def combine(
+    law: Law, problems: list[tuple[tuple[str, ...], str]], min_curvature: float, condition: float
+) -> Identification:
+    names = {n for ps, _ in problems for n in ps}
+    ordered = tuple(n for n in law.natural if n in names)
+    return Identification(ordered, "; ".join(reason for _, reason in problems), min_curvature, condition)
+
+
+def identify(cfg: problem.Config, data: problem.Data, res, w: np.ndarray, matrices=None) -> Identification:
+    """All three checks for the fit ``res`` (a ``FitResult``) of ``data`` with run weights ``w``
+    (padding has weight 0); parameters whose term vanished (``res.at_bound``) skip the curvature check.
+    ``matrices``: the fit's ``(Hessian, Gauss-Newton)`` if already computed."""
+    law = cfg.law
+    problems = design_problems(law, np.asarray(data.log_x), w, cfg.free)
+    if matrices is None:
+        with jax.enable_x64(True):
+            matrices = curvature_matrices(cfg, data, np.asarray(res.theta)[None], np.asarray(w)[None])
+        matrices = tuple(np.asarray(m)[0] for m in matrices)
+    hess, gn = matrices
+    curved, lam, cond = curvature_problems(law, cfg.free, hess, gn, res.at_bound)
+    problems += curved + sign_problems(law, res.params, res.fixed)
+    return combine(law, problems, lam, cond)
+
+
+def assess(res, cfg: problem.Config, data: problem.Data, w: np.ndarray, matrices=None):
+    """``res`` with the checks' outcome recorded; a converged fit that fails one becomes ``"unidentified"``."""
+    found = identify(cfg, data, res, w, matrices)
+    status = UNIDENTIFIED if found.unidentified and res.status == "converged" else res.status
+    return res._replace(
+        status=status,
+        unidentified=found.unidentified,
+        unidentified_reason=found.reason,
+        min_curvature=found.min_curvature,
+        condition=found.condition,
+    )
+
+
+def assess_groups(cfg: problem.Config, data: problem.Data, w: np.ndarray, results: list) -> list:
+    """:func:`assess` for the fits ``results`` of grouped ``data [G, ...]`` with weights ``w [G, P]``,
+    their curvature matrices computed in one call (padded to a power of two groups, so that a few
+    compiled shapes serve every bucket)."""
+    g = len(results)
+    pad = np.resize(np.arange(g), 1 << max(g - 1, 0).bit_length())
+    theta = np.stack([np.asarray(r.theta, dtype=np.float64) for r in results])
+    with jax.enable_x64(True):
+        hess, gn = curvature_matrices(cfg, problem.Data(*(np.asarray(a)[pad] for a in data)), theta[pad], w[pad], True)
+    hess, gn = np.asarray(hess), np.asarray(gn)
+    return [
+        assess(r, cfg, problem.Data(*(np.asarray(a)[j] for a in data)), w[j], (hess[j], gn[j]))
+        for j, r in enumerate(results)
+    ]
+
+
+def is_flat(matrices: np.ndarray, skip: np.ndarray) -> np.ndarray:
+    """Per matrix ``[B, q, q]``, whether it has a flat direction (as :func:`flat_directions`),
+    the parameters in ``skip [B, q]`` left out (their rows and columns replaced by the identity's)."""
+    m = np.array(matrices, dtype=np.float64)
+    q = m.shape[-1]
+    eye = np.eye(q, dtype=bool)
+    m = np.where(skip[:, :, None] | skip[:, None, :], eye, m)
+    bad = ~np.all(np.isfinite(m), axis=(1, 2))
+    m[bad] = np.eye(q)
+    d = np.diagonal(m, axis1=1, axis2=2)
+    top = np.maximum(np.where(skip, -np.inf, d).max(axis=1), 0.0)
+    zero = (d <= ZERO_CURVATURE * top[:, None]) & ~skip
+    s = 1.0 / np.sqrt(np.where(zero, 1.0, d))
+    m = np.where(zero[:, :, None] | zero[:, None, :], eye, m * s[:, :, None] * s[:, None, :])
+    return bad | zero.any(axis=1) | (np.linalg.eigvalsh(m)[:, 0] < CURVATURE_TOL)
+
+
+def flat_problems(
+    cfg: problem.Config,
+    data,
+    best: problem.Best,
+    rows: np.ndarray,
+    weights_of,
+    skip: np.ndarray,
+    *,
+    grouped: bool = False,
+    data_index: np.ndarray | None = None,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Which of the problems ``rows`` of an engine outcome stopped on a flat direction (the curvature
+    check of :func:`identify`; design and signs are not checked: see ``BootstrapResult.ok``).
+
+    ``weights_of(rows) -> [len(rows), P]``; ``skip [B, q]``: free parameters whose term vanished;
+    ``grouped``: ``data`` has one set per problem of ``data_index`` (or per problem).
+    """
+    flat = np.zeros(len(rows), dtype=bool)
+    theta = np.asarray(best.theta, dtype=np.float64)
+    with jax.enable_x64(True):
+        for lo in range(0, len(rows), chunk):
+            sel = rows[lo : lo + chunk]
+            d = data
+            if grouped:
+                take = sel if data_index is None else np.asarray(data_index)[sel]
+                d = problem.Data(*(np.asarray(a)[take] for a in data))
+            hess, gn = (np.asarray(m) for m in curvature_matrices(cfg, d, theta[sel], weights_of(sel), grouped))
+            flat[lo : lo + len(sel)] = is_flat(hess, skip[sel]) | is_flat(gn, skip[sel])
+    return flat
