@@ -124,18 +124,19 @@ def _status(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
 
 def start(x0: jax.Array) -> State:
     """A state whose first :func:`step` evaluates ``f`` at ``x0`` (t = 0, f = +inf accepts it)."""
-    p = x0.shape[0]
-    zero = jnp.zeros((), x0.dtype)
+    # Every field is made *like* x0 (full_like keeps its type), so that inside a user's
+    # shard_map, where x0 varies across devices, the loop's initial state varies too.
+    scalar = x0[0]
     return State(
         x=x0,
-        f=jnp.full((), jnp.inf, x0.dtype),
+        f=jnp.full_like(scalar, jnp.inf),
         g=jnp.zeros_like(x0),
-        h=jnp.eye(p, dtype=x0.dtype),
+        h=jnp.eye(x0.shape[0], dtype=x0.dtype) + jnp.zeros_like(x0)[:, None],
         p=jnp.zeros_like(x0),
-        t=zero,
-        fresh=jnp.array(True),
-        k=jnp.array(0, jnp.int32),
-        status=jnp.array(RUNNING, jnp.int32),
+        t=jnp.zeros_like(scalar),
+        fresh=jnp.full_like(scalar, True, dtype=bool),
+        k=jnp.full_like(scalar, 0, dtype=jnp.int32),
+        status=jnp.full_like(scalar, RUNNING, dtype=jnp.int32),
     )
 
 
