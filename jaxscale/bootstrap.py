@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine, identify, problem
+from . import checks, engine, identify, problem
 from ._progress import progress_bar
 from .fit import (
     INERT_TOL,
@@ -217,8 +217,7 @@ class BootstrapResult(NamedTuple):
         """
         import pandas as pd
 
-        if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95); got {level}")
+        checks.arguments(level=level)
         if not self.ok.any():
             raise ValueError(self._no_interval())
         point = {**self.point.params, **_derived(self.law, self.point.params, compute=compute, at=at)}
@@ -294,6 +293,8 @@ def _spread(values: np.ndarray) -> float:
 
 
 def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping | None) -> dict[str, np.ndarray]:
+    compute = checks.check_budgets("compute", compute, required=False)
+    at = checks.check_inputs("at", law, at, law.inputs) if at else at
     out = {k: np.asarray(v) for k, v in law.derive(params).items()}
     if len(compute):
         if law.name != "chinchilla":
@@ -388,9 +389,22 @@ def bootstrap(
         resamples that converged, and says how many failed.
     """
     law = get_law(law)
+    checks.arguments(
+        law,
+        n=n,
+        seed=seed,
+        offset=offset,
+        delta=delta,
+        n_refine=n_refine,
+        fixed=fixed,
+        max_steps=max_steps,
+        gtol=gtol,
+        chunk_size=chunk_size,
+        lanes=lanes,
+        devices=devices,
+        progress=progress,
+    )
     runs = as_runs(runs)
-    if n < 2:
-        raise ValueError(f"n must be at least 2 resamples; got {n}")
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     cluster_ids = _cluster_ids(runs, clusters)

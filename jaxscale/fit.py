@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import engine, identify, problem
+from . import checks, engine, identify, problem
 from .laws import Law, get_law
 from .objective import LOSSES
 from .results import fit_report, fit_summary, fit_to_dict
@@ -261,14 +261,13 @@ def fit(
         :class:`FitResult`; ``converged`` is False if the best start did not converge.
     """
     law = get_law(law)
+    checks.arguments(law, delta=delta, n_refine=n_refine, fixed=fixed, max_steps=max_steps, gtol=gtol, lanes=lanes)
     runs = as_runs(runs)
-    w = np.ones(runs.n_points) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (runs.n_points,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"weights must be {runs.n_points} finite, non-negative numbers (one per run)")
     with jax.enable_x64(True):
         cfg, data = prepare(
             runs, law, loss=loss, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
         )
+        w = checks.run_weights(weights, runs.n_points, cfg)
         candidates, n_refine_eff = candidate_starts(law, cfg, starts, n_refine)
         n_points = int(np.count_nonzero(w))
         # Padded to a bucket size, so that fits of many run counts share a few compiled kernels.

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import checks
 from .laws import Law, get_law
 
 Flops = Callable[[Any, Any], Any]
@@ -201,10 +202,9 @@ def frontier(
     """
     import pandas as pd
 
+    checks.frontier_arguments(result, law=law, compute=compute, flops=flops, level=level, n_range=n_range, **inputs)
     law, point, draws = _point_and_draws(result, law)
-    compute = np.atleast_1d(np.asarray(compute, dtype=np.float64))
-    if compute.ndim != 1 or not np.all(np.isfinite(compute)) or np.any(compute <= 0):
-        raise ValueError("compute must be a list of positive, finite FLOP budgets")
+    compute = checks.check_budgets("compute", compute)
     closed_ok = law.name == "chinchilla" and flops is None
     if method not in ("auto", "closed", "numeric"):
         raise ValueError(f"method must be 'auto', 'closed' or 'numeric'; got {method!r}")
@@ -225,8 +225,6 @@ def frontier(
         table["at_edge"] = edge
     table["status"] = _row_status(result, law, point[0], table, edge)
     if draws is not None:
-        if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1; got {level}")
         if len(draws) == 0:
             raise ValueError("no bootstrap resample converged: no band can be computed")
         bn, bd, bl, _ = solve(draws)

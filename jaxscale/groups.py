@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import engine, identify, problem
+from . import checks, engine, identify, problem
 from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
 from .bootstrap import BootstrapResult, mark_flat, refit_vanished, resample_weights, weights_of_rows
 from .fit import (
@@ -150,6 +150,22 @@ def fit_groups(
         stay in the table with their status.
     """
     law = get_law(law)
+    checks.arguments(
+        law,
+        delta=delta,
+        n_refine=n_refine,
+        fixed=fixed,
+        max_steps=max_steps,
+        gtol=gtol,
+        retry=retry,
+        bootstrap=bootstrap,
+        level=level,
+        seed=seed,
+        chunk_size=chunk_size,
+        lanes=lanes,
+        devices=devices,
+    )
+    checks.check_callable("progress", progress)
     if small not in ("error", "report"):
         raise ValueError(f"small must be 'error' or 'report'; got {small!r}")
     runs, by = _read(source, by, loss=loss, where=where, C=C, flops_per_token=flops_per_token, **inputs)

@@ -6,6 +6,22 @@ is a :class:`FitResult` again: it predicts and gives frontiers like the original
 saved by name; a law of your own must be registered (:func:`jaxscale.register`) or passed
 as ``load(path, law=...)``.
 
+A loaded file is trusted only after two checks, and refused with a ``ValueError`` that names
+the file and the field otherwise:
+
+- **Schema**: every field :func:`save` writes is present, of its type, and nothing else is;
+  the shapes agree with the law (``theta`` has one value per fitted parameter, ``params``
+  the law's natural names, a bootstrap's ``draws`` are ``[n, p]`` with ``n`` objectives and
+  statuses); ``params`` equal ``law.to_natural(theta)`` (relative tolerance
+  ``PARAMS_RTOL``); and a fit saved as converged has finite parameters.
+- **Content hash** (format version 2): ``sha256`` is the SHA-256 of the document without
+  that field, serialised canonically (:func:`content_hash`). An edit the schema cannot see
+  (a step count, an objective, a draw) changes the hash, and the file is refused.
+
+Version 1 files (written before the hash, by jaxscale up to 2026-12-04) have no hash; they
+still load, after the schema check, since results saved then are worth keeping. What the
+schema cannot see in them is not verified: save them again to add a hash.
+
 Example:
     >>> import tempfile, pathlib
     >>> import jaxscale as js
@@ -26,13 +42,12 @@ from typing import Any
 
 import numpy as np
 
+from ._saved_schema import FORMAT, HASH, PARAMS_RTOL, SUPPORTED, VERSION, checked, content_hash, unfloat, unfloat_array
+
+__all__ = ["FORMAT", "HASH", "PARAMS_RTOL", "SUPPORTED", "VERSION", "content_hash", "load", "save"]
 from .bootstrap import BootstrapResult
 from .fit import FitResult
-from .laws import Law, get_law
-
-FORMAT = "jaxscale"
-VERSION = 1
-_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+from .laws import Law
 
 
 def _float(v: float) -> float | str:
@@ -40,19 +55,8 @@ def _float(v: float) -> float | str:
     return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
 
 
-def _unfloat(v: float | str) -> float:
-    return _SPECIAL[v] if isinstance(v, str) else float(v)
-
-
 def _floats(a) -> list:
     return [_floats(x) for x in a] if np.ndim(a) else _float(a)
-
-
-def _array(values) -> np.ndarray:
-    def walk(v):
-        return [walk(x) for x in v] if isinstance(v, list) else _unfloat(v)
-
-    return np.asarray(walk(values), dtype=np.float64)
 
 
 def _fit_doc(res: FitResult) -> dict[str, Any]:
@@ -73,42 +77,35 @@ def _fit_doc(res: FitResult) -> dict[str, Any]:
         "loss": res.loss,
         "delta": _float(res.delta),
         "inert": list(res.inert),
+        "unidentified": list(res.unidentified),
+        "unidentified_reason": res.unidentified_reason,
+        "min_curvature": _float(res.min_curvature),
+        "condition": _float(res.condition),
     }
 
 
-def _resolve_law(doc: dict[str, Any], law: Law | str | None) -> Law:
-    try:
-        found = get_law(law if law is not None else doc["law"])
-    except ValueError as err:
-        raise ValueError(
-            f"the saved result uses law {doc['law']!r}, which is not registered here: "
-            "register it first with jaxscale.register(law), or pass load(path, law=law)"
-        ) from err
-    if list(found.params) != doc["law_params"]:
-        raise ValueError(
-            f"law {found.name!r} fits parameters {list(found.params)} but the saved result has "
-            f"{doc['law_params']}: pass the law it was fitted with, load(path, law=...)"
-        )
-    return found
-
-
-def _fit_from(doc: dict[str, Any], law: Law | str | None) -> FitResult:
+def _fit_from(doc: dict[str, Any], law: Law) -> FitResult:
     return FitResult(
-        law=_resolve_law(doc, law),
-        params={k: _unfloat(v) for k, v in doc["params"].items()},
-        theta=_array(doc["theta"]),
-        objective=_unfloat(doc["objective"]),
+        law=law,
+        params={k: unfloat(doc["params"][k]) for k in law.natural},
+        theta=unfloat_array(doc["theta"]),
+        objective=unfloat(doc["objective"]),
         status=doc["status"],
         steps=int(doc["steps"]),
-        grad_norm=_unfloat(doc["grad_norm"]),
+        grad_norm=unfloat(doc["grad_norm"]),
         n_points=int(doc["n_points"]),
         n_starts=int(doc["n_starts"]),
         n_candidates=int(doc["n_candidates"]),
         n_at_optimum=int(doc["n_at_optimum"]),
         fixed=tuple(doc["fixed"]),
         loss=doc["loss"],
-        delta=_unfloat(doc["delta"]),
-        inert=tuple(doc.get("inert", ())),  # absent from files saved before it was recorded
+        delta=unfloat(doc["delta"]),
+        # Absent from version 1 files (inert: from those saved before it was recorded).
+        inert=tuple(doc.get("inert", ())),
+        unidentified=tuple(doc.get("unidentified", ())),
+        unidentified_reason=doc.get("unidentified_reason", ""),
+        min_curvature=unfloat(doc.get("min_curvature", "nan")),
+        condition=unfloat(doc.get("condition", "nan")),
     )
 
 
@@ -134,7 +131,7 @@ def _table_from(doc: dict[str, Any]):
     for col in doc["columns"]:
         values = col["values"]
         if col["dtype"].startswith("float"):
-            values = [_unfloat(v) for v in values]
+            values = [unfloat(v) for v in values]
         data[col["name"]] = pd.Series(values, dtype=col["dtype"] if col["dtype"] != "str" else None)
     return pd.DataFrame(data)
 
@@ -145,7 +142,7 @@ def save(result, path: str | os.PathLike) -> Path:
     ``.json`` holds any of them; a table may also go to ``.csv`` or ``.parquet`` (Parquet
     needs pyarrow). Returns the path written.
     """
-    path = Path(path)
+    path = _path(path)
     suffix = path.suffix.lower()
     if isinstance(result, FitResult | BootstrapResult):
         if suffix != ".json":
@@ -175,13 +172,32 @@ def save(result, path: str | os.PathLike) -> Path:
         doc = {"kind": "table", **_table_doc(result)}
     else:
         raise TypeError(f"save takes a FitResult, BootstrapResult or DataFrame; got {type(result).__name__}")
-    path.write_text(json.dumps({"format": FORMAT, "version": VERSION, **doc}, indent=1))
+    # Hashed as it will read back (tuples as lists, numpy floats as floats).
+    doc = json.loads(json.dumps({"format": FORMAT, "version": VERSION, **doc}))
+    doc[HASH] = content_hash(doc)
+    path.write_text(json.dumps(doc, indent=1))
     return path
 
 
+def _path(path) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a file name (str or pathlib.Path); got {type(path).__name__}")
+    return Path(path)
+
+
+def _no_constant(constant: str):
+    raise ValueError(f"{constant} is not JSON (jaxscale.save writes non-finite numbers as 'nan', 'inf', '-inf')")
+
+
 def load(path: str | os.PathLike, *, law: Law | str | None = None):
-    """Read what :func:`save` wrote: a FitResult, a BootstrapResult or a DataFrame."""
-    path = Path(path)
+    """Read what :func:`save` wrote: a FitResult, a BootstrapResult or a DataFrame.
+
+    A JSON file is checked first (schema, then content hash; see the module docstring) and
+    refused with a ``ValueError`` naming the file and the field if it is not as saved.
+    """
+    path = _path(path)
+    if law is not None and not isinstance(law, str | Law):
+        raise TypeError(f"law must be a law name or a Law (or None: the saved name); got {type(law).__name__}")
     if not path.exists():
         raise FileNotFoundError(f"no such file: {str(path)!r}")
     suffix = path.suffix.lower()
@@ -193,28 +209,26 @@ def load(path: str | os.PathLike, *, law: Law | str | None = None):
             exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
             return pd.read_csv(path, keep_default_na=False, na_values=["nan"], **exact)
         return pd.read_parquet(path)
+    name = repr(str(path))
     try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not a JSON file written by jaxscale.save: {err}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} was not written by jaxscale.save (no 'format': 'jaxscale' field)")
-    if doc.get("version", 0) > VERSION:
-        raise ValueError(f"{str(path)!r} was written by a newer jaxscale (format {doc['version']}): upgrade jaxscale")
-    kind = doc.get("kind")
+        doc = json.loads(path.read_text(), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{name} is not a JSON file written by jaxscale.save: {err}") from None
+    kind, found = checked(doc, name, law)
     if kind == "fit":
-        return _fit_from(doc, law)
+        return _fit_from(doc, found)
     if kind == "bootstrap":
-        point = _fit_from(doc["point"], law)
+        point = _fit_from(doc["point"], found)
         return BootstrapResult(
-            law=point.law,
+            law=found,
             point=point,
-            draws=_array(doc["draws"]).reshape(-1, len(point.law.natural)),
-            objective=_array(doc["objective"]),
+            draws=unfloat_array(doc["draws"]).reshape(len(doc["draws"]), len(found.natural)),
+            objective=unfloat_array(doc["objective"]),
             status=np.asarray(doc["status"], dtype=np.int32),
             seed=int(doc["seed"]),
             cluster_count=doc["cluster_count"],
         )
-    if kind == "table":
+    try:
         return _table_from(doc)
-    raise ValueError(f"{str(path)!r} holds an unknown kind of result {kind!r}")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: field 'columns' holds values its dtypes cannot hold: {err}") from None

@@ -72,7 +72,7 @@ def test_bootstrap_bands_contain_the_point_estimate():
 
 
 def test_power_law_has_no_frontier_and_bad_input_is_named(chinchilla_fit):
-    with pytest.raises(ValueError, match="positive, finite FLOP budgets"):
+    with pytest.raises(ValueError, match="finite FLOP budgets > 0; got -1.0 at position 1"):
         js.frontier(chinchilla_fit, [1e21, -1.0])
     with pytest.raises(ValueError, match="method must be"):
         js.frontier(chinchilla_fit, [1e21], method="grid")
