@@ -45,10 +45,9 @@ from .polish import polish, with_rows
 from .runs import Runs
 from .solver import CONVERGED
 
-# Starts refined per resample after screening the whole grid. Measured on the Epoch points:
-# refining only the best 4 screened starts already matched the full 4,500-start grid's optimum
-# on 40 of 40 resamples, and the single best-screened start reached each resample's optimum on
-# 128 of 128; 8 keeps a 2x margin (benchmarks/ re-checks 20 resamples against the full grid).
+# Starts refined per resample after screening the whole grid. On the Epoch points the best 4
+# screened starts already reach the full grid's optimum (benchmarks/RESULTS.md, "Refined
+# starts"), so 8 keeps a 2x margin; benchmarks/ re-checks 20 resamples against the full grid.
 DEFAULT_N_REFINE = 8
 WARM_N_REFINE = 2
 # An interval narrower than this, relative to its bounds, has zero width: every used resample
@@ -360,15 +359,15 @@ def bootstrap(
         clusters: optional label per run for a cluster bootstrap (e.g. the model size).
         starts: ``"screen"`` (default): every resample screens the full start grid by its own
             objective and refines its best ``n_refine``; ``"grid"`` refines all of them;
-            ``"warm"`` (faster, ~8x here) refines only the point estimate and the best grid
-            start. The default is the screened grid because a warm start can only find the
-            basin the full-data fit found: a resample whose optimum moved elsewhere would be
-            reported at a local optimum, narrowing the interval exactly where the data are
-            least informative.
+            ``"warm"`` (faster: 2 starts, not ``n_refine``) refines only the point estimate
+            and the best grid start. The default is the screened grid because a warm start can
+            only find the basin the full-data fit found: a resample whose optimum moved
+            elsewhere would be reported at a local optimum, narrowing the interval exactly
+            where the data are least informative.
         chunk_size: resamples per kernel call (bounds memory, whatever ``n``: the call's
             screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
-            for its slowest start, so larger calls are faster: 4,000 Epoch resamples took
-            16.5 s in calls of 256 and 13.2 s in calls of 2,048 (2-core CPU).
+            for its slowest start, so larger calls are faster (benchmarks/RESULTS.md, "Chunk
+            size").
         lanes: starts iterated side by side; keep it fixed for bit-identical results.
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
@@ -376,8 +375,8 @@ def bootstrap(
             with few parameters; ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
             (used for the point fit and every resample).
         dtype: ``"float64"`` (default), or ``"float32"`` to search in single precision:
-            every resample's screening and refinements run in float32 (faster: 2.8x on the
-            Epoch points on a 2-core CPU), and each float32 optimum is then finished by a
+            every resample's screening and refinements run in float32 (faster: see
+            benchmarks/RESULTS.md, "float32"), and each float32 optimum is then finished by a
             float64 BFGS (:mod:`jaxscale.polish`), since float32 alone stops short of the
             optimum along this objective's flat directions. On 512 Epoch resamples the draws
             were within 6.5e-5 (relative) of float64's and the 95% bounds moved by < 3e-7

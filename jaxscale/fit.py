@@ -30,10 +30,9 @@ VANISHED_LOG = -30.0
 # A free parameter whose change by 1 moves no run's predicted log-loss by more than this has
 # dropped out of the law with its term (|d log L / d theta| is ~0.01-10 at a real optimum).
 INERT_TOL = 1e-6
-# A best start whose term vanished is refitted from this many times more screened starts.
-# On 2,000 synthetic groups (benchmarks/groups_data.py, seed 1), the best of 8 screened starts
-# of a 30-run group stopped with alpha = 1.5 and A / N^alpha below 1e-7 of the loss (reported
-# converged, objective 3.2x the optimum); its best 64 found the optimum.
+# A best start whose term vanished is refitted from this many times more screened starts: a
+# few best starts can all stop on the same plateau where a term vanishes, reported converged
+# at a worse objective (benchmarks/RESULTS.md, "Refined starts"), and more starts escape it.
 RETRY_FACTOR = 8
 
 

@@ -43,14 +43,13 @@ from .io import read_runs
 from .laws import Law, get_law
 from .runs import Runs
 
-# Starts refined per group after screening the grid. Measured on 512 synthetic groups of
-# 20-300 runs (benchmarks/groups_data.py, seed 3): refining the best 2 screened starts reached
-# the optimum of the best 64 on all 512 groups, the single best on 511; 8 keeps a 4x margin.
+# Starts refined per group after screening the grid. On 512 synthetic groups of 20-300 runs
+# the best 2 screened starts reached the best 64's optimum on every group (benchmarks/RESULTS.md,
+# "Refined starts"), so 8 keeps a 4x margin.
 DEFAULT_N_REFINE = 8
 # Starts refined, in a second pass, for a group whose best start did not converge or stopped
-# where a term vanished (fit's default). On 10,000 synthetic groups, 4 did not converge with 8
-# starts; 3 of them did with 64. On 2,000 (seed 1), one group's best 8 all stopped on the plateau
-# where A / N^alpha vanishes (objective 3.2x its optimum); its best 64 found the optimum.
+# where a term vanished (fit's default): 64 starts resolve most of them (benchmarks/RESULTS.md,
+# "Refined starts").
 RETRY_N_REFINE = 64
 TOO_FEW_RUNS = "too_few_runs"
 # Most resamples per kernel call of fit_groups(bootstrap=...): each carries a copy of its
