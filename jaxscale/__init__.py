@@ -13,8 +13,7 @@ from .envelope import EnvelopeResult, EnvelopeWarning, envelope
 from .fit import FitResult, fit
 from .frontier import frontier
 from .groups import fit_groups
-from .io import UnitsWarning as UnitsWarning
-from .io import read_runs
+from .io import LossScaleWarning, UnitsWarning, read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
 from .laws import Law, get_law, register
 from .runs import Runs
@@ -30,6 +29,7 @@ __all__ = [
     "FitResult",
     "IsoflopWarning",
     "Law",
+    "LossScaleWarning",
     "Runs",
     "UnitsWarning",
     "bootstrap",

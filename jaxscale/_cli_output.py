@@ -1,6 +1,9 @@
 """What the command line prints and writes: JSON documents, tables, ``--out`` files, ``--plot`` figures.
 
-Every document is strictly valid JSON (NaN and infinities become null).
+Every document is strictly valid JSON (NaN and infinities become null). Files are written whole or
+not at all: into a temporary file beside the target, then renamed over it (``os.replace`` is atomic),
+so a reader, a crash, Ctrl-C or a second command writing the same path never sees half a file. An
+existing file is replaced only with ``--force``, and never when it is one of the command's inputs.
 
 Example:
     >>> import numpy as np
@@ -11,8 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +51,13 @@ def records(table: pd.DataFrame, index: str | None = None) -> list[dict[str, Any
     return [{str(k): plain(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
-def check_path(path: str | None, formats: tuple[str, ...], option: str) -> Path | None:
-    """``path`` as a Path after checking its extension and folder, before any work is done."""
+def check_path(
+    path: str | None, formats: tuple[str, ...], option: str, *, force: bool = False, inputs: Sequence[str] = ()
+) -> Path | None:
+    """``path`` as a Path after checking its extension, its folder, and that it may be written, before any work.
+
+    Refuses a path that is one of ``inputs`` (even with ``force``) and an existing file unless ``force``.
+    """
     if path is None:
         return None
     out = Path(path)
@@ -55,7 +68,93 @@ def check_path(path: str | None, formats: tuple[str, ...], option: str) -> Path 
         )
     if not out.parent.is_dir():
         raise ValueError(f"{option} {path!r}: folder {str(out.parent)!r} does not exist; create it first")
+    for source in inputs:
+        if same_file(out, source):
+            raise ValueError(
+                f"{option} {path!r} is the input file {source!r}: writing there would replace your runs with the "
+                f"result. Choose another name, e.g. {option} {out.with_stem(out.stem + '_fit').name}"
+            )
+    if out.is_dir():
+        raise ValueError(f"{option} {path!r} is a folder: give a file name, e.g. {option} {path}/results{formats[0]}")
+    if out.exists() and not force:
+        raise ValueError(f"{option} {path!r} exists: add --force to replace it, or choose another name")
     return out
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through links and ``..``), existing or not."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
+# Temporary files being written; on Ctrl-C the command removes them (under the lock) before it exits.
+_PENDING: set[Path] = set()
+_LOCK = threading.Lock()
+
+
+def discard_pending() -> None:
+    """Remove every temporary file still being written (for an interrupt that ends the process)."""
+    with _LOCK:
+        for tmp in list(_PENDING):
+            tmp.unlink(missing_ok=True)
+        _PENDING.clear()
+
+
+def _mode(path: Path) -> int:
+    """The permissions the file would get from ``open`` (or keeps, when replaced); mkstemp's are 0600."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, *, force: bool) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; on success it is renamed to ``path`` in one step.
+
+    Without ``force`` an existing ``path`` (one that appeared while the command ran) is left as it
+    is and ``ValueError`` raised. On any exception, or an interrupt, the temporary file is removed.
+    Two commands writing the same ``path`` with ``force``: the last rename wins, and the file is
+    always one whole result.
+    """
+    with _LOCK:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".part{path.suffix}")
+        os.close(fd)
+        tmp = Path(name)
+        _PENDING.add(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        with _LOCK:
+            os.chmod(tmp, _mode(path))
+            if force:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
+    finally:
+        with _LOCK:
+            tmp.unlink(missing_ok=True)
+            _PENDING.discard(tmp)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp``'s contents the name ``path`` only if no file has it (atomically where links work)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ValueError(
+            f"{str(path)!r} was created while this command ran (by another command?); it is left as it is. "
+            "Add --force to replace it"
+        ) from None
+    except OSError:  # a filesystem without hard links: check, then rename
+        if path.exists():
+            raise ValueError(f"{str(path)!r} was created while this command ran; add --force to replace it") from None
+        os.replace(tmp, path)
 
 
 def check_plotting() -> None:
@@ -67,14 +166,15 @@ def check_plotting() -> None:
     matplotlib.use("Agg")
 
 
-def write_out(path: Path | None, doc: Any, table: pd.DataFrame) -> None:
-    """``--out``: the JSON document (``.json``) or the table (``.csv``)."""
+def write_out(path: Path | None, doc: Any, table: pd.DataFrame, *, force: bool = False) -> None:
+    """``--out``: the JSON document (``.json``) or the table (``.csv``), written whole or not at all."""
     if path is None:
         return
-    if path.suffix.lower() == ".json":
-        path.write_text(dumps(doc, indent=2) + "\n")
-    else:
-        table.to_csv(path, index=False)
+    with atomic_path(path, force=force) as tmp:
+        if path.suffix.lower() == ".json":
+            tmp.write_text(dumps(doc, indent=2) + "\n")
+        else:
+            table.to_csv(tmp, index=False)
 
 
 def bootstrap_doc(boot, level: float) -> dict[str, Any]:
@@ -169,7 +269,7 @@ def groups_text(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, leve
     return "\n".join(lines)
 
 
-def save_fit_plot(path: Path, result, runs, boot=None, level: float = 0.95) -> None:
+def save_fit_plot(path: Path, result, runs, boot=None, level: float = 0.95, *, force: bool = False) -> None:
     """``fit --plot``: the law against its runs (with residuals), and the bootstrap histograms below."""
     import matplotlib.pyplot as plt
 
@@ -189,14 +289,17 @@ def save_fit_plot(path: Path, result, runs, boot=None, level: float = 0.95) -> N
         for ax in grid[len(names) :]:
             ax.remove()
         plot_bootstrap(boot, names, level=level, axes=list(grid[: len(names)]))
-    save_figure(axes, path)
+    with atomic_path(path, force=force) as tmp:
+        save_figure(axes, tmp)
     plt.close("all")
 
 
-def save_frontier_plot(path: Path, table: pd.DataFrame) -> None:
+def save_frontier_plot(path: Path, table: pd.DataFrame, *, force: bool = False) -> None:
     import matplotlib.pyplot as plt
 
     from .plotting import plot_frontier, save_figure
 
-    save_figure(plot_frontier(table), path)
+    axes = plot_frontier(table)
+    with atomic_path(path, force=force) as tmp:
+        save_figure(axes, tmp)
     plt.close("all")

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -34,7 +37,9 @@ EPILOG = """examples:
   jaxscale validate runs.csv --train "N < 1e9"    fit the small models, predict the large ones
   jaxscale isoflop runs.csv --by dataset --json   Approach 2 (isoFLOP parabolas): N* ~ C^a per dataset
 
-errors go to stderr as "jaxscale: error: ..." with exit status 2; a fit that did not converge exits 1.
+errors go to stderr as "jaxscale: error: ..." with exit status 2; a fit that did not converge exits 1;
+Ctrl-C stops with "jaxscale: interrupted" and exit status 130. --out and --plot files are written whole
+(a temporary file renamed into place), never over the input, and over an existing file only with --force.
 """
 
 FIT_EPILOG = """examples:
@@ -78,10 +83,30 @@ def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
     p.add_argument("--N", default="N", help="column with parameter counts (default: N)")
     p.add_argument("--D", default="D", help="column with training tokens (default: D)")
     p.add_argument("--x", default=None, help="input column for one-variable laws (law 'power')")
-    p.add_argument("--loss", default="loss", help="column with losses (default: loss)")
+    p.add_argument("--U", default=None, help="column with unique tokens (law data_constrained)")
+    p.add_argument("--M", default=None, help="column with tokens per parameter (law overtraining; else D / N)")
+    p.add_argument("--loss", default="loss", help="column with losses in nats (default: loss)")
     p.add_argument("--starts", default="screen", choices=["screen", "grid"], help="start strategy")
+    p.add_argument(
+        "--fix",
+        nargs="+",
+        type=_assignment,
+        default=[],
+        metavar="NAME=VALUE",
+        help="hold parameters fixed, e.g. E=1.69",
+    )
     if where:
         p.add_argument("--where", default=None, metavar="QUERY", help='use only these rows, e.g. "tokens > 1e9"')
+
+
+def _assignment(text: str) -> tuple[str, float]:
+    name, eq, value = text.partition("=")
+    try:
+        if not (eq and name.strip()):
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a number, e.g. E=1.69; got {text!r}") from None
 
 
 def _boot_args(p: argparse.ArgumentParser) -> None:
@@ -95,6 +120,12 @@ def _out_args(p: argparse.ArgumentParser, *, plot: bool) -> None:
     p.add_argument("--out", default=None, metavar="FILE", help="also write the result: FILE.json or FILE.csv")
     if plot:
         p.add_argument("--plot", default=None, metavar="FILE.png", help="draw a figure (.png, .pdf or .svg)")
+    files = "--out/--plot" if plot else "--out"
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace {files} files that exist (without it they are refused; the input file never is)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     p_fit = _sub(sub, "fit", "fit a law to runs in a CSV/Parquet/JSON file", FIT_EPILOG)
     _data_args(p_fit)
     p_fit.add_argument("--by", nargs="+", default=None, metavar="COL", help="one fit per group of these columns")
+    p_fit.add_argument(
+        "--small",
+        default="error",
+        choices=["error", "report"],
+        help="with --by, a group with too few runs stops the command (error) or is listed unfitted (report)",
+    )
     _boot_args(p_fit)
     _out_args(p_fit, plot=True)
 
@@ -142,7 +179,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _columns(args: argparse.Namespace) -> dict[str, str]:
-    return {"x": args.x} if args.x else {"N": args.N, "D": args.D}
+    if args.x:
+        return {"x": args.x}
+    extra = {k: getattr(args, k) for k in ("U", "M") if getattr(args, k, None)}
+    return {"N": args.N, **({} if "M" in extra else {"D": args.D}), **extra}
+
+
+def _fixed(args: argparse.Namespace) -> dict[str, float] | None:
+    return dict(args.fix) or None
+
+
+def _targets(args: argparse.Namespace, *options: str) -> list:
+    """Check the output paths before any work: extension, folder, not the input, not existing without --force."""
+    formats = {"out": out.OUT_FORMATS, "plot": out.PLOT_FORMATS}
+    return [
+        out.check_path(getattr(args, o, None), formats[o], f"--{o}", force=args.force, inputs=[args.data])
+        for o in options
+    ]
 
 
 def _read(args: argparse.Namespace):
@@ -161,13 +214,13 @@ def _check_bootstrap(args: argparse.Namespace) -> None:
 def _fit_or_bootstrap(args: argparse.Namespace, runs):
     """``(fit result, bootstrap result or None)``; the bootstrap's bar shows only on a terminal."""
     if args.bootstrap:
-        boot = bootstrap(runs, law=args.law, n=args.bootstrap, seed=args.seed, starts=args.starts)
+        boot = bootstrap(runs, law=args.law, n=args.bootstrap, seed=args.seed, starts=args.starts, fixed=_fixed(args))
         return boot.point, boot
-    return fit(runs, law=args.law, starts=args.starts), None
+    return fit(runs, law=args.law, starts=args.starts, fixed=_fixed(args)), None
 
 
 def _report(result, boot=None, level: float = 0.95) -> str:
-    lines = [str(result)]
+    lines = [cli_words(str(result))]
     if boot is not None:
         ci = boot.ci(level)
         table = ci[["lower", "upper", "se"] + (["warning"] if (ci["warning"] != "").any() else [])]
@@ -181,8 +234,9 @@ def _report(result, boot=None, level: float = 0.95) -> str:
 
 def _fit(args: argparse.Namespace) -> int:
     _check_bootstrap(args)
-    out_path = out.check_path(args.out, out.OUT_FORMATS, "--out")
-    plot_path = out.check_path(args.plot, out.PLOT_FORMATS, "--plot")
+    if args.small != "error" and not args.by:
+        raise ValueError("--small decides what happens to groups with too few runs: it needs --by")
+    out_path, plot_path = _targets(args, "out", "plot")
     if plot_path is not None:
         if args.by:
             raise ValueError(
@@ -196,9 +250,9 @@ def _fit(args: argparse.Namespace) -> int:
     result, boot = _fit_or_bootstrap(args, runs)
     doc = out.fit_doc(result, boot, args.level)
     print(out.dumps(doc) if args.json else _report(result, boot, args.level))
-    out.write_out(out_path, doc, out.fit_row(result, boot, args.level))
+    out.write_out(out_path, doc, out.fit_row(result, boot, args.level), force=args.force)
     if plot_path is not None:
-        out.save_fit_plot(plot_path, result, runs, boot, args.level)
+        out.save_fit_plot(plot_path, result, runs, boot, args.level, force=args.force)
     return 0 if result.converged else 1
 
 
@@ -210,12 +264,13 @@ def _fit_groups(args: argparse.Namespace, out_path) -> int:
     label = "fit + bootstrap" if args.bootstrap else "fit"
     table = fit_groups(
         args.data, args.by, law, loss=args.loss, starts=args.starts, bootstrap=args.bootstrap, level=args.level,
-        seed=args.seed, where=args.where, progress=progress_bar(label, "groups"), **_columns(args),
+        seed=args.seed, where=args.where, fixed=_fixed(args), small=args.small, progress=progress_bar(label, "groups"),
+        **_columns(args),
     )  # fmt: skip
     options = {"bootstrap": args.bootstrap, "level": args.level}
     docs = out.group_docs(table, args.by, law, seed=args.seed, **options)
     print(out.dumps(docs) if args.json else out.groups_text(table, args.by, law, **options))
-    out.write_out(out_path, docs, table)
+    out.write_out(out_path, docs, table, force=args.force)
     return 0 if table["converged"].all() else 1
 
 
@@ -223,8 +278,7 @@ def _frontier(args: argparse.Namespace) -> int:
     from .frontier import frontier
 
     _check_bootstrap(args)
-    out_path = out.check_path(args.out, out.OUT_FORMATS, "--out")
-    plot_path = out.check_path(args.plot, out.PLOT_FORMATS, "--plot")
+    out_path, plot_path = _targets(args, "out", "plot")
     if plot_path is not None:
         out.check_plotting()
     result, boot = _fit_or_bootstrap(args, _read(args))
@@ -237,9 +291,9 @@ def _frontier(args: argparse.Namespace) -> int:
         if boot is not None:
             print(f"  _lower/_upper: {args.level:.0%} percentile intervals over {int(boot.ok.sum())} resamples")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    out.write_out(out_path, doc, table)
+    out.write_out(out_path, doc, table, force=args.force)
     if plot_path is not None:
-        out.save_frontier_plot(plot_path, table)
+        out.save_frontier_plot(plot_path, table, force=args.force)
     # A fit that is not converged (e.g. unidentified) or a budget with no optimum (status column).
     return 0 if result.converged and (table["status"] == "ok").all() else 1
 
@@ -250,13 +304,13 @@ def _validate(args: argparse.Namespace) -> int:
     from .io import read_runs
     from .validate import validate
 
-    out_path = out.check_path(args.out, out.OUT_FORMATS, "--out")
+    (out_path,) = _targets(args, "out")
     runs = read_runs(args.data, loss=args.loss, **_columns(args))
-    try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same rows again: what they warn about was said once above
         train = read_runs(args.data, loss=args.loss, where=args.train, **_columns(args))
-    except ValueError as err:
-        raise ValueError(f"--train {args.train!r}: {err}") from err
-    table = validate(runs, args.law, train=np.isin(runs.rows, train.rows), starts=args.starts)
+    mask = np.isin(runs.rows, train.rows)
+    table = validate(runs, args.law, train=mask, starts=args.starts, fixed=_fixed(args))
     summary = table.attrs["summary"]
     plain = {k: out.plain(v) for k, v in summary.items()}
     params = {k: out.plain(v) for k, v in table.attrs["params"].items()}
@@ -274,7 +328,7 @@ def _validate(args: argparse.Namespace) -> int:
             "  params: " + ", ".join(f"{k} {v:.4g}" for k, v in table.attrs["params"].items())
         )
         print(held.to_string(float_format=lambda v: f"{v:.4g}"))
-    out.write_out(out_path, doc, table.rename_axis("row").reset_index())
+    out.write_out(out_path, doc, table.rename_axis("row").reset_index(), force=args.force)
     return 0 if summary["converged"] else 1
 
 
@@ -312,23 +366,92 @@ def _example(args: argparse.Namespace) -> int:
 COMMANDS = {"fit": _fit, "frontier": _frontier, "validate": _validate, "isoflop": _isoflop, "example": _example}
 
 
+# The library's messages suggest Python keywords; the command line says its own flags instead.
+_CLI_WORDS = [
+    (r"read_runs\(\.\.\., ((?:\w+=\.\.\.(?:, )?)+)\)", lambda m: _flags(re.findall(r"(\w+)=", m.group(1)))),
+    (r"map them in read_runs, e.g. read_runs\(df, (\w+)='your_column', \.\.\.\)", r"name the column, e.g. --\1 COL"),
+    (r"read_runs\(\.\.\., group='col' or \['col', \.\.\.\]\)", "--by COL [COL ...]"),
+    (r"read_runs\(\.\.\., (\w+)='[^']*'\)", r"--\1 COL"),
+    (r"isoflop\(\.\.\., flops=\.\.\., N=\.\.\., loss=\.\.\., by=\.\.\., weights=\.\.\.\)", "--flops --N --loss --by"),
+    (r"fixed=\{\.\.\.\}", "--fix NAME=VALUE"),
+    (r"small='report'", "--small report"),
+    (r", or read it with pd\.read_csv\(path, sep=\.\.\.\) and pass the DataFrame", ""),
+    (r"\(e\.g\. np\.log\(4\)\)", "(e.g. --window 1.39, that is ln 4)"),
+    (
+        r"pass them, e\.g\. frontier\(\.\.\., (\w+)=[^)]*\)",
+        r"the command line cannot give \1; use js.frontier in Python",
+    ),
+]
+_FLAGS = {"N": "--N", "D": "--D", "x": "--x", "U": "--U", "M": "--M", "loss": "--loss"}
+
+
+def _flags(keys: list[str]) -> str:
+    return " ".join(f"{_FLAGS[k]} COL" for k in keys if k in _FLAGS)
+
+
+def cli_words(message: str, select: str = "--where") -> str:
+    """``message`` with the library's Python hints (``fixed={...}``, ``where=...``) as this command's flags.
+
+    ``select`` is the flag that picks rows (``--where``; ``--train`` for validate).
+    """
+    for pattern, replacement in _CLI_WORDS:
+        message = re.sub(pattern, replacement, message)
+    return re.sub(r"\bwhere=(?=['\"])", f"{select} ", message).replace("where=", select)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """The data's problems, said once each, without a Python source line."""
-    print(f"jaxscale: warning: {message}", file=sys.stderr)
+    print(f"jaxscale: warning: {cli_words(str(message))}", file=sys.stderr)
+
+
+def _exit_on_interrupt() -> None:
+    """Ctrl-C ends the process at once with one line and status 130, from a watcher thread.
+
+    A KeyboardInterrupt raised inside JAX (its compiler, its callbacks) prints pages of traceback,
+    is sometimes swallowed, and can abort the process. So the Python handler does nothing, and the
+    signal's wake-up byte reaches a thread that removes any temporary output file, says
+    "jaxscale: interrupted" and calls os._exit(130): no output file is ever half-written.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while signal.SIGINT not in os.read(read_fd, 64):
+            pass
+        out.discard_pending()
+        os.write(2, ("\n" if sys.stderr.isatty() else "").encode() + b"jaxscale: interrupted\n")
+        os._exit(130)
+
+    threading.Thread(target=watch, name="jaxscale-interrupt", daemon=True).start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        try:
-            return COMMANDS[args.command](args)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"jaxscale: error: {err}", file=sys.stderr)
-            return 2
-        except BrokenPipeError:  # e.g. piped into head: stop quietly, as other command-line tools do
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 1
+    """Run the command line. ``main()`` (the installed command) owns the process: Ctrl-C exits it with
+    status 130. ``main(argv)`` from Python returns 130 on KeyboardInterrupt instead."""
+    if argv is None:
+        _exit_on_interrupt()  # as early as this module allows: the jaxscale package imported JAX already
+    try:
+        args = _parser().parse_args(argv)
+        select = "--train" if args.command == "validate" else "--where"
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # The data's warnings are shown, never raised, even where the caller's filters (-W error) would raise.
+            warnings.filterwarnings("default", module=r"jaxscale(\.|$)")
+            try:
+                return COMMANDS[args.command](args)
+            except BrokenPipeError:  # e.g. piped into head: stop quietly, as other command-line tools do
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
+            except (ValueError, OSError) as err:
+                print(f"jaxscale: error: {cli_words(str(err), select)}", file=sys.stderr)
+                return 2
+    except KeyboardInterrupt:
+        print("jaxscale: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

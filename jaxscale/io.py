@@ -11,16 +11,39 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .runs import Runs, _check_positive_finite, _rows
+from .runs import RowNames, Runs, _check_positive_finite
 
-_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".json": pd.read_json, ".jsonl": None}
+_TEXT = (".csv", ".tsv", ".txt")  # delimited text: the separator is sniffed from the header line
+_READERS = {".parquet": pd.read_parquet, ".json": pd.read_json, ".jsonl": None, **dict.fromkeys(_TEXT)}
+
+
+def _sniff(path: Path, suffix: str) -> tuple[str, str]:
+    """``(sep, decimal)`` for a delimited text file, from its header and first lines.
+
+    A header with commas is read as CSV. One without, but with ``;``, tabs or ``|``, is read with
+    that separator (``;`` files written in locales with a decimal comma get ``decimal=","`` when
+    their data show one, e.g. ``3,14``). A ``.txt`` file separated only by spaces is read as such.
+    """
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = [f.readline() for _ in range(6)]
+    header = head[0]
+    if "," in header or (suffix == ".tsv" and "\t" in header):
+        return ("\t" if suffix == ".tsv" else ","), "."
+    for sep in (";", "\t", "|"):
+        if sep in header:
+            comma = sep == ";" and any(re.search(r"\d,\d", line) for line in head[1:])
+            return sep, "," if comma else "."
+    if suffix == ".txt" and len(header.split()) > 1:
+        return r"\s+", "."
+    return ("\t" if suffix == ".tsv" else ","), "."
 
 
 def _read_table(source: str | os.PathLike) -> pd.DataFrame:
@@ -29,20 +52,75 @@ def _read_table(source: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"no such file: {str(path)!r}")
     suffix = path.suffix.lower()
     if suffix not in _READERS:
-        raise ValueError(f"cannot read {str(path)!r}: use a .csv, .parquet, .json or .jsonl file")
+        raise ValueError(f"cannot read {str(path)!r}: use a .csv, .tsv, .txt, .parquet, .json or .jsonl file")
+    if path.is_dir():
+        raise ValueError(f"cannot read {str(path)!r}: it is a folder, not a file")
     try:
-        if suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
-        return _READERS[suffix](path)
+        if suffix in _TEXT:
+            sep, decimal = _sniff(path, suffix)
+            df = pd.read_csv(path, sep=sep, decimal=decimal)
+        elif suffix == ".jsonl":
+            df = pd.read_json(path, lines=True)
+        else:
+            df = _READERS[suffix](path)
     except Exception as err:  # the reader's own message names the problem; say which file it was
         raise ValueError(f"could not read {str(path)!r} as {suffix[1:]}: {err}") from err
+    df.attrs[_SOURCE] = str(path)  # so that read_runs names its rows by line, when given this table
+    return df
+
+
+_SOURCE = "jaxscale_source"
+
+
+def _row_names(source, labels: np.ndarray) -> RowNames:
+    """Messages name a file's runs by line (header = line 1), a DataFrame's by index label.
+
+    A DataFrame that :func:`_read_table` read (isoflop() and envelope() read files so) counts as its file.
+    """
+    if isinstance(source, pd.DataFrame):
+        if source.attrs.get(_SOURCE) is None:
+            return RowNames(labels, note=" (rows are named by the DataFrame's index labels)")
+        source = source.attrs[_SOURCE]
+    path = Path(source)
+    suffix, name = path.suffix.lower(), path.name
+    if suffix in _TEXT:
+        return RowNames(labels + 2, "lines", f" of {name}")
+    if suffix == ".jsonl":
+        return RowNames(labels + 1, "lines", f" of {name}")
+    return RowNames(labels + 1, "records", f" of {name}, counting from 1")
+
+
+def _separator_hint(columns) -> str:
+    """A hint when the table's only column names look like a whole header line."""
+    for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if any(sep in str(c) for c in columns):
+            return (
+                f". The column names contain {name}: the data look like they use {name} between values, not "
+                "commas; save the file with commas, or read it with pd.read_csv(path, sep=...) and pass the DataFrame."
+            )
+    return ""
 
 
 class UnitsWarning(UserWarning):
     """The runs' sizes look like they are in millions or billions rather than raw counts."""
 
 
+class LossScaleWarning(UserWarning):
+    """The loss column looks like log-losses, a perplexity or a percentage rather than a loss in nats."""
+
+
 _UNITS_FLOOR = 1e4  # no trained model has fewer than 1e4 parameters or tokens
+# Language-model losses in nats are ~1.7-4 at the scales people fit (Chinchilla 1.8-3.9; the
+# fixtures' evaluation losses 1.2-11). Every loss below LOG_LOSS_CEILING fits the logs of such
+# losses (ln 1.7 = 0.53, ln 4 = 1.39) far better than the losses. Above LOSS_CEILING a loss in nats
+# would be worse than a uniform guess over e^25 ~ 7e10 tokens: a perplexity or a percentage.
+LOG_LOSS_CEILING = 1.5
+LOSS_CEILING = 25.0
+
+# Keywords that name a law input besides those of the registered laws: the columns that
+# isoflop() and envelope() read through read_runs.
+_HELPER_INPUTS = ("flops", "tokens", "w")
+_OPTIONS = ("loss", "C", "flops_per_token", "where", "group", "min_points", "check_duplicates", "inputs")
 
 
 def _select(df: pd.DataFrame, where) -> pd.DataFrame:
@@ -79,14 +157,13 @@ def _select(df: pd.DataFrame, where) -> pd.DataFrame:
     return df[mask]
 
 
-def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+def _numeric(df: pd.DataFrame, col: str, names: RowNames) -> np.ndarray:
     numeric = pd.to_numeric(df[col], errors="coerce")
-    bad = numeric.isna() & df[col].notna()
+    bad = (numeric.isna() & df[col].notna()).to_numpy()
     if bad.any():
-        rows = list(df.index[bad][:5])
         raise ValueError(
-            f"column {col!r} has {int(bad.sum())} non-numeric values (rows {rows}, e.g. {df[col][bad].iloc[0]!r}): "
-            "convert them to numbers or drop those rows"
+            f"column {col!r} has {int(bad.sum())} non-numeric values ({names(bad)}, e.g. {df[col][bad].iloc[0]!r}): "
+            f"convert them to numbers or drop those rows{names.note}"
         )
     return numeric.to_numpy(dtype="float64", na_value=float("nan"))
 
@@ -105,14 +182,22 @@ def read_runs(
     group: str | Sequence[str] | None = None,
     min_points: int | None = None,
     check_duplicates: bool = True,
-    **inputs: str,
+    inputs: Mapping[str, str] | None = None,
+    **columns: str,
 ) -> Runs:
-    """Read runs from a DataFrame or a CSV/Parquet/JSON/JSONL file and validate them.
+    """Read runs from a DataFrame or a CSV/TSV/TXT/Parquet/JSON/JSONL file and validate them.
 
     Keyword arguments name the column behind each law input, e.g. ``N="params", D="tokens"``
-    (default: columns ``N`` and ``D``); ``loss`` names the loss column. Raises ``ValueError``
-    naming the column and rows for missing columns, non-numeric, missing, non-finite or
-    non-positive values, and for rows duplicated in every mapped column.
+    (default: columns ``N`` and ``D``); ``loss`` names the loss column. A keyword must name an
+    input of a registered law (``N``, ``D``, ``U``, ``M``, ``x``, ...): any other is refused, so
+    that a typo does not become an input. Inputs of a law that is not registered go in
+    ``inputs={"name": "column"}``. Raises ``ValueError`` naming the column and rows for missing
+    columns, non-numeric, missing, non-finite or non-positive values, and for rows duplicated in
+    every mapped column. Rows are named by the file's line numbers (the header is line 1; blank
+    lines, which pandas skips, shift them) or, for a DataFrame, by its index labels.
+
+    A text file's separator is sniffed from its header: commas, else ``;`` (with decimal commas
+    when the data show them), tabs or ``|``.
 
     Options:
         C: a compute column (FLOPs) to use instead of tokens: ``D = C / (flops_per_token * N)``.
@@ -122,36 +207,47 @@ def read_runs(
         check_duplicates: raise on rows repeated in every mapped column (on by default; callers
             that group by other columns and check repeats themselves turn it off).
 
-    Warns :class:`UnitsWarning` when every ``N`` or every ``D`` is below 1e4 (millions or billions?).
+    Warns :class:`UnitsWarning` when every ``N`` or every ``D`` is below 1e4 (millions or billions?),
+    and :class:`LossScaleWarning` when every loss is below 1.5 (log-losses?) or one is above 25
+    (a perplexity or a percentage?).
     """
+    if not isinstance(source, pd.DataFrame | str | os.PathLike):
+        raise TypeError(_source_message(source))
     df = source if isinstance(source, pd.DataFrame) else _read_table(source)
+    columns = _check_keywords(columns, inputs)
     if C is not None:
-        inputs = inputs or {"N": "N"}
-        if "D" in inputs:
+        columns = columns or {"N": "N"}
+        if "D" in columns:
             raise ValueError(
-                f"got both D={inputs['D']!r} and C={C!r}: give one of D (tokens) or C (compute, from which "
+                f"got both D={columns['D']!r} and C={C!r}: give one of D (tokens) or C (compute, from which "
                 "D = C / (flops_per_token * N) is derived)"
             )
-        if "N" not in inputs:
+        if "N" not in columns:
             raise ValueError(f"C={C!r} needs the parameter count to derive D: name it with read_runs(..., N='col')")
         fpt = float(flops_per_token)
         if not (np.isfinite(fpt) and fpt > 0):
             raise ValueError(f"flops_per_token must be a finite number > 0 (got {flops_per_token!r}), e.g. 6.0")
     else:
-        inputs = inputs or {"N": "N", "D": "D"}
-    wanted = {**inputs, **({"C": C} if C is not None else {}), "loss": loss}
+        columns = columns or {"N": "N", "D": "D"}
+    wanted = {**columns, **({"C": C} if C is not None else {}), "loss": loss}
+    same = [k for k in wanted if k != "loss" and wanted[k] == loss]
+    if same:
+        raise ValueError(
+            f"input {same[0]} and the loss both read column {loss!r}: a law fitted to it would predict the loss "
+            f"from itself. Name the input's own column, e.g. read_runs(..., {same[0]}='params')"
+        )
     by = [] if group is None else [group] if isinstance(group, str) else list(group)
     missing = [col for col in wanted.values() if col not in df.columns]
     if missing:
         raise ValueError(
             f"missing column(s) {missing}; available columns: {list(df.columns)}. "
-            f"Name yours with read_runs(..., {', '.join(f'{k}=...' for k in wanted)})"
+            f"Name yours with read_runs(..., {', '.join(f'{k}=...' for k in wanted)})" + _separator_hint(df.columns)
         )
     missing = [col for col in by if col not in df.columns]
     if missing:
         raise ValueError(
             f"missing group column(s) {missing}; available columns: {list(df.columns)}. "
-            "Name yours with read_runs(..., group='col' or ['col', ...])"
+            "Name yours with read_runs(..., group='col' or ['col', ...])" + _separator_hint(df.columns)
         )
     if min_points is not None and (isinstance(min_points, bool) or not isinstance(min_points, int | np.integer)):
         raise ValueError(f"min_points must be an integer (got {min_points!r}), e.g. min_points=6")
@@ -160,27 +256,32 @@ def read_runs(
         if len(df) == 0:
             raise ValueError(f"where={where!r} selected no rows: loosen the condition")
     labels = df.index.to_numpy()
-    values = {name: _numeric(df, col) for name, col in wanted.items()}
-    columns = dict(inputs)
+    names = _row_names(source, labels)
+    values = {name: _numeric(df, col, names) for name, col in wanted.items()}
+    mapped = dict(columns)
     if C is not None:
-        for col, v in ((inputs["N"], values["N"]), (C, values["C"])):
-            _check_positive_finite(v, col, labels)
+        for col, v in ((columns["N"], values["N"]), (C, values["C"])):
+            _check_positive_finite(v, col, names)
         values["D"] = values["C"] / (fpt * values["N"])
-        columns["D"] = f"{C}/({fpt:g}*{inputs['N']})"
+        mapped["D"] = f"{C}/({fpt:g}*{columns['N']})"
+    for name in (*mapped, "loss"):
+        hint = f" (if {loss!r} holds log-losses, give the losses themselves: exp of it)" if name == "loss" else ""
+        _check_positive_finite(values[name], loss if name == "loss" else mapped[name], names, hint)
     runs = Runs.from_arrays(
-        {k: values[k] for k in columns},
+        {k: values[k] for k in mapped},
         values["loss"],
         rows=labels,
-        columns=columns,
+        columns=mapped,
         loss_column=loss,
     )
     # envelope() and isoflop() group by columns they do not pass here and check repeats
     # themselves with their own messages, so they turn this generic check off.
     if check_duplicates:
-        _check_duplicates(df, [*wanted.values(), *by], labels)
+        _check_duplicates(df, [*wanted.values(), *by], names, from_file=names.noun != "rows")
     _check_units(runs)
+    _check_loss_scale(runs.y, loss)
     if by:
-        _check_group_labels(df, by, labels)
+        _check_group_labels(df, by, names)
         keys = np.empty(len(df), dtype=object)
         keys[:] = [tuple(_py(v) for v in row) for row in df[by].itertuples(index=False, name=None)]
         runs = runs._replace(groups=keys, group_columns=tuple(by))
@@ -189,14 +290,69 @@ def read_runs(
     return runs
 
 
-def _check_duplicates(df: pd.DataFrame, cols: list[str], labels: np.ndarray) -> None:
+def _source_message(source) -> str:
+    what = type(source).__module__ + "." + type(source).__qualname__
+    if isinstance(source, np.ndarray):
+        what = f"a numpy array of shape {source.shape}"
+    elif isinstance(source, Runs):
+        what = "a Runs (it is already read: pass it to fit, bootstrap or validate directly)"
+    return (
+        f"runs must be a path to a .csv/.tsv/.txt/.parquet/.json/.jsonl file (str or pathlib.Path), a pandas "
+        f"DataFrame, or (for fit, bootstrap, validate) a jaxscale Runs; got {what}. Give arrays their "
+        "meaning: js.Runs.from_arrays({'N': n, 'D': d}, loss) or pd.DataFrame(arr, columns=['N', 'D', 'loss'])"
+    )
+
+
+def _check_keywords(columns: dict[str, str], inputs: Mapping[str, str] | None) -> dict[str, str]:
+    """The input -> column mapping, refusing keywords that name no law input (typos)."""
+    from .laws import _REGISTRY
+
+    known = dict.fromkeys(n for law in _REGISTRY.values() for n in law.inputs)
+    unknown = [k for k in columns if k not in known and k not in _HELPER_INPUTS]
+    if unknown:
+        raise TypeError(
+            f"read_runs got unknown keyword(s) {unknown}. Law inputs: {', '.join(known)} "
+            f"(e.g. N='params', D='tokens'); options: {', '.join(_OPTIONS)}. A law of your own that is not "
+            "registered names its inputs with inputs={'name': 'column'}"
+        )
+    bad = {k: v for k, v in {**columns, **(inputs or {})}.items() if not isinstance(v, str)}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise TypeError(f"{k}= names a column and must be a string; got {v!r}")
+    return {**columns, **dict(inputs or {})}
+
+
+def _check_duplicates(df: pd.DataFrame, cols: list[str], names: RowNames, *, from_file: bool) -> None:
     cols = list(dict.fromkeys(cols))
     dup = df.duplicated(subset=cols, keep=False).to_numpy()
     if dup.any():
+        fix = "delete the repeated lines" if from_file else f"drop the copies with df.drop_duplicates(subset={cols})"
         raise ValueError(
-            f"{int(dup.sum())} runs repeat another run in every column {cols} ({_rows(labels, dup)}): "
-            f"drop the copies with df.drop_duplicates(subset={cols}) "
-            "(runs that differ only in loss, e.g. seeds, are fine)"
+            f"{int(dup.sum())} runs repeat another run in every column {cols} ({names(dup)}): "
+            f"{fix} (runs that differ only in loss, e.g. seeds, are fine){names.note}"
+        )
+
+
+def _check_loss_scale(y: np.ndarray, loss: str) -> None:
+    if y.size == 0:
+        return
+    if np.all(y < LOG_LOSS_CEILING):
+        warnings.warn(
+            f"every value of column {loss!r} is below {LOG_LOSS_CEILING:g} (largest {y.max():.4g}): is it already "
+            "the log of the loss? jaxscale takes losses (in nats, usually 1.7-4 for language models) and fits their "
+            "logs itself; give exp of the column. If these are the losses you mean to fit (a very low loss, an "
+            "error rate), ignore this warning",
+            LossScaleWarning,
+            stacklevel=3,
+        )
+    elif np.any(y > LOSS_CEILING):
+        warnings.warn(
+            f"column {loss!r} has {int(np.sum(y > LOSS_CEILING))} values above {LOSS_CEILING:g} (largest "
+            f"{y.max():.4g}): a loss in nats that high is worse than a uniform guess over e^25 (7e10) tokens. Is it a "
+            "perplexity (give its log) or a percentage (divide by 100)? If these are the values you mean to fit, "
+            "ignore this warning",
+            LossScaleWarning,
+            stacklevel=3,
         )
 
 
@@ -209,19 +365,19 @@ def _check_units(runs: Runs) -> None:
             col = runs.columns[j]
             warnings.warn(
                 f"every value of column {col!r} (input {name}) is below {_UNITS_FLOOR:g}: are the {what} given in "
-                f"millions or billions? Convert to raw counts, e.g. df[{col!r}] * 1e9, or the fitted law is off",
+                f"millions or billions? Convert to raw counts, e.g. {col!r} * 1e9, or the fitted law is off",
                 UnitsWarning,
                 stacklevel=3,
             )
 
 
-def _check_group_labels(df: pd.DataFrame, by: list[str], labels: np.ndarray) -> None:
+def _check_group_labels(df: pd.DataFrame, by: list[str], names: RowNames) -> None:
     for col in by:
         bad = df[col].isna().to_numpy()
         if bad.any():
             raise ValueError(
-                f"group column {col!r} has {int(bad.sum())} missing values ({_rows(labels, bad)}): "
-                "fill them in or drop those rows"
+                f"group column {col!r} has {int(bad.sum())} missing values ({names(bad)}): "
+                f"fill them in or drop those rows{names.note}"
             )
 
 

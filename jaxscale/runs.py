@@ -71,22 +71,45 @@ def _as_float(values, column: str) -> np.ndarray:
         raise ValueError(f"column {column!r} has non-numeric values: convert it to numbers first") from None
 
 
-def _rows(labels: np.ndarray, bad: np.ndarray) -> str:
-    shown = ", ".join(str(v) for v in labels[bad][:5])
-    more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
-    return f"rows {shown}{more}"
+class RowNames(NamedTuple):
+    """How error messages name runs: ``labels`` (one per run) after ``noun``, then ``where``.
+
+    Runs read from a file are named by the file's line numbers (``lines 4, 7 of runs.csv``,
+    the header being line 1); runs from a DataFrame by its index labels (``rows 2, 5``, with
+    ``note`` saying so at the end of the message).
+    """
+
+    labels: np.ndarray
+    noun: str = "rows"
+    where: str = ""
+    note: str = ""
+
+    def __call__(self, bad: np.ndarray) -> str:
+        shown = ", ".join(str(v) for v in self.labels[bad][:5])
+        more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+        return f"{self.noun} {shown}{more}{self.where}"
 
 
-def _check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray) -> None:
+def _names(labels: np.ndarray | RowNames) -> RowNames:
+    return labels if isinstance(labels, RowNames) else RowNames(np.asarray(labels))
+
+
+def _rows(labels: np.ndarray | RowNames, bad: np.ndarray) -> str:
+    return _names(labels)(bad)
+
+
+def _check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray | RowNames, hint: str = "") -> None:
+    """Raise naming the rows of missing, non-finite or non-positive ``values`` (``hint`` ends the second)."""
+    names = _names(labels)
     bad = ~np.isfinite(values)
     if bad.any():
         raise ValueError(
-            f"column {column!r} has {int(bad.sum())} missing or non-finite values ({_rows(labels, bad)}): "
-            "drop those runs or fill them in"
+            f"column {column!r} has {int(bad.sum())} missing or non-finite values ({names(bad)}): "
+            f"drop those runs or fill them in{names.note}"
         )
     bad = values <= 0
     if bad.any():
         raise ValueError(
-            f"column {column!r} has {int(bad.sum())} non-positive values ({_rows(labels, bad)}): "
-            "scaling laws are fitted in log space and need values > 0"
+            f"column {column!r} has {int(bad.sum())} non-positive values ({names(bad)}): "
+            f"scaling laws are fitted in log space and need values > 0{hint}{names.note}"
         )
