@@ -206,6 +206,28 @@ def test_a_write_that_fails_leaves_no_file(files, monkeypatch):
     assert not _cli_output._PENDING
 
 
+def test_a_file_created_meanwhile_is_not_replaced_without_force(tmp_path):
+    """Two commands without --force: the one that finishes second finds the file and leaves it alone."""
+    target = tmp_path / "out.json"
+    _cli_output.check_path(str(target), _cli_output.OUT_FORMATS, "--out")  # free when the command starts
+    target.write_text('{"first": true}\n')  # ... then another command writes it
+    with pytest.raises(ValueError, match="was created while this command ran .*--force"):
+        _cli_output.write_out(target, {"second": True}, pd.DataFrame())
+    assert json.loads(target.read_text()) == {"first": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_help_states_the_overwrite_rule(capsys):
+    for command in ("fit", "frontier", "validate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--force replace" in text and "the input file never is" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "over an existing file only with --force" in " ".join(capsys.readouterr().out.split())
+
+
 def test_interrupt_in_process_exits_130_with_one_line(files, capsys, monkeypatch):
     import jaxscale.cli as cli
 
