@@ -7,7 +7,7 @@ Example:
     True
 """
 
-from . import datasets
+from . import datasets, functional
 from .bootstrap import BootstrapResult, bootstrap
 from .envelope import EnvelopeResult, EnvelopeWarning, envelope
 from .fit import FitResult, fit
@@ -38,6 +38,7 @@ __all__ = [
     "envelope",
     "fit",
     "fit_groups",
+    "functional",
     "frontier",
     "get_law",
     "isoflop",
