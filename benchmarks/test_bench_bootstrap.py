@@ -26,7 +26,7 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.blas import single_threaded_blas
-from jaxscale import engine, problem, screening
+from jaxscale import batches, problem, screening
 from jaxscale.bootstrap import resample_weights
 from jaxscale.fit import prepare
 from tests.reference import chinchilla_objective, scipy_best
@@ -73,7 +73,7 @@ def test_bootstrap_vs_scipy(benchmark):
     log_y = np.log(runs.y)
 
     # Compile (and warm up) on one chunk of the timed call's shape, then time the steady state.
-    chunk = engine.balanced_chunk(N_RESAMPLES, js.bootstrap.__kwdefaults__["chunk_size"])
+    chunk = batches.balanced_chunk(N_RESAMPLES, js.bootstrap.__kwdefaults__["chunk_size"])
     t0 = time.perf_counter()
     js.bootstrap(runs, n=chunk, seed=1, progress=False)
     compile_and_first_chunk = time.perf_counter() - t0
@@ -107,8 +107,8 @@ def test_bootstrap_vs_scipy(benchmark):
     status_quo_per_resample = status_quo_per_fit * len(grid)
 
     # Quality: default strategy vs the full grid (jaxscale) and vs scipy from the same starts.
-    full = engine.solve(cfg, data, grid, weights[:QUALITY_SAMPLE], n_refine=len(grid), chunk_size=1)
-    default = engine.solve(cfg, data, grid, weights[:QUALITY_SAMPLE], n_refine=n_refine, chunk_size=QUALITY_SAMPLE)
+    full = batches.solve(cfg, data, grid, weights[:QUALITY_SAMPLE], n_refine=len(grid), chunk_size=1)
+    default = batches.solve(cfg, data, grid, weights[:QUALITY_SAMPLE], n_refine=n_refine, chunk_size=QUALITY_SAMPLE)
     gap_full = float(np.max((default.value - full.value) / full.value))
     scipy_values = np.array(
         [

@@ -22,7 +22,7 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale import engine, problem
+from jaxscale import batches, problem
 from jaxscale.bootstrap import resample_weights
 from jaxscale.fit import candidate_starts, prepare
 from jaxscale.laws import center
@@ -58,7 +58,7 @@ def _phases(runs):
 
     def search():
         with jax.enable_x64(False):
-            return engine.solve(
+            return batches.solve(
                 cfg, data32, starts.astype(np.float32), w.astype(np.float32), n_refine=k, chunk_size=2048
             )
 

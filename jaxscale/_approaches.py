@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .engine import balanced_chunk
+from .batches import balanced_chunk
 from .io import _py
 
 # Bound on the elements of one bootstrap chunk's largest intermediate array: chunks keep peak

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, engine, identify, problem
+from . import batches, checks, identify, problem
 from ._progress import progress_bar
 from .fit import (
     INERT_TOL,
@@ -41,7 +41,7 @@ from .fit import (
 )
 from .frontier import chinchilla_allocation
 from .laws import Law, get_law
-from .polish import polish, with_rows
+from .polish import polish
 from .runs import Runs
 from .solver import CONVERGED
 
@@ -75,16 +75,6 @@ def resample_weights(key: jax.Array, lo: int, hi: int, n_points: int, clusters: 
     return counts if clusters is None else counts[:, clusters]
 
 
-def weights_of_rows(source, rows: np.ndarray, chunk: int) -> np.ndarray:
-    """Rows ``rows`` (sorted) of a chunked weight source ``(lo, hi) -> [hi - lo, P]``."""
-    parts = []
-    for lo in range(0, int(rows[-1]) + 1, chunk):
-        sel = rows[(rows >= lo) & (rows < lo + chunk)]
-        if sel.size:
-            parts.append(source(lo, int(sel[-1]) + 1)[sel - lo])
-    return np.concatenate(parts)
-
-
 def refit_vanished(best: problem.Best, free, k: int, n_candidates: int, solve_rows) -> problem.Best:
     """Re-solve, from ``RETRY_FACTOR * k`` screened starts, each problem whose best start
     "converged" where a term of the law vanished (see :func:`jaxscale.fit`'s retry).
@@ -103,7 +93,7 @@ def refit_vanished(best: problem.Best, free, k: int, n_candidates: int, solve_ro
     again = solve_rows(rows, min(n_candidates, RETRY_FACTOR * k))
     take = np.asarray(again.value) <= np.asarray(best.value)[rows] * (1 + SAME_OPTIMUM_RTOL)
     fields = ("theta", "value", "status", "steps", "grad_norm", "sensitivity")
-    return with_rows(best, rows[take], jax.tree.map(lambda a: np.asarray(a)[take], again), fields)
+    return batches.with_rows(best, rows[take], jax.tree.map(lambda a: np.asarray(a)[take], again), fields)
 
 
 def mark_flat(cfg: problem.Config, data, best: problem.Best, weights_of, **grouped) -> problem.Best:
@@ -441,7 +431,7 @@ def bootstrap(
         data = problem.Data(*(np.asarray(a, dtype=np.float32) for a in data))
         weights = lambda lo, hi: weights64(lo, hi).astype(np.float32)  # noqa: E731
     with jax.enable_x64(dtype == "float64"):
-        best = engine.solve(
+        best = batches.solve(
             cfg,
             data,
             candidates.astype(data.log_y.dtype),
@@ -456,8 +446,8 @@ def bootstrap(
     with jax.enable_x64(True):
 
         def solve_rows(rows: np.ndarray, more: int) -> problem.Best:
-            w = weights_of_rows(weights64, rows, chunk_size)
-            return engine.solve(
+            w = batches.rows_of(weights64, rows, chunk_size)
+            return batches.solve(
                 cfg, data64, candidates, w, n_refine=more, chunk_size=chunk_size, lanes=lanes, devices=n_devices
             )
 
@@ -467,9 +457,9 @@ def bootstrap(
             # from the grid in float64, as if dtype were float64.
             rows = np.flatnonzero(np.asarray(best.status) != CONVERGED)
             if rows.size:
-                best = with_rows(best, rows, solve_rows(rows, k))
+                best = batches.with_rows(best, rows, solve_rows(rows, k))
         best = refit_vanished(best, cfg.free, k, len(candidates), solve_rows)
-        best = mark_flat(cfg, data64, best, lambda rows: weights_of_rows(weights64, rows, chunk_size))
+        best = mark_flat(cfg, data64, best, lambda rows: batches.rows_of(weights64, rows, chunk_size))
     return BootstrapResult(
         law=law,
         point=point,

@@ -4,14 +4,13 @@ For each problem (one weight vector over the data points, see :mod:`jaxscale.pro
 kernel optionally screens a candidate start set by its initial objective
 (:mod:`jaxscale.screening`), refines the best few with the lockstep BFGS of
 :mod:`jaxscale.solver` (or optax's L-BFGS, ``Config.method``), and keeps the best start.
-Problems are processed in chunks of a fixed size (one compilation, bounded memory,
-cache-sized batches).
+One call solves one chunk of problems (:func:`solve_chunk`, or :func:`sharded_solver` for a
+chunk per device); :mod:`jaxscale.batches` pads problems and splits a batch into such calls.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +26,6 @@ from .problem import (
     Limits,
     centred_starts,
     full_theta,
-    limits_of,
     objective,
     objective_value_and_grad,
     sensitivity,
@@ -224,7 +222,7 @@ solve_chunk = jax.jit(_solve_chunk, static_argnames=("cfg", "n_refine", "lanes",
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped: bool = False):
+def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped: bool = False):
     """``solve_chunk`` over ``n_devices`` local devices, one chunk per device.
 
     Every device runs the same per-chunk program as the single-device path (same shapes),
@@ -242,126 +240,6 @@ def _sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grou
     return jax.jit(fn)
 
 
-WeightSource = Callable[[int, int], np.ndarray]
-
-
 @functools.partial(jax.jit, static_argnums=0)
-def _centred_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> jax.Array:
+def centred_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> jax.Array:
     return jax.vmap(lambda d: centred_starts(cfg, d, starts))(data)
-
-
-def balanced_chunk(n: int, most: int) -> int:
-    """Problems per kernel call: ``n`` split into equal calls of at most ``most`` each.
-
-    Every call of a chunked solve has one shape (the last is padded with copies), so 2,100
-    problems in calls of 2,048 would solve 4,096; in two calls of 1,050 they solve 2,100.
-    Solver lanes are refilled within a call only, and each call ends waiting for its slowest
-    start, so fewer, larger calls are faster (benchmarks/RESULTS.md, "Chunk size").
-
-    Example:
-        >>> balanced_chunk(2100, 2048), balanced_chunk(4000, 2048), balanced_chunk(100, 2048)
-        (1050, 2000, 100)
-    """
-    return -(-n // -(-n // max(1, most)))
-
-
-MIN_BUCKET = 8
-
-
-def bucket_size(n_points: int) -> int:
-    """The padded size of ``n_points`` runs: the next power of two, at least 8.
-
-    Kernels compile once per data shape (seconds each: benchmarks/RESULTS.md, "Compile
-    time"), and each compiled kernel holds ~550 of the process's memory mappings, of 65,530
-    allowed by Linux's default vm.max_map_count. Padding to a few sizes bounds both, whatever the
-    number of distinct run counts a loop of fits or an archive of groups meets.
-
-    Example:
-        >>> [bucket_size(n) for n in (5, 9, 240, 300)]
-        [8, 16, 256, 512]
-    """
-    return max(MIN_BUCKET, 1 << (int(n_points) - 1).bit_length())
-
-
-def pad_points(data: Data, weights: np.ndarray, size: int) -> tuple[Data, np.ndarray]:
-    """One problem's points padded to ``size`` with weight-0 copies of its points (cycled), which
-    add exactly 0 to the objective; the centring shift stays that of the real points."""
-    take = np.resize(np.arange(weights.shape[-1]), size)
-    padded = np.zeros(weights.shape[:-1] + (size,))
-    padded[..., : weights.shape[-1]] = weights
-    log_x, log_y = np.asarray(data.log_x)[take], np.asarray(data.log_y)[take]
-    return data._replace(log_x=jnp.asarray(log_x), log_y=jnp.asarray(log_y)), padded
-
-
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
-    """Pad the leading axis to ``size`` with copies of the first row (trimmed off afterwards)."""
-    return a if a.shape[0] == size else np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)])
-
-
-def solve(
-    cfg: Config,
-    data: Data,
-    starts: np.ndarray,
-    weights: np.ndarray | WeightSource,
-    *,
-    n_refine: int,
-    chunk_size: int,
-    n_problems: int | None = None,
-    lanes: int = 512,
-    devices: int = 1,
-    progress: Callable[[int, int], None] | None = None,
-    grouped: bool = False,
-    data_index: np.ndarray | None = None,
-) -> Best:
-    """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time).
-
-    ``weights`` is a ``[B, P]`` array, or a function ``(lo, hi) -> [hi - lo, P]`` (with
-    ``n_problems``) so that weights are made chunk by chunk and memory stays bounded. The
-    problems are split into equal chunks of at most ``chunk_size`` (:func:`balanced_chunk`);
-    the last is padded with copies of its first problem and trimmed: every chunk has the
-    same shape and the kernel compiles once. ``lanes`` is how many starts are iterated side
-    by side (512 fits the CPU's cache best here). It is not capped by the size of a chunk:
-    the lane count fixes the compiled arithmetic (through :func:`lane_layout`'s block
-    width), so keeping it fixed makes results bit-identical across chunk sizes and device
-    counts (idle lanes cost time only in a block that also holds a live one).
-
-    ``grouped``: each problem has its own data (host arrays in ``data`` with a leading
-    ``[B]`` axis, e.g. ragged groups padded with weight-0 points); chunks of it are sent
-    to the device one at a time. ``data_index`` (optional, ``[n]``) says which row of
-    ``data`` each problem uses (e.g. several resamples of one group).
-    """
-    if callable(weights):
-        source, n = weights, int(n_problems)
-    else:
-        array = np.asarray(weights)
-        source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
-    if grouped:
-        starts_j = jnp.asarray(starts)  # centred per problem, chunk by chunk, below
-    else:
-        starts_c = centred_starts(cfg, data, starts)
-    k = min(n_refine, starts.shape[0])
-    limits = limits_of(cfg, np.asarray(starts).dtype)
-    cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
-    # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
-    # problem differently (its size-1 axes are simplified away), and the last bits that
-    # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
-    # groups solved 2 or more per call (same optimum, objective within 1e-14).
-    chunk = max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
-    step = chunk * devices
-    outs = []
-    for lo in range(0, n, step):
-        hi = min(lo + step, n)
-        w = jnp.asarray(_pad(source(lo, hi), step))
-        chunk_data = data
-        if grouped:
-            rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
-            chunk_data = Data(*(jnp.asarray(_pad(np.asarray(a)[rows], step)) for a in data))
-            starts_c = _centred_starts_per_problem(cfg, chunk_data, starts_j)
-        if devices == 1:
-            out = solve_chunk(cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped)
-        else:
-            out = _sharded_solver(cfg, k, lanes, devices, grouped)(chunk_data, starts_c, w, limits)
-        outs.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
-        if progress is not None:
-            progress(hi, n)
-    return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))

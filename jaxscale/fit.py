@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import checks, engine, identify, problem
+from . import batches, checks, identify, problem
 from .laws import Law, get_law
 from .objective import LOSSES
 from .results import fit_report, fit_summary, fit_to_dict
@@ -270,11 +270,11 @@ def fit(
         candidates, n_refine_eff = candidate_starts(law, cfg, starts, n_refine)
         n_points = int(np.count_nonzero(w))
         # Padded to a bucket size, so that fits of many run counts share a few compiled kernels.
-        data, w_padded = engine.pad_points(data, w, engine.bucket_size(runs.n_points))
+        data, w_padded = batches.pad_points(data, w, batches.bucket_size(runs.n_points))
 
         def solve(k: int) -> FitResult:
             # One problem: no more lanes than starts (cross-chunk bit-identity is moot here).
-            best = engine.solve(cfg, data, candidates, w_padded[None], n_refine=k, chunk_size=1, lanes=min(lanes, k))
+            best = batches.solve(cfg, data, candidates, w_padded[None], n_refine=k, chunk_size=1, lanes=min(lanes, k))
             return result_from_best(
                 law, best, 0, n_candidates=len(candidates), n_points=n_points, fixed=fixed, loss=loss, delta=delta
             )

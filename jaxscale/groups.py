@@ -26,9 +26,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import checks, engine, identify, problem
+from . import batches, checks, identify, problem
 from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
-from .bootstrap import BootstrapResult, mark_flat, refit_vanished, resample_weights, weights_of_rows
+from .bootstrap import BootstrapResult, mark_flat, refit_vanished, resample_weights
 from .fit import (
     FitResult,
     better,
@@ -66,20 +66,6 @@ def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:
         pass
     index = {key: i for i, key in enumerate(keys)}
     return keys, np.array([index[key] for key in runs.groups], dtype=np.int64)
-
-
-def _padded_data(cfg: problem.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
-    """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups in ``members``."""
-    g, k = len(members), log_x.shape[1]
-    xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
-    shifts = np.empty((g, len(cfg.law.center_pairs)))
-    for j, rows in enumerate(members):
-        n = len(rows)
-        take = np.resize(rows, size)  # padding cycles through the real points, with weight 0
-        xs[j], ys[j], ws[j, :n] = log_x[take], log_y[take], 1.0
-        shifts[j] = problem.centre_shift(cfg.law, log_x[rows], cfg.free)
-    thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
-    return problem.Data(xs, ys, thetas, shifts), ws
 
 
 def fit_groups(
@@ -196,7 +182,7 @@ def fit_groups(
         solved = 0
 
         def solve(data, w, ids, k):
-            best = engine.solve(
+            best = batches.solve(
                 cfg,
                 data,
                 candidates,
@@ -222,7 +208,7 @@ def fit_groups(
             ]
 
         for size, ids in _buckets(members, fit_ids):
-            data, w = _padded_data(cfg, theta_fixed, log_x, log_y, [members[g] for g in ids], size)
+            data, w = batches.pad_groups(cfg, theta_fixed, log_x, log_y, [members[g] for g in ids], size)
             fits.update(zip(ids, solve(data, w, ids, k), strict=True))
             again = [j for j, g in enumerate(ids) if needs_retry(fits[g])]
             if again and retry and k < RETRY_N_REFINE < len(candidates):
@@ -273,7 +259,7 @@ def _buckets(members: list[np.ndarray], ids: list[int]) -> list[tuple[int, list[
     """Groups to fit, by padded size (smallest first)."""
     out: dict[int, list[int]] = {}
     for g in ids:
-        out.setdefault(engine.bucket_size(len(members[g])), []).append(g)
+        out.setdefault(batches.bucket_size(len(members[g])), []).append(g)
     return sorted(out.items())
 
 
@@ -296,7 +282,7 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
     data_index = np.repeat(np.arange(len(ids)), n)
 
     def solve(w, n_refine, rows):
-        return engine.solve(
+        return batches.solve(
             cfg,
             data,
             candidates,
@@ -312,10 +298,10 @@ def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, 
 
     best = solve(weights, k, np.arange(len(ids) * n))
     best = refit_vanished(
-        best, cfg.free, k, len(candidates), lambda rows, more: solve(weights_of_rows(weights, rows, chunk), more, rows)
+        best, cfg.free, k, len(candidates), lambda rows, more: solve(batches.rows_of(weights, rows, chunk), more, rows)
     )
     best = mark_flat(
-        cfg, data, best, lambda rows: weights_of_rows(weights, rows, chunk), grouped=True, data_index=data_index
+        cfg, data, best, lambda rows: batches.rows_of(weights, rows, chunk), grouped=True, data_index=data_index
     )
     draws = np.asarray(cfg.law.to_natural(best.theta)).reshape(len(ids), n, -1)
     value, status = best.value.reshape(len(ids), n), best.status.reshape(len(ids), n)

@@ -15,7 +15,7 @@ they were chunked.
 Example:
     >>> import jax, numpy as np
     >>> import jaxscale as js
-    >>> from jaxscale import engine, problem
+    >>> from jaxscale import batches, problem
     >>> from jaxscale.fit import candidate_starts, prepare
     >>> from jaxscale.polish import polish
     >>> runs = js.datasets.chinchilla()
@@ -26,9 +26,10 @@ Example:
     >>> w = np.ones((1, runs.n_points))
     >>> data32 = problem.Data(*(np.asarray(a, np.float32) for a in data))
     >>> with jax.enable_x64(False):
-    ...     rough = engine.solve(cfg, data32, starts.astype(np.float32), w.astype(np.float32), n_refine=k, chunk_size=1)
+    ...     starts32, w32 = starts.astype(np.float32), w.astype(np.float32)
+    ...     rough = batches.solve(cfg, data32, starts32, w32, n_refine=k, chunk_size=1)
     >>> with jax.enable_x64(True):
-    ...     exact = engine.solve(cfg, data, starts, w, n_refine=k, chunk_size=1)
+    ...     exact = batches.solve(cfg, data, starts, w, n_refine=k, chunk_size=1)
     ...     done = polish(cfg, data, rough, lambda lo, hi: w[lo:hi], 1)
     >>> int(done.status[0]), bool(abs(done.value[0] / exact.value[0] - 1) < 1e-10)
     (0, True)
@@ -44,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import solver
-from .engine import _pad
+from .batches import pad_rows
 from .laws import center
 from .problem import Best, Config, Data, Limits, full_theta, limits_of, objective, sensitivity
 
@@ -80,8 +81,8 @@ def polish(cfg: Config, data: Data, rough: Best, weights: Callable[[int, int], n
     parts = []
     for lo in range(0, n, BATCH):
         hi = min(lo + BATCH, n)
-        w = _pad(np.asarray(weights(lo, hi), dtype=np.float64), BATCH)
-        out = _polish_batch(kernel_cfg, data, jnp.asarray(_pad(theta[lo:hi], BATCH)), jnp.asarray(w), limits)
+        w = pad_rows(np.asarray(weights(lo, hi), dtype=np.float64), BATCH)
+        out = _polish_batch(kernel_cfg, data, jnp.asarray(pad_rows(theta[lo:hi], BATCH)), jnp.asarray(w), limits)
         parts.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
     res, theta, sens = (jax.tree.map(lambda *a: np.concatenate(a), *group) for group in zip(*parts, strict=True))
     return Best(
@@ -93,13 +94,3 @@ def polish(cfg: Config, data: Data, rough: Best, weights: Callable[[int, int], n
         start_values=np.asarray(rough.start_values, dtype=np.float64),
         sensitivity=sens,
     )
-
-
-def with_rows(best: Best, rows: np.ndarray, other: Best, fields=Best._fields) -> Best:
-    """``best`` with problems ``rows`` taken from ``other`` (one row of ``other`` per row)."""
-    out = {}
-    for name in fields:
-        a = np.array(getattr(best, name))
-        a[rows] = np.asarray(getattr(other, name))
-        out[name] = a
-    return best._replace(**out)

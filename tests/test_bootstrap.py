@@ -89,7 +89,7 @@ def test_derived_quantities_match_their_formulas():
 def test_eight_simulated_devices_equal_one(tmp_path):
     """bootstrap and fit_groups (with per-group bootstrap) on 1 and 8 simulated devices.
 
-    Results are bit-identical at a fixed lane count (engine.solve), so the bootstrap runs on 48
+    Results are bit-identical at a fixed lane count (batches.solve), so the bootstrap runs on 48
     lanes, the refinements of one 6-resample chunk: on the default 512, seven of every eight
     lanes of each call would iterate idle (the test took 90 s on 512 lanes, 56 s on 48; 2-core
     CPU).

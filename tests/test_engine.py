@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import engine, problem, screening
+from jaxscale import batches, engine, problem, screening
 from jaxscale.fit import prepare
 from jaxscale.solver import CONVERGED, NONFINITE, minimize, minimize_batch
 
@@ -45,9 +45,9 @@ def _kernel_inputs(n_resamples=6, seed=0):
 
 def test_vmapped_problems_equal_python_loop():
     cfg, data, grid, weights = _kernel_inputs()
-    batch = engine.solve(cfg, data, grid, weights, n_refine=16, chunk_size=6)
+    batch = batches.solve(cfg, data, grid, weights, n_refine=16, chunk_size=6)
     for i in range(weights.shape[0]):
-        one = engine.solve(cfg, data, grid, weights[i : i + 1], n_refine=16, chunk_size=1)
+        one = batches.solve(cfg, data, grid, weights[i : i + 1], n_refine=16, chunk_size=1)
         # XLA vectorises a batch of 6 differently from a batch of 1, so the arithmetic differs
         # in the last bits and ~200 BFGS steps carry that to ~1e-8 in the flattest parameter
         # direction: both are the same optimum to the solver's tolerance (objective to 1e-12).
@@ -58,8 +58,8 @@ def test_vmapped_problems_equal_python_loop():
 
 def test_chunk_size_does_not_change_results():
     cfg, data, grid, weights = _kernel_inputs()
-    a = engine.solve(cfg, data, grid, weights, n_refine=16, chunk_size=6)
-    b = engine.solve(cfg, data, grid, weights, n_refine=16, chunk_size=4)  # 4 + padded 2
+    a = batches.solve(cfg, data, grid, weights, n_refine=16, chunk_size=6)
+    b = batches.solve(cfg, data, grid, weights, n_refine=16, chunk_size=4)  # 4 + padded 2
     np.testing.assert_allclose(a.theta, b.theta, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(a.status, b.status)
 
@@ -69,7 +69,7 @@ def test_lanes_beyond_one_block_do_not_change_results():
     empty): the same arithmetic per start, so the same bits."""
     cfg, data, grid, weights = _kernel_inputs(n_resamples=40, seed=1)
     assert engine.lane_layout(512, grouped=False) == (256, 2)
-    a, b = (engine.solve(cfg, data, grid, weights, n_refine=8, chunk_size=40, lanes=n) for n in (256, 512))
+    a, b = (batches.solve(cfg, data, grid, weights, n_refine=8, chunk_size=40, lanes=n) for n in (256, 512))
     for field in ("theta", "value", "steps", "status", "start_values"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert np.all(a.status == CONVERGED)

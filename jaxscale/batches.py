@@ -1,0 +1,173 @@
+"""Batches of problems: padding to bucket sizes and chunked, device-sharded kernel calls.
+
+The runner's host side below :mod:`jaxscale.runner`: a problem's points are padded to a bucket
+size (:func:`bucket_size`, :func:`pad_points`, :func:`pad_groups`) so that many run counts share
+a few compiled kernels, and a batch of problems is split into equal chunks (:func:`balanced_chunk`)
+solved one kernel call at a time, or one chunk per device (:func:`solve`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine, problem
+from .problem import Best, Config, Data, centred_starts, limits_of
+
+WeightSource = Callable[[int, int], np.ndarray]
+
+
+def balanced_chunk(n: int, most: int) -> int:
+    """Problems per kernel call: ``n`` split into equal calls of at most ``most`` each.
+
+    Every call of a chunked solve has one shape (the last is padded with copies), so 2,100
+    problems in calls of 2,048 would solve 4,096; in two calls of 1,050 they solve 2,100.
+    Solver lanes are refilled within a call only, and each call ends waiting for its slowest
+    start, so fewer, larger calls are faster (benchmarks/RESULTS.md, "Chunk size").
+
+    Example:
+        >>> balanced_chunk(2100, 2048), balanced_chunk(4000, 2048), balanced_chunk(100, 2048)
+        (1050, 2000, 100)
+    """
+    return -(-n // -(-n // max(1, most)))
+
+
+MIN_BUCKET = 8
+
+
+def bucket_size(n_points: int) -> int:
+    """The padded size of ``n_points`` runs: the next power of two, at least 8.
+
+    Kernels compile once per data shape (seconds each: benchmarks/RESULTS.md, "Compile
+    time"), and each compiled kernel holds ~550 of the process's memory mappings, of 65,530
+    allowed by Linux's default vm.max_map_count. Padding to a few sizes bounds both, whatever the
+    number of distinct run counts a loop of fits or an archive of groups meets.
+
+    Example:
+        >>> [bucket_size(n) for n in (5, 9, 240, 300)]
+        [8, 16, 256, 512]
+    """
+    return max(MIN_BUCKET, 1 << (int(n_points) - 1).bit_length())
+
+
+def pad_points(data: Data, weights: np.ndarray, size: int) -> tuple[Data, np.ndarray]:
+    """One problem's points padded to ``size`` with weight-0 copies of its points (cycled), which
+    add exactly 0 to the objective; the centring shift stays that of the real points."""
+    take = np.resize(np.arange(weights.shape[-1]), size)
+    padded = np.zeros(weights.shape[:-1] + (size,))
+    padded[..., : weights.shape[-1]] = weights
+    log_x, log_y = np.asarray(data.log_x)[take], np.asarray(data.log_y)[take]
+    return data._replace(log_x=jnp.asarray(log_x), log_y=jnp.asarray(log_y)), padded
+
+
+def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """Pad the leading axis to ``size`` with copies of the first row (trimmed off afterwards)."""
+    return a if a.shape[0] == size else np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)])
+
+
+def solve(
+    cfg: Config,
+    data: Data,
+    starts: np.ndarray,
+    weights: np.ndarray | WeightSource,
+    *,
+    n_refine: int,
+    chunk_size: int,
+    n_problems: int | None = None,
+    lanes: int = 512,
+    devices: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    grouped: bool = False,
+    data_index: np.ndarray | None = None,
+) -> Best:
+    """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time).
+
+    ``weights`` is a ``[B, P]`` array, or a function ``(lo, hi) -> [hi - lo, P]`` (with
+    ``n_problems``) so that weights are made chunk by chunk and memory stays bounded. The
+    problems are split into equal chunks of at most ``chunk_size`` (:func:`balanced_chunk`);
+    the last is padded with copies of its first problem and trimmed: every chunk has the
+    same shape and the kernel compiles once. ``lanes`` is how many starts are iterated side
+    by side (512 fits the CPU's cache best here). It is not capped by the size of a chunk:
+    the lane count fixes the compiled arithmetic (through :func:`jaxscale.engine.lane_layout`'s block
+    width), so keeping it fixed makes results bit-identical across chunk sizes and device
+    counts (idle lanes cost time only in a block that also holds a live one).
+
+    ``grouped``: each problem has its own data (host arrays in ``data`` with a leading
+    ``[B]`` axis, e.g. ragged groups padded with weight-0 points); chunks of it are sent
+    to the device one at a time. ``data_index`` (optional, ``[n]``) says which row of
+    ``data`` each problem uses (e.g. several resamples of one group).
+    """
+    if callable(weights):
+        source, n = weights, int(n_problems)
+    else:
+        array = np.asarray(weights)
+        source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
+    if grouped:
+        starts_j = jnp.asarray(starts)  # centred per problem, chunk by chunk, below
+    else:
+        starts_c = centred_starts(cfg, data, starts)
+    k = min(n_refine, starts.shape[0])
+    limits = limits_of(cfg, np.asarray(starts).dtype)
+    cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
+    # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
+    # problem differently (its size-1 axes are simplified away), and the last bits that
+    # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
+    # groups solved 2 or more per call (same optimum, objective within 1e-14).
+    chunk = max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
+    step = chunk * devices
+    outs = []
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        w = jnp.asarray(pad_rows(source(lo, hi), step))
+        chunk_data = data
+        if grouped:
+            rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
+            chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
+            starts_c = engine.centred_starts_per_problem(cfg, chunk_data, starts_j)
+        if devices == 1:
+            out = engine.solve_chunk(cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped)
+        else:
+            out = engine.sharded_solver(cfg, k, lanes, devices, grouped)(chunk_data, starts_c, w, limits)
+        outs.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
+        if progress is not None:
+            progress(hi, n)
+    return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
+
+
+def pad_groups(cfg: problem.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
+    """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups of runs
+    ``members`` (row indices per group): each padded to ``size`` with weight-0 copies of its
+    points (cycled) and centred on its own runs."""
+    g, k = len(members), log_x.shape[1]
+    xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
+    shifts = np.empty((g, len(cfg.law.center_pairs)))
+    for j, rows in enumerate(members):
+        n = len(rows)
+        take = np.resize(rows, size)  # padding cycles through the real points, with weight 0
+        xs[j], ys[j], ws[j, :n] = log_x[take], log_y[take], 1.0
+        shifts[j] = problem.centre_shift(cfg.law, log_x[rows], cfg.free)
+    thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
+    return problem.Data(xs, ys, thetas, shifts), ws
+
+
+def rows_of(source: WeightSource, rows: np.ndarray, chunk: int) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a chunked weight source ``(lo, hi) -> [hi - lo, P]``."""
+    parts = []
+    for lo in range(0, int(rows[-1]) + 1, chunk):
+        sel = rows[(rows >= lo) & (rows < lo + chunk)]
+        if sel.size:
+            parts.append(source(lo, int(sel[-1]) + 1)[sel - lo])
+    return np.concatenate(parts)
+
+
+def with_rows(best: Best, rows: np.ndarray, other: Best, fields=Best._fields) -> Best:
+    """``best`` with problems ``rows`` taken from ``other`` (one row of ``other`` per row)."""
+    out = {}
+    for name in fields:
+        a = np.array(getattr(best, name))
+        a[rows] = np.asarray(getattr(other, name))
+        out[name] = a
+    return best._replace(**out)
