@@ -22,11 +22,10 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale import batches, problem
-from jaxscale.bootstrap import resample_weights
-from jaxscale.fit import candidate_starts, prepare
+from jaxscale import batches, problem, runner
 from jaxscale.laws import center
 from jaxscale.polish import polish
+from jaxscale.runner import resample_weights
 
 N_RESAMPLES = int(os.environ.get("JAXSCALE_BENCH_F32_RESAMPLES", "512"))
 QUANTITIES = ("E", "A", "B", "alpha", "beta", "a", "b")
@@ -51,8 +50,9 @@ def _phases(runs):
     """The float32 search and the float64 polish of bootstrap(dtype="float32"), timed apart."""
     law = js.get_law("chinchilla")
     with jax.enable_x64(True):
-        cfg, data = prepare(runs, law, loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=GTOL)
-        starts, k = candidate_starts(law, cfg, "screen", js.bootstrap.__kwdefaults__["n_refine"])
+        spec = runner.make_spec(law, max_steps=1000, gtol=GTOL, n_refine=js.bootstrap.__kwdefaults__["n_refine"])
+        cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+        starts, k = spec.candidates, spec.n_refine
         w = resample_weights(jax.random.key(0), 0, N_RESAMPLES, runs.n_points)
     data32 = problem.Data(*(np.asarray(a, np.float32) for a in data))
 

@@ -32,7 +32,7 @@ import pytest
 import jaxscale as js
 from benchmarks.groups_data import make_archive
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale.engine import balanced_chunk
+from jaxscale.batches import balanced_chunk
 
 QUICK = os.environ.get("JAXSCALE_BENCH_QUICK") == "1"
 BOOT_N = [100, 400, 1600] if QUICK else [1000, 4000, 16000]

@@ -8,14 +8,15 @@ Example:
 """
 
 from . import datasets, functional
-from .bootstrap import BootstrapResult, bootstrap
+from .bootstrap import bootstrap
 from .envelope import EnvelopeResult, EnvelopeWarning, envelope
-from .fit import FitResult, fit
+from .fit import fit
 from .frontier import frontier
 from .groups import fit_groups
 from .io import LossScaleWarning, UnitsWarning, read_runs
 from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
 from .laws import Law, get_law, register
+from .results import BootstrapResult, FitResult
 from .runs import Runs
 from .saving import load, save
 from .validate import validate

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .batches import balanced_chunk
-from .io import _py
+from .io import python_value
 
 # Bound on the elements of one bootstrap chunk's largest intermediate array: chunks keep peak
 # memory flat whatever n_boot is (results do not depend on it: every resample has its own key).
@@ -47,7 +47,7 @@ def group_keys(df: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, list[tuple]
     """Each row's group number (groups sorted by key, NaN a key of its own) and every group's key."""
     gid = df.groupby(by, sort=True, dropna=False).ngroup().to_numpy() if by else np.zeros(len(df), np.int64)
     _, first = np.unique(gid, return_index=True)
-    return gid, [tuple(_py(v) for v in df[by].iloc[i]) for i in first]
+    return gid, [tuple(python_value(v) for v in df[by].iloc[i]) for i in first]
 
 
 def group_ids(keys: list[tuple]) -> np.ndarray:

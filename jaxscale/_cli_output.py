@@ -7,8 +7,8 @@ existing file is replaced only with ``--force``, and never when it is one of the
 
 Example:
     >>> import numpy as np
-    >>> from jaxscale._cli_output import plain
-    >>> plain(np.float64(2.5)), plain(float("nan")), plain(np.bool_(True))
+    >>> from jaxscale.results import json_safe
+    >>> json_safe(np.float64(2.5)), json_safe(float("nan")), json_safe(np.bool_(True))
     (2.5, None, True)
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 import threading
@@ -24,20 +23,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from .results import json_safe
 
 OUT_FORMATS = (".json", ".csv")
 PLOT_FORMATS = (".png", ".pdf", ".svg")
-
-
-def plain(v: Any) -> Any:
-    """A JSON-safe scalar: numpy scalars as Python ones, NaN and infinities as None."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def dumps(doc: Any, **kwargs: Any) -> str:
@@ -48,7 +39,7 @@ def records(table: pd.DataFrame, index: str | None = None) -> list[dict[str, Any
     """The rows of ``table`` as JSON-safe dicts (its index as column ``index`` when named)."""
     if index is not None:
         table = table.rename_axis(index).reset_index()
-    return [{str(k): plain(v) for k, v in row.items()} for row in table.to_dict("records")]
+    return [{str(k): json_safe(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
 def check_path(
@@ -184,8 +175,8 @@ def bootstrap_doc(boot, level: float) -> dict[str, Any]:
         "level": level,
         "seed": boot.seed,
         "failed_fraction": boot.failed_fraction,
-        "ci": {name: [plain(float(row.lower)), plain(float(row.upper))] for name, row in table.iterrows()},
-        "se": {name: plain(float(row.se)) for name, row in table.iterrows()},
+        "ci": {name: [json_safe(float(row.lower)), json_safe(float(row.upper))] for name, row in table.iterrows()},
+        "se": {name: json_safe(float(row.se)) for name, row in table.iterrows()},
         "n_unidentified": boot.n_unidentified,
         # Intervals not to trust as they stand (zero width, excluding their estimate): see BootstrapResult.ci.
         "warnings": {name: row.warning for name, row in table.iterrows() if row.warning},
@@ -220,12 +211,12 @@ def group_docs(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level
         doc = {
             "law": row["law"],
             "n_points": int(row["n_points"]),
-            "objective": plain(row["objective"]),
+            "objective": json_safe(row["objective"]),
             "converged": bool(row["converged"]),
             "status": row["status"],
-            "params": {k: plain(row[k]) for k in natural},
-            "derived": {k: plain(row[k]) for k in derived},
-            "diagnostics": {k: plain(row[k]) for k in ("steps", "grad_norm", "n_at_optimum")},
+            "params": {k: json_safe(row[k]) for k in natural},
+            "derived": {k: json_safe(row[k]) for k in derived},
+            "diagnostics": {k: json_safe(row[k]) for k in ("steps", "grad_norm", "n_at_optimum")},
             "unidentified": [n for n in str(row.get("unidentified", "")).split(",") if n],
             "unidentified_reason": row.get("unidentified_reason", ""),
         }
@@ -234,10 +225,10 @@ def group_docs(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level
                 "n": int(row["boot_n"]),
                 "level": level,
                 "seed": seed + g,  # fit_groups resamples the g-th group as bootstrap(group, seed=seed + g)
-                "failed_fraction": plain(row["boot_failed_fraction"]),
-                "ci": {k: [plain(row[f"{k}_lower"]), plain(row[f"{k}_upper"])] for k in natural + derived},
+                "failed_fraction": json_safe(row["boot_failed_fraction"]),
+                "ci": {k: [json_safe(row[f"{k}_lower"]), json_safe(row[f"{k}_upper"])] for k in natural + derived},
             }
-        doc["group"] = {c: plain(row[c]) for c in by}
+        doc["group"] = {c: json_safe(row[c]) for c in by}
         docs.append(doc)
     return docs
 

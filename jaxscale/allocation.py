@@ -1,23 +1,129 @@
-"""Compute-optimal allocation as pure, differentiable JAX functions (part of :mod:`jaxscale.functional`).
+"""Compute-optimal allocation: the math behind :func:`jaxscale.frontier` and the pure-JAX
+functions of :mod:`jaxscale.functional`.
 
-:func:`chinchilla_optimum` is Hoffmann et al.'s closed form; :func:`compute_optimal` finds the
-optimum of any law of ``(N, D, *others)`` numerically and differentiates it by the implicit
-function theorem at the stationary point, ``du*/dφ = −(∂²L/∂u∂φ) / (∂²L/∂u²)`` with
-``u = log N``, rather than through the search's iterations.
+Minimising ``E + A/N^α + B/D^β`` subject to ``6ND = C`` gives (Hoffmann et al. 2022, eq. 4)
+``N_opt = G (C/6)^a``, ``D_opt = G⁻¹ (C/6)^b`` with ``G = (αA/(βB))^(1/(α+β))``,
+``a = β/(α+β)``, ``b = α/(α+β)``: :func:`chinchilla_allocation` (numpy, natural parameters)
+and :func:`chinchilla_optimum` (jnp, fitted parameters). For any other law (or another FLOPs
+count) the optimum is found numerically (:func:`allocate`: a coarse grid in log N, then
+safeguarded Newton steps on ``dL/dlog N``, vmapped over parameter sets × budgets);
+:func:`compute_optimal` differentiates it by the implicit function theorem at the stationary
+point, ``du*/dφ = −(∂²L/∂u∂φ) / (∂²L/∂u²)`` with ``u = log N``, rather than through the
+search's iterations.
+
+FLOPs functions: every FLOPs count is proportional to the tokens processed, so for a
+budget C the tokens are ``D = C / flops(N, 1)``. The default is ``flops(N, D) = 6 N D``.
+
+Example:
+    >>> from jaxscale.allocation import chinchilla_allocation
+    >>> n, d = chinchilla_allocation({"A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, 5.76e23)
+    >>> f"{n:.2e} {d:.2e}"
+    '3.22e+10 2.98e+12'
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .frontier import Flops, allocate, six_nd
 from .laws import Law
+
+Flops = Callable[[Any, Any], Any]
+
+
+def six_nd(n, d):
+    """The standard training-FLOPs approximation C = 6ND (Kaplan et al. 2020)."""
+    return 6.0 * n * d
+
+
+def chinchilla_allocation(params: Mapping, compute) -> tuple[np.ndarray, np.ndarray]:
+    """``(N_opt, D_opt)`` at ``compute`` FLOPs for Chinchilla parameters (scalars or arrays)."""
+    alpha, beta = np.asarray(params["alpha"]), np.asarray(params["beta"])
+    a, b = beta / (alpha + beta), alpha / (alpha + beta)
+    # In logs: G = exp((log(αA) − log(βB)) / (α+β)); avoids overflow for large A, B.
+    log_g = (np.log(alpha * np.asarray(params["A"])) - np.log(beta * np.asarray(params["B"]))) / (alpha + beta)
+    log_c6 = np.log(np.asarray(compute, dtype=np.float64) / 6.0)
+    return np.exp(log_g + a * log_c6), np.exp(-log_g + b * log_c6)
+
+
+class Allocation(NamedTuple):
+    """Numeric optimum per (draw, budget): arrays of shape ``[..., n_budgets]``."""
+
+    log_n: jax.Array
+    log_d: jax.Array
+    log_loss: jax.Array
+    at_edge: jax.Array  # the optimum is at the end of the searched N range: not an interior optimum
+
+
+def _log_tokens(log_n, log_c, flops: Flops):
+    # FLOPs are linear in tokens: D = C / flops(N, 1).
+    return log_c - jnp.log(flops(jnp.exp(log_n), 1.0))
+
+
+@partial(jax.jit, static_argnames=("law", "flops", "grid_size", "newton_steps"))
+def allocate(
+    law: Law,
+    theta: jax.Array,
+    log_compute: jax.Array,
+    extra: jax.Array,
+    log_n_range: tuple[float, float] | jax.Array,
+    *,
+    flops: Flops = six_nd,
+    grid_size: int = 96,
+    newton_steps: int = 12,
+) -> Allocation:
+    """Numeric compute-optimal N for fitted parameters ``theta [M, p]`` and budgets ``[B]``.
+
+    ``law`` must have inputs ``("N", "D", *others)``; ``extra [k-2]`` holds the logs of the
+    other inputs (e.g. unique tokens U), held fixed. Returns arrays ``[M, B]``.
+    """
+    lo, hi = log_n_range
+    grid = jnp.linspace(lo, hi, grid_size)
+    step = grid[1] - grid[0]
+
+    def log_loss(th, u, log_c):
+        x = jnp.concatenate([jnp.stack([u, _log_tokens(u, log_c, flops)]), extra])
+        return law.log_predict(th, x)
+
+    slope = jax.grad(log_loss, argnums=1)
+    curvature = jax.grad(slope, argnums=1)
+
+    def one(th, log_c):
+        values = jax.vmap(lambda u: log_loss(th, u, log_c))(grid)
+        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
+        i = jnp.argmin(values)
+        a, b = grid[i] - step, grid[i] + step
+
+        def newton(_, state):
+            u, a, b, best, best_g = state
+            g = slope(th, u, log_c)
+            # Keep the point with the smallest |dL/du| seen: once converged, a later
+            # bisection step (taken when Newton's step rounds onto the bracket's end)
+            # must not move the answer.
+            better = jnp.abs(g) < best_g
+            best, best_g = jnp.where(better, u, best), jnp.where(better, jnp.abs(g), best_g)
+            # Keep the bracket around the root of dL/du, then step by Newton where it stays
+            # inside, by bisection where it would leave (or the curvature is not positive).
+            a, b = jnp.where(g > 0, a, u), jnp.where(g > 0, u, b)
+            h = curvature(th, u, log_c)
+            trial = u - g / jnp.where(h > 0, h, 1.0)
+            inside = (h > 0) & (trial > a) & (trial < b)
+            return jnp.where(inside, trial, 0.5 * (a + b)), a, b, best, best_g
+
+        start = (grid[i], a, b, grid[i], jnp.array(jnp.inf, grid.dtype))
+        _, _, _, u, _ = jax.lax.fori_loop(0, newton_steps, newton, start)
+        u = jnp.clip(u, lo, hi)
+        edge = (i == 0) | (i == grid_size - 1)
+        return u, _log_tokens(u, log_c, flops), log_loss(th, u, log_c), edge
+
+    out = jax.vmap(lambda th: jax.vmap(lambda c: one(th, c))(log_compute))(theta)
+    return Allocation(*out)
 
 
 def chinchilla_optimum(theta: jax.Array, compute: jax.Array, flops_per_token: float = 6.0):

@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from .laws import get_law
+from .runner import too_few_runs
+
 ONE_RESAMPLE = "a bootstrap of 1 resample has no interval"
 
 
@@ -193,9 +196,7 @@ def check_inputs(name: str, law, values: Any, names) -> dict[str, np.ndarray]:
 
 def run_weights(weights: Any, n_points: int, cfg) -> np.ndarray:
     """Per-run weights (default 1): finite, >= 0, not all zero, and enough weighted runs to
-    determine the free parameters — the rule of :func:`jaxscale.fit.too_few_runs`."""
-    from .fit import too_few_runs  # fit imports this module: imported on use
-
+    determine the free parameters — the rule of :func:`jaxscale.runner.too_few_runs`."""
     if weights is None:
         return np.ones(n_points)
     expected = f"weights must be {n_points} finite, non-negative numbers (one per run)"
@@ -225,17 +226,10 @@ def check_callable(name: str, value: Any) -> None:
 
 def frontier_arguments(result: Any, *, law, compute, flops, level, n_range, **inputs: Any) -> None:
     """:func:`jaxscale.frontier`'s arguments."""
-    from .laws import get_law
-
     if isinstance(result, Mapping):
         if law is None:
             raise ValueError("frontier(params_dict, ...) needs law=..., e.g. law='chinchilla'")
         check_natural(get_law(law), result, "result")
-    elif not (hasattr(result, "law") and (hasattr(result, "params") or hasattr(result, "draws"))):
-        raise TypeError(
-            "result must be a FitResult, a BootstrapResult or a dict of natural parameters "
-            f"(with law=...); got {_shown(result)}"
-        )
     check_budgets("compute", compute)
     check_callable("flops", flops)
     check_level(level)

@@ -312,8 +312,8 @@ def _validate(args: argparse.Namespace) -> int:
     mask = np.isin(runs.rows, train.rows)
     table = validate(runs, args.law, train=mask, starts=args.starts, fixed=_fixed(args))
     summary = table.attrs["summary"]
-    plain = {k: out.plain(v) for k, v in summary.items()}
-    params = {k: out.plain(v) for k, v in table.attrs["params"].items()}
+    plain = {k: out.json_safe(v) for k, v in summary.items()}
+    params = {k: out.json_safe(v) for k, v in table.attrs["params"].items()}
     doc = {"train": args.train, "summary": plain, "params": params, "runs": out.records(table, "row")}
     if args.json:
         print(out.dumps(doc))

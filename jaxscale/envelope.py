@@ -50,9 +50,9 @@ import numpy as np
 import pandas as pd
 
 from . import _approaches as shared
-from .io import _py, _read_table, read_runs
-from .results import _num
-from .runs import _rows
+from .io import python_value, read_runs, read_table
+from .results import json_safe
+from .runs import describe_rows
 
 
 class EnvelopeWarning(UserWarning):
@@ -80,17 +80,17 @@ class EnvelopeResult(NamedTuple):
         """JSON-safe: NaN becomes ``None``, numpy scalars become Python numbers."""
         cols = ["compute", "N_opt", "D_opt", "loss", "run"]
         return {
-            "a": _num(self.a),
-            "b": _num(self.b),
-            "ci": {"a": [_num(v) for v in self.a_ci], "b": [_num(v) for v in self.b_ci]},
+            "a": json_safe(self.a),
+            "b": json_safe(self.b),
+            "ci": {"a": [json_safe(v) for v in self.a_ci], "b": [json_safe(v) for v in self.b_ci]},
             "level": self.level,
             "n_runs": self.n_runs,
             "n_budgets": self.n_budgets,
             "frontier": [
-                {**{k: _num(v) for k, v in zip(cols[:4], row[:4], strict=True)}, "run": _json_key(row[4])}
+                {**{k: json_safe(v) for k, v in zip(cols[:4], row[:4], strict=True)}, "run": _json_key(row[4])}
                 for row in self.frontier[cols].itertuples(index=False)
             ],
-            "bootstrap": {"n": self.n_boot, "seed": self.seed, "failed_fraction": _num(self.failed_fraction)},
+            "bootstrap": {"n": self.n_boot, "seed": self.seed, "failed_fraction": json_safe(self.failed_fraction)},
             "group": {k: _json_key(v) for k, v in self.group.items()},
         }
 
@@ -111,7 +111,7 @@ class EnvelopeResult(NamedTuple):
 
 
 def _json_key(v: Any) -> Any:
-    v = _py(v)
+    v = python_value(v)
     return v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
 
 
@@ -217,7 +217,7 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
     bad = df[run].isna().to_numpy()
     if bad.any():
         raise ValueError(
-            f"column {run!r} has {int(bad.sum())} missing run ids ({_rows(labels, bad)}): "
+            f"column {run!r} has {int(bad.sum())} missing run ids ({describe_rows(labels, bad)}): "
             "label every checkpoint with the run it belongs to"
         )
     inputs = {"N": N, "flops": flops} if flops else {"N": N, "tokens": tokens}
@@ -235,7 +235,8 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
         odd = bad & (pts["run"] == r).to_numpy()
         i = int(np.argmax(odd))
         raise ValueError(
-            f"run {_py(r)!r} has checkpoints with a different value in column {N!r} ({_rows(labels, odd)}: "
+            f"run {python_value(r)!r} has checkpoints with a different value in column {N!r} "
+            f"({describe_rows(labels, odd)}: "
             f"{pts['n'][i]:.6g}, against {usual[i]:.6g} elsewhere): N is fixed along a training "
             "curve; fix those rows or give each model size its own run id"
         )
@@ -244,7 +245,7 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
         r = pts["run"][dup].iloc[0]
         same = dup & (pts["run"] == r).to_numpy()
         raise ValueError(
-            f"run {_py(r)!r} has several checkpoints at the same compute ({_rows(labels, same)}): "
+            f"run {python_value(r)!r} has several checkpoints at the same compute ({describe_rows(labels, same)}): "
             "drop the duplicates or average their losses first"
         )
     pts["log_c"], pts["log_n"], pts["log_l"] = np.log(pts["c"]), np.log(pts["n"]), np.log(pts["y"])
@@ -262,7 +263,7 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
         where = f" in {shared.group_label(by, key)}" if by else ""
         if len(mine) < 2:
             raise ValueError(
-                f"only 1 run{where} (column {run!r}: {_py(mine['run'].iloc[0])!r}): "
+                f"only 1 run{where} (column {run!r}: {python_value(mine['run'].iloc[0])!r}): "
                 "the envelope compares training curves and needs at least 2 runs"
             )
         span = _budget_range(mine["lo"].to_numpy(), mine["hi"].to_numpy())
@@ -358,7 +359,7 @@ def envelope(
     by_cols = shared.check_options(by, level=level, n_boot=n_boot, flops_per_token=flops_per_token)
     if n_budgets < 2:
         raise ValueError(f"n_budgets must be at least 2 to fit a slope; got {n_budgets}")
-    df = curves if isinstance(curves, pd.DataFrame) else _read_table(curves)
+    df = curves if isinstance(curves, pd.DataFrame) else read_table(curves)
     cols = {"run": run, "N": N, "loss": loss, "flops": flops, "tokens": tokens}
     data, per_run, keys = _prepare(df, cols, by_cols, flops_per_token, n_budgets)
     chunk = shared.boot_chunk(n_boot, data.grid.size * data.log_n.shape[1])  # a resample's masked table [G, K, R]

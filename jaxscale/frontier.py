@@ -1,130 +1,32 @@
-"""Compute-optimal allocation: closed form for Chinchilla, numeric for any law.
-
-Minimising ``E + A/N^α + B/D^β`` subject to ``6ND = C`` gives (Hoffmann et al. 2022, eq. 4)
-``N_opt = G (C/6)^a``, ``D_opt = G⁻¹ (C/6)^b`` with ``G = (αA/(βB))^(1/(α+β))``,
-``a = β/(α+β)``, ``b = α/(α+β)``. For any other law (or another FLOPs count) the optimum
-is found numerically: a coarse grid in log N, then safeguarded Newton steps on
-``dL/dlog N`` inside the bracket around the best grid point — vmapped over parameter
-draws × budgets, so a bootstrap band over 1,000 budgets is one call.
-
-FLOPs functions: every FLOPs count is proportional to the tokens processed, so for a
-budget C the tokens are ``D = C / flops(N, 1)``. The default is ``flops(N, D) = 6 N D``.
+"""``frontier``: the compute-optimal N, D, tokens per parameter and loss of a fit or a
+bootstrap at given budgets, with bootstrap bands; the math is in :mod:`jaxscale.allocation`
+(closed form for Chinchilla under C = 6ND, numeric for any law or FLOPs count).
 
 Example:
-    >>> from jaxscale.frontier import chinchilla_allocation
-    >>> n, d = chinchilla_allocation({"A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, 5.76e23)
-    >>> f"{n:.2e} {d:.2e}"
+    >>> import jaxscale as js
+    >>> published = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.
+    >>> table = js.frontier(published, [5.76e23], law="chinchilla")
+    >>> f"{table['N_opt'][0]:.2e} {table['D_opt'][0]:.2e}"
     '3.22e+10 2.98e+12'
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from functools import partial
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import checks
+from .allocation import Flops, allocate, chinchilla_allocation, six_nd
 from .laws import Law, get_law
-
-Flops = Callable[[Any, Any], Any]
+from .results import BootstrapResult, FitResult
 
 
 class FrontierWarning(UserWarning):
     """Some budgets have no compute-optimal allocation (see the ``status`` column of :func:`frontier`)."""
-
-
-def six_nd(n, d):
-    """The standard training-FLOPs approximation C = 6ND (Kaplan et al. 2020)."""
-    return 6.0 * n * d
-
-
-def chinchilla_allocation(params: Mapping, compute) -> tuple[np.ndarray, np.ndarray]:
-    """``(N_opt, D_opt)`` at ``compute`` FLOPs for Chinchilla parameters (scalars or arrays)."""
-    alpha, beta = np.asarray(params["alpha"]), np.asarray(params["beta"])
-    a, b = beta / (alpha + beta), alpha / (alpha + beta)
-    # In logs: G = exp((log(αA) − log(βB)) / (α+β)); avoids overflow for large A, B.
-    log_g = (np.log(alpha * np.asarray(params["A"])) - np.log(beta * np.asarray(params["B"]))) / (alpha + beta)
-    log_c6 = np.log(np.asarray(compute, dtype=np.float64) / 6.0)
-    return np.exp(log_g + a * log_c6), np.exp(-log_g + b * log_c6)
-
-
-class Allocation(NamedTuple):
-    """Numeric optimum per (draw, budget): arrays of shape ``[..., n_budgets]``."""
-
-    log_n: jax.Array
-    log_d: jax.Array
-    log_loss: jax.Array
-    at_edge: jax.Array  # the optimum is at the end of the searched N range: not an interior optimum
-
-
-def _log_tokens(log_n, log_c, flops: Flops):
-    # FLOPs are linear in tokens: D = C / flops(N, 1).
-    return log_c - jnp.log(flops(jnp.exp(log_n), 1.0))
-
-
-@partial(jax.jit, static_argnames=("law", "flops", "grid_size", "newton_steps"))
-def allocate(
-    law: Law,
-    theta: jax.Array,
-    log_compute: jax.Array,
-    extra: jax.Array,
-    log_n_range: tuple[float, float] | jax.Array,
-    *,
-    flops: Flops = six_nd,
-    grid_size: int = 96,
-    newton_steps: int = 12,
-) -> Allocation:
-    """Numeric compute-optimal N for fitted parameters ``theta [M, p]`` and budgets ``[B]``.
-
-    ``law`` must have inputs ``("N", "D", *others)``; ``extra [k-2]`` holds the logs of the
-    other inputs (e.g. unique tokens U), held fixed. Returns arrays ``[M, B]``.
-    """
-    lo, hi = log_n_range
-    grid = jnp.linspace(lo, hi, grid_size)
-    step = grid[1] - grid[0]
-
-    def log_loss(th, u, log_c):
-        x = jnp.concatenate([jnp.stack([u, _log_tokens(u, log_c, flops)]), extra])
-        return law.log_predict(th, x)
-
-    slope = jax.grad(log_loss, argnums=1)
-    curvature = jax.grad(slope, argnums=1)
-
-    def one(th, log_c):
-        values = jax.vmap(lambda u: log_loss(th, u, log_c))(grid)
-        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
-        i = jnp.argmin(values)
-        a, b = grid[i] - step, grid[i] + step
-
-        def newton(_, state):
-            u, a, b, best, best_g = state
-            g = slope(th, u, log_c)
-            # Keep the point with the smallest |dL/du| seen: once converged, a later
-            # bisection step (taken when Newton's step rounds onto the bracket's end)
-            # must not move the answer.
-            better = jnp.abs(g) < best_g
-            best, best_g = jnp.where(better, u, best), jnp.where(better, jnp.abs(g), best_g)
-            # Keep the bracket around the root of dL/du, then step by Newton where it stays
-            # inside, by bisection where it would leave (or the curvature is not positive).
-            a, b = jnp.where(g > 0, a, u), jnp.where(g > 0, u, b)
-            h = curvature(th, u, log_c)
-            trial = u - g / jnp.where(h > 0, h, 1.0)
-            inside = (h > 0) & (trial > a) & (trial < b)
-            return jnp.where(inside, trial, 0.5 * (a + b)), a, b, best, best_g
-
-        start = (grid[i], a, b, grid[i], jnp.array(jnp.inf, grid.dtype))
-        _, _, _, u, _ = jax.lax.fori_loop(0, newton_steps, newton, start)
-        u = jnp.clip(u, lo, hi)
-        edge = (i == 0) | (i == grid_size - 1)
-        return u, _log_tokens(u, log_c, flops), log_loss(th, u, log_c), edge
-
-    out = jax.vmap(lambda th: jax.vmap(lambda c: one(th, c))(log_compute))(theta)
-    return Allocation(*out)
 
 
 def _numeric(law: Law, natural: np.ndarray, compute: np.ndarray, flops: Flops, extra: Mapping[str, float], n_range):
@@ -163,7 +65,7 @@ def _point_and_draws(result, law) -> tuple[Law, np.ndarray, np.ndarray | None]:
             raise ValueError("frontier(params_dict, ...) needs law=..., e.g. law='chinchilla'")
         law = get_law(law)
         return law, np.array([[float(result[name]) for name in law.natural]]), None
-    if hasattr(result, "draws"):  # a BootstrapResult
+    if isinstance(result, BootstrapResult):
         point = result.point.params
         return result.law, np.array([[point[n] for n in result.law.natural]]), result.draws[result.ok]
     return result.law, np.array([[result.params[n] for n in result.law.natural]]), None
@@ -202,6 +104,11 @@ def frontier(
     """
     import pandas as pd
 
+    if not isinstance(result, Mapping | FitResult | BootstrapResult):
+        raise TypeError(
+            "result must be a FitResult, a BootstrapResult or a dict of natural parameters "
+            f"(with law=...); got {result!r} ({type(result).__name__})"
+        )
     checks.frontier_arguments(result, law=law, compute=compute, flops=flops, level=level, n_range=n_range, **inputs)
     law, point, draws = _point_and_draws(result, law)
     compute = checks.check_budgets("compute", compute)

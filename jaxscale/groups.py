@@ -26,35 +26,14 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import batches, checks, identify, problem
-from .bootstrap import DEFAULT_N_REFINE as BOOT_N_REFINE
-from .bootstrap import BootstrapResult, mark_flat, refit_vanished, resample_weights
-from .fit import (
-    FitResult,
-    better,
-    candidate_starts,
-    make_config,
-    match_inputs,
-    needs_retry,
-    result_from_best,
-    too_few_runs,
-)
+from . import checks, identify, runner
+from .fit import match_inputs
 from .io import read_runs
 from .laws import Law, get_law
+from .results import BootstrapResult, FitResult, fit_result
 from .runs import Runs
 
-# Starts refined per group after screening the grid. On 512 synthetic groups of 20-300 runs
-# the best 2 screened starts reached the best 64's optimum on every group (benchmarks/RESULTS.md,
-# "Refined starts"), so 8 keeps a 4x margin.
-DEFAULT_N_REFINE = 8
-# Starts refined, in a second pass, for a group whose best start did not converge or stopped
-# where a term vanished (fit's default): 64 starts resolve most of them (benchmarks/RESULTS.md,
-# "Refined starts").
-RETRY_N_REFINE = 64
 TOO_FEW_RUNS = "too_few_runs"
-# Most resamples per kernel call of fit_groups(bootstrap=...): each carries a copy of its
-# group's padded data, 16 MB per call for groups of 512 runs.
-BOOTSTRAP_CHUNK = 1024
 
 
 def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:
@@ -77,7 +56,7 @@ def fit_groups(
     loss_fn: str = "huber",
     delta: float = 1e-3,
     starts: str | np.ndarray = "screen",
-    n_refine: int = DEFAULT_N_REFINE,
+    n_refine: int = runner.N_REFINE_MANY,
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
@@ -86,8 +65,8 @@ def fit_groups(
     bootstrap: int = 0,
     level: float = 0.95,
     seed: int = 0,
-    chunk_size: int = 2048,
-    lanes: int = 512,
+    chunk_size: int = runner.CHUNK_SIZE,
+    lanes: int = runner.LANES,
     devices: int | None = None,
     solver: str = "bfgs",
     progress: Callable[[int, int], None] | None = None,
@@ -155,93 +134,63 @@ def fit_groups(
         raise ValueError(f"small must be 'error' or 'report'; got {small!r}")
     runs, by = _read(source, by, loss=loss, where=where, C=C, flops_per_token=flops_per_token, **inputs)
     keys, gid = _group_ids(runs)
+    spec = runner.make_spec(
+        law,
+        loss=loss_fn,
+        delta=delta,
+        fixed=fixed,
+        max_steps=max_steps,
+        gtol=gtol,
+        solver=solver,
+        starts=starts,
+        n_refine=n_refine,
+        lanes=lanes,
+        chunk_size=chunk_size,
+        devices=devices,
+        retry=retry,
+        retry_failed=True,
+    )
+    order = np.argsort(gid, kind="stable")  # each group's runs in their original order
+    members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
+    few = [g for g, rows in enumerate(members) if runner.too_few_runs(len(rows), spec.cfg)]
+    if few and small == "error":
+        raise ValueError(_too_few_message(law, spec, keys, members, few))
+    fits: dict[int, FitResult] = {}
+    boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
-        cfg, theta_fixed = make_config(
-            law, loss=loss_fn, delta=delta, fixed=fixed, max_steps=max_steps, gtol=gtol, solver=solver
-        )
+        ids = sorted(set(range(len(keys))) - set(few))
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
-        order = np.argsort(gid, kind="stable")  # each group's runs in their original order
-        members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
-        few = [g for g, rows in enumerate(members) if too_few_runs(len(rows), cfg)]
-        if few and small == "error":
-            shown = "; ".join(f"group {keys[g]!r} has {len(members[g])} runs" for g in few[:5])
-            more = f" and {len(few) - 5} more" if len(few) > 5 else ""
-            raise ValueError(
-                f"{shown}{more}: law {law.name!r} has {len(cfg.free)} free parameters and needs at least "
-                f"{len(cfg.free) + 1} runs per group. Add runs, drop those groups with where=, "
-                "or keep them unfitted in the table with small='report'"
+        for bucket in runner.solve_groups(
+            spec, log_x, log_y, members, ids, n_resamples=bootstrap, seed=seed, progress=progress
+        ):
+            found = [fit_result(spec, bucket.solved, j, n_points=len(members[g])) for j, g in enumerate(bucket.ids)]
+            fits.update(
+                zip(bucket.ids, identify.assess_groups(spec.cfg, bucket.data, bucket.weights, found), strict=True)
             )
-        fit_ids = sorted(set(range(len(keys))) - set(few))
-        candidates, k = candidate_starts(law, cfg, starts, n_refine)
-        # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
-        # fixes the compiled arithmetic and results would then depend on the chunking.
-        lanes = min(lanes, max(1, k * len(fit_ids)))
-        n_devices = len(jax.local_devices()) if devices is None else int(devices)
-        fits: dict[int, FitResult] = {}
-        boots: dict[int, BootstrapResult] = {}
-        solved = 0
-
-        def solve(data, w, ids, k):
-            best = batches.solve(
-                cfg,
-                data,
-                candidates,
-                w,
-                n_refine=k,
-                chunk_size=chunk_size,
-                lanes=lanes,
-                devices=n_devices,
-                grouped=True,
-            )
-            return [
-                result_from_best(
-                    law,
-                    best,
-                    j,
-                    n_candidates=len(candidates),
-                    n_points=len(members[g]),
-                    fixed=fixed,
-                    loss=loss_fn,
-                    delta=delta,
-                )
-                for j, g in enumerate(ids)
-            ]
-
-        for size, ids in _buckets(members, fit_ids):
-            data, w = batches.pad_groups(cfg, theta_fixed, log_x, log_y, [members[g] for g in ids], size)
-            fits.update(zip(ids, solve(data, w, ids, k), strict=True))
-            again = [j for j, g in enumerate(ids) if needs_retry(fits[g])]
-            if again and retry and k < RETRY_N_REFINE < len(candidates):
-                # A group whose best start did not converge, or stopped where a term vanished,
-                # gets fit()'s default 64 starts (which include the first pass's 8).
-                subset = problem.Data(*(a[again] for a in data))
-                for j, res in zip(again, solve(subset, w[again], [ids[j] for j in again], RETRY_N_REFINE), strict=True):
-                    fits[ids[j]] = better(fits[ids[j]], res)
-            fits.update(zip(ids, identify.assess_groups(cfg, data, w, [fits[g] for g in ids]), strict=True))
-            if bootstrap:
-                # As bootstrap() does: screened starts refine its default few, other start sets all.
-                boot_k = BOOT_N_REFINE if k < len(candidates) else k
-                boots.update(
-                    _bootstrap_bucket(
-                        cfg,
-                        data,
-                        w,
-                        ids,
-                        members,
-                        candidates,
-                        boot_k,
-                        fits,
-                        bootstrap,
-                        seed,
-                        chunk_size,
-                        lanes,
-                        n_devices,
-                    )
-                )
-            solved += len(ids)
-            if progress is not None:
-                progress(solved, len(fit_ids))
+            if bucket.resamples is not None:
+                boots.update(_bootstraps(law, bucket, fits, bootstrap, seed))
     return _table(law, by, keys, members, fits, boots, level)
+
+
+def _too_few_message(law: Law, spec: runner.Spec, keys, members, few: list[int]) -> str:
+    shown = "; ".join(f"group {keys[g]!r} has {len(members[g])} runs" for g in few[:5])
+    more = f" and {len(few) - 5} more" if len(few) > 5 else ""
+    n_free = len(spec.cfg.free)
+    return (
+        f"{shown}{more}: law {law.name!r} has {n_free} free parameters and needs at least {n_free + 1} runs "
+        "per group. Add runs, drop those groups with where=, or keep them unfitted in the table with small='report'"
+    )
+
+
+def _bootstraps(law: Law, bucket: runner.Bucket, fits: dict, n: int, seed: int) -> dict[int, BootstrapResult]:
+    """Each group's resamples of a bucket as its :class:`BootstrapResult`."""
+    draws = np.asarray(law.to_natural(bucket.resamples.theta)).reshape(len(bucket.ids), n, -1)
+    value = np.asarray(bucket.resamples.value).reshape(len(bucket.ids), n)
+    status = np.asarray(bucket.resamples.status).reshape(len(bucket.ids), n)
+    return {
+        g: BootstrapResult(law, fits[g], draws[j], value[j], status[j], seed + g, None)
+        for j, g in enumerate(bucket.ids)
+    }
 
 
 def _read(source, by, **read_options) -> tuple[Runs, list[str]]:
@@ -253,61 +202,6 @@ def _read(source, by, **read_options) -> tuple[Runs, list[str]]:
         raise ValueError("fit_groups needs by='column' (or a list of columns) naming the groups")
     by = [by] if isinstance(by, str) else list(by)
     return read_runs(source, group=by, **read_options), by
-
-
-def _buckets(members: list[np.ndarray], ids: list[int]) -> list[tuple[int, list[int]]]:
-    """Groups to fit, by padded size (smallest first)."""
-    out: dict[int, list[int]] = {}
-    for g in ids:
-        out.setdefault(batches.bucket_size(len(members[g])), []).append(g)
-    return sorted(out.items())
-
-
-def _bootstrap_bucket(cfg, data, w, ids, members, candidates, k, fits, n, seed, chunk_size, lanes, devices):
-    """``n`` resamples of every group of a bucket, as one grouped solve: problem ``j * n + i``
-    is resample ``i`` of group ``g = ids[j]``, drawn as ``bootstrap(group, seed=seed + g)`` draws it."""
-    size = w.shape[1]
-
-    def weights(lo: int, hi: int) -> np.ndarray:
-        out = np.zeros((hi - lo, size))
-        for j in range(lo // n, (hi - 1) // n + 1):
-            a, b = max(lo, j * n) - j * n, min(hi, (j + 1) * n) - j * n
-            g_key = jax.random.key(seed + ids[j])
-            out[j * n + a - lo : j * n + b - lo, : len(members[ids[j]])] = resample_weights(
-                g_key, a, b, len(members[ids[j]])
-            )
-        return out
-
-    chunk = min(4 * chunk_size, BOOTSTRAP_CHUNK)
-    data_index = np.repeat(np.arange(len(ids)), n)
-
-    def solve(w, n_refine, rows):
-        return batches.solve(
-            cfg,
-            data,
-            candidates,
-            w,
-            n_problems=len(rows),
-            n_refine=n_refine,
-            chunk_size=chunk,
-            lanes=lanes,
-            devices=devices,
-            grouped=True,
-            data_index=data_index[rows],
-        )
-
-    best = solve(weights, k, np.arange(len(ids) * n))
-    best = refit_vanished(
-        best, cfg.free, k, len(candidates), lambda rows, more: solve(batches.rows_of(weights, rows, chunk), more, rows)
-    )
-    best = mark_flat(
-        cfg, data, best, lambda rows: batches.rows_of(weights, rows, chunk), grouped=True, data_index=data_index
-    )
-    draws = np.asarray(cfg.law.to_natural(best.theta)).reshape(len(ids), n, -1)
-    value, status = best.value.reshape(len(ids), n), best.status.reshape(len(ids), n)
-    return {
-        g: BootstrapResult(cfg.law, fits[g], draws[j], value[j], status[j], seed + g, None) for j, g in enumerate(ids)
-    }
 
 
 def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, level: float) -> pd.DataFrame:

@@ -106,12 +106,16 @@ def design_problems(
             continue  # a coefficient alone (its exponent held fixed): the curvature check decides
         distinct = len(np.unique(x[:, k]))
         span = float(np.exp(x[:, k].max() - x[:, k].min()))
-        if distinct < MIN_DISTINCT:
+        # A power term's coefficient and exponent (a center pair) need MIN_DISTINCT values; for
+        # a law whose terms we cannot see, one value is surely too few and the curvature check
+        # judges the rest (Gadre et al.'s over-training law is fitted on runs at two M values).
+        least = MIN_DISTINCT if any(inp == k for _, _, inp in law.center_pairs) else 2
+        if distinct < least:
             out.append(
                 (
                     names,
                     f"input {name} has {distinct} distinct value(s) among the weighted runs "
-                    f"(a power law's coefficient and exponent need at least {MIN_DISTINCT})",
+                    f"(its terms' coefficients and exponents need at least {least})",
                 )
             )
         elif span < MIN_SPAN:

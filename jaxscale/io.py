@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import RowNames, Runs, _check_positive_finite
+from .laws import registered_laws
+from .runs import RowNames, Runs, check_positive_finite
 
 _TEXT = (".csv", ".tsv", ".txt")  # delimited text: the separator is sniffed from the header line
 _READERS = {".parquet": pd.read_parquet, ".json": pd.read_json, ".jsonl": None, **dict.fromkeys(_TEXT)}
@@ -46,7 +47,7 @@ def _sniff(path: Path, suffix: str) -> tuple[str, str]:
     return ("\t" if suffix == ".tsv" else ","), "."
 
 
-def _read_table(source: str | os.PathLike) -> pd.DataFrame:
+def read_table(source: str | os.PathLike) -> pd.DataFrame:
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {str(path)!r}")
@@ -75,7 +76,7 @@ _SOURCE = "jaxscale_source"
 def _row_names(source, labels: np.ndarray) -> RowNames:
     """Messages name a file's runs by line (header = line 1), a DataFrame's by index label.
 
-    A DataFrame that :func:`_read_table` read (isoflop() and envelope() read files so) counts as its file.
+    A DataFrame that :func:`read_table` read (isoflop() and envelope() read files so) counts as its file.
     """
     if isinstance(source, pd.DataFrame):
         if source.attrs.get(_SOURCE) is None:
@@ -168,7 +169,7 @@ def _numeric(df: pd.DataFrame, col: str, names: RowNames) -> np.ndarray:
     return numeric.to_numpy(dtype="float64", na_value=float("nan"))
 
 
-def _py(v):
+def python_value(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
@@ -213,7 +214,7 @@ def read_runs(
     """
     if not isinstance(source, pd.DataFrame | str | os.PathLike):
         raise TypeError(_source_message(source))
-    df = source if isinstance(source, pd.DataFrame) else _read_table(source)
+    df = source if isinstance(source, pd.DataFrame) else read_table(source)
     columns = _check_keywords(columns, inputs)
     if C is not None:
         columns = columns or {"N": "N"}
@@ -261,12 +262,12 @@ def read_runs(
     mapped = dict(columns)
     if C is not None:
         for col, v in ((columns["N"], values["N"]), (C, values["C"])):
-            _check_positive_finite(v, col, names)
+            check_positive_finite(v, col, names)
         values["D"] = values["C"] / (fpt * values["N"])
         mapped["D"] = f"{C}/({fpt:g}*{columns['N']})"
     for name in (*mapped, "loss"):
         hint = f" (if {loss!r} holds log-losses, give the losses themselves: exp of it)" if name == "loss" else ""
-        _check_positive_finite(values[name], loss if name == "loss" else mapped[name], names, hint)
+        check_positive_finite(values[name], loss if name == "loss" else mapped[name], names, hint)
     runs = Runs.from_arrays(
         {k: values[k] for k in mapped},
         values["loss"],
@@ -283,7 +284,7 @@ def read_runs(
     if by:
         _check_group_labels(df, by, names)
         keys = np.empty(len(df), dtype=object)
-        keys[:] = [tuple(_py(v) for v in row) for row in df[by].itertuples(index=False, name=None)]
+        keys[:] = [tuple(python_value(v) for v in row) for row in df[by].itertuples(index=False, name=None)]
         runs = runs._replace(groups=keys, group_columns=tuple(by))
     if min_points is not None:
         _check_min_points(runs, int(min_points))
@@ -305,9 +306,7 @@ def _source_message(source) -> str:
 
 def _check_keywords(columns: dict[str, str], inputs: Mapping[str, str] | None) -> dict[str, str]:
     """The input -> column mapping, refusing keywords that name no law input (typos)."""
-    from .laws import _REGISTRY
-
-    known = dict.fromkeys(n for law in _REGISTRY.values() for n in law.inputs)
+    known = dict.fromkeys(n for law in registered_laws() for n in law.inputs)
     unknown = [k for k in columns if k not in known and k not in _HELPER_INPUTS]
     if unknown:
         raise TypeError(

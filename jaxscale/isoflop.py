@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from . import _approaches as shared
-from .io import _py, _read_table, read_runs
-from .results import _num
+from .io import python_value, read_runs, read_table
+from .results import json_safe
 
 
 class IsoflopWarning(UserWarning):
@@ -284,7 +284,7 @@ def isoflop(
     by_cols = shared.check_options(by, level=level, n_boot=n_boot, flops_per_token=flops_per_token)
     if window is not None and not window > 0:
         raise ValueError(f"window is a distance in natural log N and must be > 0 (e.g. np.log(4)); got {window}")
-    df = source if isinstance(source, pd.DataFrame) else _read_table(source)
+    df = source if isinstance(source, pd.DataFrame) else read_table(source)
     data, budgets, info = _prepare(df, flops, N, loss, by_cols, window, weights)
     G, K, P = data.x.shape
     chunk = shared.boot_chunk(n_boot, G * K * P * P)  # a resample's one-hot draws [G, K, P, P]
@@ -351,21 +351,21 @@ def isoflop_to_dicts(table: pd.DataFrame) -> list[dict[str, Any]]:
     for _, row in table.iterrows():
         out.append(
             {
-                "a": _num(row["a"]),
-                "b": _num(row["b"]),
-                "ci": {q: [_num(row[f"{q}_lower"]), _num(row[f"{q}_upper"])] for q in ("a", "b")},
-                "budgets": [{k: _num(v) for k, v in b.items()} for b in row["budgets"]],
-                "group": {c: _py(row[c]) for c in by},
+                "a": json_safe(row["a"]),
+                "b": json_safe(row["b"]),
+                "ci": {q: [json_safe(row[f"{q}_lower"]), json_safe(row[f"{q}_upper"])] for q in ("a", "b")},
+                "budgets": [{k: json_safe(v) for k, v in b.items()} for b in row["budgets"]],
+                "group": {c: python_value(row[c]) for c in by},
                 "n_budgets": int(row["n_budgets"]),
                 "n_budgets_skipped": int(row["n_budgets_skipped"]),
                 "n_points": int(row["n_points"]),
-                "k_N": _num(row["k_N"]),
-                "k_D": _num(row["k_D"]),
+                "k_N": json_safe(row["k_N"]),
+                "k_D": json_safe(row["k_D"]),
                 "bootstrap": {
                     "n": table.attrs.get("n_boot"),
                     "level": table.attrs.get("level"),
                     "seed": table.attrs.get("seed"),
-                    "nonconvex_fraction": _num(row["nonconvex_fraction"]),
+                    "nonconvex_fraction": json_safe(row["nonconvex_fraction"]),
                 },
             }
         )

@@ -143,14 +143,6 @@ class Law:
         """Predicted loss (natural scale) at ``log_x``."""
         return jnp.exp(self.log_predict(theta, log_x))
 
-    @classmethod
-    def from_function(cls, fn: Callable, **options) -> Law:
-        """A law from a plain JAX function ``fn(params_by_name, inputs_by_name)``; the options
-        (``params``, ``inputs``, ``grid``, ``space``, ...) are :func:`jaxscale.zoo.make_law`'s."""
-        from .zoo import make_law  # the zoo builds on this module, so it is imported on use
-
-        return make_law(fn, **options)
-
 
 def uncenter(law: Law, theta_c, shift):
     """Centred-coordinate parameters -> the law's own fitted parameters.
@@ -254,11 +246,16 @@ def register(law: Law, *, replace: bool = False) -> Law:
     :mod:`jaxscale.zoo` registers its laws this way when ``jaxscale`` is imported.
     """
     if not isinstance(law, Law):
-        raise TypeError(f"register() takes a Law (see Law.from_function); got {type(law).__name__}")
+        raise TypeError(f"register() takes a Law (see jaxscale.make_law); got {type(law).__name__}")
     if not replace and law.name in _REGISTRY and _REGISTRY[law.name] is not law:
         raise ValueError(f"a law named {law.name!r} is already registered; pass replace=True to override it")
     _REGISTRY[law.name] = law
     return law
+
+
+def registered_laws() -> tuple[Law, ...]:
+    """Every law :func:`get_law` knows by name, in order of registration."""
+    return tuple(_REGISTRY.values())
 
 
 def get_law(law: str | Law) -> Law:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._plot_style import AXIS_LABEL, FRONTIER_LABEL, axes_for, grid_style, pyplot, sci, tex
-from .fit import FitResult, as_runs, match_inputs
+from .fit import as_runs, match_inputs
+from .results import FitResult
 from .runs import Runs
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .bootstrap import BootstrapResult
+    from .results import BootstrapResult
 
 
 def plot_fit(
@@ -202,11 +203,11 @@ def plot_isoflop(
     from matplotlib.colors import LogNorm
     from matplotlib.lines import Line2D
 
-    from .io import _read_table
+    from .io import read_table
     from .isoflop import isoflop
 
     plt = pyplot()
-    df = source if isinstance(source, pd.DataFrame) else _read_table(source)
+    df = source if isinstance(source, pd.DataFrame) else read_table(source)
     for col, value in (group or {}).items():
         if col not in df.columns:
             raise ValueError(f"group column {col!r} is not in the runs; columns: {list(df.columns)}")

@@ -15,14 +15,13 @@ they were chunked.
 Example:
     >>> import jax, numpy as np
     >>> import jaxscale as js
-    >>> from jaxscale import batches, problem
-    >>> from jaxscale.fit import candidate_starts, prepare
+    >>> from jaxscale import batches, problem, runner
     >>> from jaxscale.polish import polish
     >>> runs = js.datasets.chinchilla()
-    >>> law, options = js.laws.CHINCHILLA, dict(loss="huber", delta=1e-3, fixed=None, max_steps=1000, gtol=1e-10)
+    >>> spec = runner.make_spec(js.get_law("chinchilla"), n_refine=8)
     >>> with jax.enable_x64(True):
-    ...     cfg, data = prepare(runs, law, **options)
-    ...     starts, k = candidate_starts(law, cfg, "screen", 8)
+    ...     cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+    >>> starts, k = spec.candidates, spec.n_refine
     >>> w = np.ones((1, runs.n_points))
     >>> data32 = problem.Data(*(np.asarray(a, np.float32) for a in data))
     >>> with jax.enable_x64(False):

@@ -53,8 +53,8 @@ class Runs(NamedTuple):
             raise ValueError(f"every input needs one value per run ({y.shape[0]} losses)")
         labels = np.arange(y.shape[0]) if rows is None else np.asarray(rows)
         for j, c in enumerate(cols):
-            _check_positive_finite(x[:, j], c, labels)
-        _check_positive_finite(y, loss_column, labels)
+            check_positive_finite(x[:, j], c, labels)
+        check_positive_finite(y, loss_column, labels)
         return Runs(x, y, names, labels, cols)
 
     def log_inputs(self) -> np.ndarray:
@@ -94,11 +94,11 @@ def _names(labels: np.ndarray | RowNames) -> RowNames:
     return labels if isinstance(labels, RowNames) else RowNames(np.asarray(labels))
 
 
-def _rows(labels: np.ndarray | RowNames, bad: np.ndarray) -> str:
+def describe_rows(labels: np.ndarray | RowNames, bad: np.ndarray) -> str:
     return _names(labels)(bad)
 
 
-def _check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray | RowNames, hint: str = "") -> None:
+def check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray | RowNames, hint: str = "") -> None:
     """Raise naming the rows of missing, non-finite or non-positive ``values`` (``hint`` ends the second)."""
     names = _names(labels)
     bad = ~np.isfinite(values)

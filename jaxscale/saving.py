@@ -45,9 +45,8 @@ import numpy as np
 from ._saved_schema import FORMAT, HASH, PARAMS_RTOL, SUPPORTED, VERSION, checked, content_hash, unfloat, unfloat_array
 
 __all__ = ["FORMAT", "HASH", "PARAMS_RTOL", "SUPPORTED", "VERSION", "content_hash", "load", "save"]
-from .bootstrap import BootstrapResult
-from .fit import FitResult
 from .laws import Law
+from .results import BootstrapResult, FitResult
 
 
 def _float(v: float) -> float | str:

@@ -261,7 +261,7 @@ def make_law(
     formula: str = "",
     derived: Callable[[dict], dict] | None = None,
 ) -> Law:
-    """A :class:`Law` from a plain JAX function (also available as ``Law.from_function``).
+    """A :class:`Law` from a plain JAX function .
 
     Args:
         fn: ``fn(p, x)`` with ``p`` the natural parameters by name (scalars) and ``x`` the

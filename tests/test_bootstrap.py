@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale.bootstrap import resample_weights
+from jaxscale.runner import resample_weights
 
 
 def test_weights_are_multinomial_counts_and_chunk_independent():
@@ -200,7 +200,7 @@ def test_float32_resamples_whose_polish_fails_are_solved_again_in_float64(monkey
         seen["status"] = np.asarray(out.status)
         return out
 
-    monkeypatch.setattr(sys.modules["jaxscale.bootstrap"], "polish", spoiled)  # the package attribute is the function
+    monkeypatch.setattr(sys.modules["jaxscale.polish"], "polish", spoiled)  # the runner calls polish.polish
     runs, opts = js.datasets.chinchilla(), dict(n=6, seed=5, lanes=96, progress=False)
     boot = js.bootstrap(runs, dtype="float32", **opts)
     assert seen["status"][[1, 4]].tolist() == [NONFINITE, NONFINITE]
@@ -231,7 +231,8 @@ def test_resamples_that_stop_where_a_term_vanished_are_refitted():
 
     import jax.numpy as jnp
 
-    from jaxscale.fit import INERT_TOL, match_inputs
+    from jaxscale.fit import match_inputs
+    from jaxscale.runner import INERT_TOL
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.groups_data import make_archive

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import jaxscale as js
-from jaxscale.frontier import chinchilla_allocation
+from jaxscale.allocation import chinchilla_allocation
 
 
 @pytest.fixture(scope="module")

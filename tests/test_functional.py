@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 
 import jaxscale as js
 from jaxscale import functional as jsf
-from jaxscale.bootstrap import resample_weights
+from jaxscale.runner import resample_weights
 
 LAW = js.get_law("chinchilla")
 RUNS = js.datasets.chinchilla()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
-from jaxscale.engine import balanced_chunk, bucket_size
+from jaxscale.batches import balanced_chunk, bucket_size
 
 from .conftest import shared_file
 
@@ -159,7 +159,7 @@ def test_runs_read_with_groups_and_user_law():
     def law(p, x):
         return p["E"] + p["A"] * x["N"] ** -p["alpha"] + p["B"] * x["D"] ** -p["beta"]
 
-    mine = js.Law.from_function(
+    mine = js.make_law(
         law,
         name="my_chinchilla",
         inputs=("N", "D"),

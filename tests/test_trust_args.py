@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import jaxscale as js
-from jaxscale import engine
+from jaxscale import batches
 from jaxscale.saving import content_hash
 
 RUNS = js.datasets.chinchilla()  # 240 runs; kernels compiled once for its bucket and n_refine=4
@@ -47,7 +47,7 @@ def no_kernels(monkeypatch):
     def kernel(*args, **kwargs):
         raise AssertionError("a kernel ran before the arguments were checked")
 
-    monkeypatch.setattr(engine, "solve", kernel)
+    monkeypatch.setattr(batches, "solve", kernel)
     # jaxscale.frontier is the function; its module holds the numeric allocation kernel.
     monkeypatch.setattr(importlib.import_module("jaxscale.frontier"), "allocate", kernel)
 
@@ -320,7 +320,7 @@ def test_weights_catalogue(case, options, error, expect, monkeypatch):
     if error is None:
         assert expect(js.fit(RUNS, **FAST, **options))
         return
-    monkeypatch.setattr(engine, "solve", lambda *a, **k: pytest.fail("a kernel ran before the weights were checked"))
+    monkeypatch.setattr(batches, "solve", lambda *a, **k: pytest.fail("a kernel ran before the weights were checked"))
     with pytest.raises(error) as err:
         js.fit(RUNS, **FAST, **options)
     assert expect in str(err.value), str(err.value)

@@ -18,7 +18,7 @@ import pytest
 from scipy.optimize import minimize
 
 import jaxscale as js
-from jaxscale.frontier import chinchilla_allocation
+from jaxscale.allocation import chinchilla_allocation
 from jaxscale.laws import get_law
 from jaxscale.objective import law_objective
 
@@ -278,7 +278,7 @@ def chinchilla_runs(seed=3, n=120):
 
 
 def test_user_law_in_a_few_lines_fits_bootstraps_and_holds_parameters_fixed():
-    law = js.Law.from_function(
+    law = js.make_law(
         lambda p, x: p["E"] + p["A"] / x["N"] ** p["alpha"] + p["B"] / x["D"] ** p["alpha"],
         params=("E", "A", "B", "alpha"),
         inputs=("N", "D"),
@@ -317,7 +317,7 @@ def test_user_law_reproduces_the_builtin_chinchilla_in_natural_and_log_space():
     # The same start for every variant: the builtin optimum, nudged.
     start = [{**builtin.params, "alpha": builtin.params["alpha"] * 1.05, "beta": builtin.params["beta"] * 0.95}]
     grid = {"E": [1.0], "A": [100.0], "B": [100.0], "alpha": [0.3], "beta": [0.3]}
-    natural = js.Law.from_function(
+    natural = js.make_law(
         lambda p, x: p["E"] + p["A"] / x["N"] ** p["alpha"] + p["B"] / x["D"] ** p["beta"],
         params=("E", "A", "B", "alpha", "beta"),
         inputs=("N", "D"),
