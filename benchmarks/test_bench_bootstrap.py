@@ -26,7 +26,7 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.blas import single_threaded_blas
-from jaxscale import batches, problem, runner, screening
+from jaxscale import batches, problem, screening, specs
 from jaxscale.runner import resample_weights
 from tests.reference import chinchilla_objective, scipy_best
 
@@ -83,8 +83,8 @@ def test_bootstrap_vs_scipy(benchmark):
 
     # The same work in scipy: same resample weights, same screened starts (fitted parameters).
     with jax.enable_x64(True):
-        spec = runner.make_spec(law, max_steps=1000, gtol=1e-10)
-        cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+        spec = specs.make_spec(law, max_steps=1000, gtol=1e-10)
+        cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
         weights = resample_weights(jax.random.key(0), 0, SCIPY_SAMPLE_RESAMPLES, runs.n_points)
         grid = law.grid_points()
         starts_c = problem.centred_starts(cfg, data, grid)

@@ -22,7 +22,7 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale import batches, problem, runner
+from jaxscale import batches, problem, specs
 from jaxscale.laws import center
 from jaxscale.polish import polish
 from jaxscale.runner import resample_weights
@@ -50,8 +50,8 @@ def _phases(runs):
     """The float32 search and the float64 polish of bootstrap(dtype="float32"), timed apart."""
     law = js.get_law("chinchilla")
     with jax.enable_x64(True):
-        spec = runner.make_spec(law, max_steps=1000, gtol=GTOL, n_refine=js.bootstrap.__kwdefaults__["n_refine"])
-        cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+        spec = specs.make_spec(law, max_steps=1000, gtol=GTOL, n_refine=js.bootstrap.__kwdefaults__["n_refine"])
+        cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
         starts, k = spec.candidates, spec.n_refine
         w = resample_weights(jax.random.key(0), 0, N_RESAMPLES, runs.n_points)
     data32 = problem.Data(*(np.asarray(a, np.float32) for a in data))

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import checks, runner
+from . import checks, runner, specs
 from ._progress import progress_bar
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
@@ -56,12 +56,12 @@ def bootstrap(
     loss: str = "huber",
     delta: float = 1e-3,
     starts: str | np.ndarray = "screen",
-    n_refine: int = runner.N_REFINE_MANY,
+    n_refine: int = specs.N_REFINE_MANY,
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
-    chunk_size: int = runner.CHUNK_SIZE,
-    lanes: int = runner.LANES,
+    chunk_size: int = specs.CHUNK_SIZE,
+    lanes: int = specs.LANES,
     devices: int | None = None,
     progress: bool | None = None,
     solver: str = "bfgs",
@@ -125,7 +125,7 @@ def bootstrap(
     runs = as_runs(runs)
     cluster_ids = _cluster_ids(runs, clusters)
     warm = isinstance(starts, str) and starts == "warm"
-    spec = runner.make_spec(
+    spec = specs.make_spec(
         law,
         loss=loss,
         delta=delta,
@@ -155,10 +155,10 @@ def bootstrap(
         # The point estimate and the grid compete in each resample's screening; the point
         # estimate nearly always ranks first, the best grid start second.
         candidates = np.vstack([point.theta[None], spec.candidates])
-        spec = spec._replace(candidates=candidates, n_refine=runner.N_REFINE_WARM)
+        spec = spec._replace(candidates=candidates, n_refine=specs.N_REFINE_WARM)
     key = jax.random.key(seed)
     with jax.enable_x64(True):
-        data = runner.make_data(spec, match_inputs(runs, law), runs.log_loss())
+        data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())
 
     def weights(lo: int, hi: int) -> np.ndarray:
         return runner.resample_weights(key, offset + lo, offset + hi, runs.n_points, cluster_ids)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .laws import get_law
-from .runner import too_few_runs
+from .specs import too_few_runs
 
 ONE_RESAMPLE = "a bootstrap of 1 resample has no interval"
 
@@ -196,7 +196,7 @@ def check_inputs(name: str, law, values: Any, names) -> dict[str, np.ndarray]:
 
 def run_weights(weights: Any, n_points: int, cfg) -> np.ndarray:
     """Per-run weights (default 1): finite, >= 0, not all zero, and enough weighted runs to
-    determine the free parameters — the rule of :func:`jaxscale.runner.too_few_runs`."""
+    determine the free parameters — the rule of :func:`jaxscale.specs.too_few_runs`."""
     if weights is None:
         return np.ones(n_points)
     expected = f"weights must be {n_points} finite, non-negative numbers (one per run)"

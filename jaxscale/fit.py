@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import checks, identify, runner
+from . import checks, identify, runner, specs
 from .laws import Law, get_law
 from .results import FitResult, fit_result
 from .runs import Runs
@@ -60,12 +60,12 @@ def fit(
     loss: str = "huber",
     delta: float = 1e-3,
     starts: str | np.ndarray | Sequence[Mapping[str, float]] = "screen",
-    n_refine: int = runner.N_REFINE_ONE,
+    n_refine: int = specs.N_REFINE_ONE,
     fixed: Mapping[str, float] | None = None,
     weights: Sequence[float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
-    lanes: int = runner.LANES,
+    lanes: int = specs.LANES,
     solver: str = "bfgs",
 ) -> FitResult:
     """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of log residuals.
@@ -95,7 +95,7 @@ def fit(
     law = get_law(law)
     checks.arguments(law, delta=delta, n_refine=n_refine, fixed=fixed, max_steps=max_steps, gtol=gtol, lanes=lanes)
     runs = as_runs(runs)
-    spec = runner.make_spec(
+    spec = specs.make_spec(
         law,
         loss=loss,
         delta=delta,
@@ -109,7 +109,7 @@ def fit(
         devices=1,
     )
     with jax.enable_x64(True):
-        data = runner.make_data(spec, match_inputs(runs, law), runs.log_loss())
+        data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())
         w = checks.run_weights(weights, runs.n_points, spec.cfg)
         solved, padded, w_padded = runner.solve_one(spec, data, w)
         res = fit_result(spec, solved, 0, n_points=int(np.count_nonzero(w)))

@@ -49,11 +49,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine, problem, screening
+from . import checks, engine, problem, screening
 from .allocation import Optimum, chinchilla_optimum, compute_optimal
 from .laws import Law, center
 from .objective import LOSSES, law_objective
 from .solver import CONVERGED, MAX_STEPS, NONFINITE, STALLED, STATUS_NAMES, SolverResult, minimize
+from .specs import LANES, N_REFINE_MANY
 
 __all__ = [
     "CONVERGED",
@@ -132,7 +133,7 @@ def fit(
     weights: jax.Array | None = None,
     *,
     starts: jax.Array | np.ndarray | None = None,
-    n_refine: int = 8,
+    n_refine: int = N_REFINE_MANY,
     fixed: Mapping[str, object] | None = None,
     loss: str = "huber",
     delta: float = 1e-3,
@@ -151,7 +152,7 @@ def fit(
         starts: ``[S, p]`` candidate starts in fitted parameters (default: the law's grid,
             :func:`default_starts`). If ``S > n_refine`` they are ranked by their initial
             objective under ``weights`` and the best ``n_refine`` are refined; else all are.
-        n_refine: starts refined (static). 8 matches ``jaxscale.bootstrap``'s default.
+        n_refine: starts refined (static); the default is ``jaxscale.bootstrap``'s.
         fixed: natural parameters held fixed, e.g. ``{"E": 1.69}`` (values may be traced).
         loss, delta: ``"huber"`` (with threshold ``delta`` on log residuals) or ``"squared"``.
         max_steps, gtol: the solver's budget and gradient tolerance (may be traced).
@@ -185,14 +186,14 @@ def fit_batch(
     weights: jax.Array,
     *,
     starts: jax.Array | np.ndarray | None = None,
-    n_refine: int = 8,
+    n_refine: int = N_REFINE_MANY,
     fixed: Mapping[str, object] | None = None,
     loss: str = "huber",
     delta: float = 1e-3,
     max_steps: int | jax.Array = 1000,
     gtol: float | jax.Array = 1e-10,
     failed_grad: str = "nan",
-    lanes: int = 512,
+    lanes: int = LANES,
 ) -> Solution:
     """:func:`fit` for a batch of weight vectors ``[B, P]`` over one data set (bootstrap
     resamples, held-out masks), solved by the kernel behind ``jaxscale.bootstrap``.
@@ -218,8 +219,7 @@ def fit_batch(
     if weights.ndim != 2:
         raise ValueError(f"weights must be [B, P] (one row per problem); got shape {weights.shape}")
     cfg, data, starts_c, _ = _setup(law, log_x, log_y, weights[0], starts, fixed, loss, delta, failed_grad, n_refine)
-    if not (isinstance(lanes, int | np.integer) and not isinstance(lanes, bool) and lanes >= 1):
-        raise ValueError(f"lanes must be an integer >= 1; got {lanes!r}")
+    checks.arguments(lanes=lanes)
     data_c, w_c = jax.lax.stop_gradient((data, weights))
     limits = problem.Limits(jnp.asarray(max_steps, jnp.int32), jnp.asarray(gtol, starts_c.dtype))
     k = min(n_refine, starts_c.shape[0])
@@ -238,8 +238,7 @@ def _setup(law, log_x, log_y, weights, starts, fixed, loss, delta, failed_grad, 
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     if failed_grad not in FAILED_GRAD:
         raise ValueError(f"failed_grad must be one of {FAILED_GRAD}; got {failed_grad!r}")
-    if not (isinstance(n_refine, int | np.integer) and not isinstance(n_refine, bool) and n_refine >= 1):
-        raise ValueError(f"n_refine must be an integer >= 1; got {n_refine!r}")
+    checks.arguments(n_refine=n_refine)
     log_y = jnp.asarray(log_y)
     dtype = log_y.dtype
     log_x = jnp.asarray(log_x, dtype)

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import checks, identify, runner
+from . import checks, identify, runner, specs
 from .fit import match_inputs
 from .io import read_runs
 from .laws import Law, get_law
@@ -56,7 +56,7 @@ def fit_groups(
     loss_fn: str = "huber",
     delta: float = 1e-3,
     starts: str | np.ndarray = "screen",
-    n_refine: int = runner.N_REFINE_MANY,
+    n_refine: int = specs.N_REFINE_MANY,
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
@@ -65,8 +65,8 @@ def fit_groups(
     bootstrap: int = 0,
     level: float = 0.95,
     seed: int = 0,
-    chunk_size: int = runner.CHUNK_SIZE,
-    lanes: int = runner.LANES,
+    chunk_size: int = specs.CHUNK_SIZE,
+    lanes: int = specs.LANES,
     devices: int | None = None,
     solver: str = "bfgs",
     progress: Callable[[int, int], None] | None = None,
@@ -134,7 +134,7 @@ def fit_groups(
         raise ValueError(f"small must be 'error' or 'report'; got {small!r}")
     runs, by = _read(source, by, loss=loss, where=where, C=C, flops_per_token=flops_per_token, **inputs)
     keys, gid = _group_ids(runs)
-    spec = runner.make_spec(
+    spec = specs.make_spec(
         law,
         loss=loss_fn,
         delta=delta,
@@ -152,7 +152,7 @@ def fit_groups(
     )
     order = np.argsort(gid, kind="stable")  # each group's runs in their original order
     members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
-    few = [g for g, rows in enumerate(members) if runner.too_few_runs(len(rows), spec.cfg)]
+    few = [g for g, rows in enumerate(members) if specs.too_few_runs(len(rows), spec.cfg)]
     if few and small == "error":
         raise ValueError(_too_few_message(law, spec, keys, members, few))
     fits: dict[int, FitResult] = {}
@@ -172,7 +172,7 @@ def fit_groups(
     return _table(law, by, keys, members, fits, boots, level)
 
 
-def _too_few_message(law: Law, spec: runner.Spec, keys, members, few: list[int]) -> str:
+def _too_few_message(law: Law, spec: specs.Spec, keys, members, few: list[int]) -> str:
     shown = "; ".join(f"group {keys[g]!r} has {len(members[g])} runs" for g in few[:5])
     more = f" and {len(few) - 5} more" if len(few) > 5 else ""
     n_free = len(spec.cfg.free)

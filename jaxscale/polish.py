@@ -15,12 +15,12 @@ they were chunked.
 Example:
     >>> import jax, numpy as np
     >>> import jaxscale as js
-    >>> from jaxscale import batches, problem, runner
+    >>> from jaxscale import batches, problem, specs
     >>> from jaxscale.polish import polish
     >>> runs = js.datasets.chinchilla()
-    >>> spec = runner.make_spec(js.get_law("chinchilla"), n_refine=8)
+    >>> spec = specs.make_spec(js.get_law("chinchilla"), n_refine=8)
     >>> with jax.enable_x64(True):
-    ...     cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+    ...     cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
     >>> starts, k = spec.candidates, spec.n_refine
     >>> w = np.ones((1, runs.n_points))
     >>> data32 = problem.Data(*(np.asarray(a, np.float32) for a in data))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, identify, reports, runner
+from . import checks, identify, reports, runner, specs
 from .allocation import chinchilla_allocation
 from .laws import Law
 from .solver import CONVERGED, NONFINITE, STATUS_NAMES
@@ -260,7 +260,7 @@ def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping
     return out
 
 
-def fit_result(spec: runner.Spec, solved: runner.Solved, i: int, *, n_points: int) -> FitResult:
+def fit_result(spec: specs.Spec, solved: runner.Solved, i: int, *, n_points: int) -> FitResult:
     """Problem ``i`` the runner solved under ``spec`` as a :class:`FitResult` (``n_points``:
     runs with non-zero weight)."""
     law, cfg = spec.cfg.law, spec.cfg

@@ -1,7 +1,8 @@
 """The runner: one validated problem family in, solved problems out.
 
 ``fit``, ``bootstrap``, ``fit_groups`` and ``validate`` are adapters: each reads its input,
-builds one :class:`Spec` (:func:`make_spec`) and calls one solve here:
+builds one :class:`~jaxscale.specs.Spec` (:func:`jaxscale.specs.make_spec`) and calls one
+solve here:
 
 * :func:`solve_one`: one weight vector over one data set (a fit);
 * :func:`solve_resamples`: many weight vectors over one data set (bootstrap resamples), in
@@ -9,8 +10,8 @@ builds one :class:`Spec` (:func:`make_spec`) and calls one solve here:
 * :func:`solve_groups`: one problem per group of runs, ragged groups padded to buckets, and
   optionally resamples of every group.
 
-The policies live here and nowhere else: how many starts are refined (:data:`N_REFINE_ONE`,
-:data:`N_REFINE_MANY`), which problems are solved again from more starts and which result is
+The policies live here and nowhere else (the refinement counts with the spec, in
+:mod:`jaxscale.specs`): which problems are solved again from more starts and which result is
 kept (:func:`retry`), which converged resamples are flagged unidentified (:func:`flag_flat`),
 and how resamples are drawn (:func:`resample_weights`). Padding and chunking over devices are
 in :mod:`jaxscale.batches`, the compiled kernel in :mod:`jaxscale.engine`.
@@ -18,11 +19,11 @@ in :mod:`jaxscale.batches`, the compiled kernel in :mod:`jaxscale.engine`.
 Example:
     >>> import jax, numpy as np
     >>> import jaxscale as js
-    >>> from jaxscale import runner
+    >>> from jaxscale import runner, specs
     >>> runs = js.datasets.chinchilla()
-    >>> spec = runner.make_spec(js.get_law("chinchilla"), n_refine=runner.N_REFINE_ONE)
+    >>> spec = specs.make_spec(js.get_law("chinchilla"), n_refine=specs.N_REFINE_ONE)
     >>> with jax.enable_x64(True):
-    ...     data = runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+    ...     data = specs.make_data(spec, runs.log_inputs(), runs.log_loss())
     ...     solved, _, _ = runner.solve_one(spec, data, np.ones(runs.n_points))
     >>> int(solved.status[0]), int(solved.n_starts[0])
     (0, 64)
@@ -30,7 +31,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -38,17 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import batches, identify, polish, problem
-from .laws import Law
-from .objective import LOSSES
 from .solver import CONVERGED
+from .specs import (
+    N_REFINE_MANY,
+    Spec,
+)
 
-# Starts refined after screening the grid: a single fit affords many; each of many problems
-# (resamples, groups) a few, which already reach the full grid's optimum on the data measured
-# (benchmarks/RESULTS.md, "Refined starts"); a warm start refines the point estimate and the
-# best grid start.
-N_REFINE_ONE = 64
-N_REFINE_MANY = 8
-N_REFINE_WARM = 2
 # A problem whose best start did not converge, or stopped where a term of the law vanished,
 # is solved again from this many times more screened starts: a few best starts can all stop
 # on the same plateau, reported converged at a worse objective, and more starts escape it.
@@ -60,27 +56,7 @@ VANISHED_LOG = -30.0
 # A free parameter whose change by 1 moves no run's predicted log-loss by more than this has
 # dropped out of the law with its term (|d log L / d theta| is ~0.01-10 at a real optimum).
 INERT_TOL = 1e-6
-LANES = 512  # starts iterated side by side; fixed, it keeps results independent of chunking
-CHUNK_SIZE = 2048  # most problems per kernel call (bounds memory)
 GROUP_RESAMPLE_CHUNK = 1024  # most group resamples per call: each carries its group's data
-DTYPES = ("float64", "float32")
-STARTS = ("screen", "grid")
-
-
-class Spec(NamedTuple):
-    """One validated problem family: the kernel's configuration and how to run it."""
-
-    cfg: problem.Config  # law, loss, delta, free parameters, budget, tolerance, method
-    theta_fixed: np.ndarray  # [p] held-fixed values in fitted coordinates (others 0)
-    fixed: tuple[str, ...]  # names of the held-fixed natural parameters
-    candidates: np.ndarray  # [S, p] candidate starts, fitted coordinates
-    n_refine: int  # starts refined per problem (all S when the starts are not screened)
-    lanes: int
-    chunk_size: int
-    devices: int
-    dtype: str  # "float64", or "float32" for a float32 search finished in float64
-    retry: bool  # solve again the problems whose term vanished (see retry)
-    retry_failed: bool  # ... and those that did not converge
 
 
 class Solved(NamedTuple):
@@ -94,98 +70,6 @@ class Solved(NamedTuple):
     sensitivity: np.ndarray  # [B, p] see problem.sensitivity
     n_starts: np.ndarray  # [B] starts refined
     n_at_optimum: np.ndarray  # [B] refined starts whose objective matches the best one
-
-
-def make_spec(
-    law: Law,
-    *,
-    loss: str = "huber",
-    delta: float = 1e-3,
-    fixed: Mapping[str, float] | None = None,
-    max_steps: int = 1000,
-    gtol: float = 1e-10,
-    solver: str = "bfgs",
-    starts: str | np.ndarray | Sequence[Mapping[str, float]] = "screen",
-    n_refine: int = N_REFINE_MANY,
-    lanes: int = LANES,
-    chunk_size: int = CHUNK_SIZE,
-    devices: int | None = None,
-    dtype: str = "float64",
-    retry: bool = True,
-    retry_failed: bool = False,
-) -> Spec:
-    """Check the options and build a :class:`Spec` (``devices=None``: every local device)."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
-    if solver not in problem.METHODS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {problem.METHODS}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
-    fixed = dict(fixed or {})
-    fixed_idx = [law.natural_index(n) for n in fixed]
-    theta_fixed = np.zeros(law.n_params)
-    if fixed:
-        full = law.from_natural({**dict.fromkeys(law.natural, 1.0), **fixed})
-        theta_fixed[fixed_idx] = full[fixed_idx]
-    free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
-    if not free:
-        raise ValueError("every parameter is fixed: nothing to fit")
-    cfg = problem.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver)
-    candidates = _candidates(law, starts, free)
-    screened = isinstance(starts, str) and starts == "screen"
-    n_devices = len(jax.local_devices()) if devices is None else int(devices)
-    return Spec(
-        cfg=cfg,
-        theta_fixed=theta_fixed,
-        fixed=tuple(fixed),
-        candidates=candidates,
-        n_refine=int(n_refine) if screened else len(candidates),
-        lanes=int(lanes),
-        chunk_size=int(chunk_size),
-        devices=n_devices,
-        dtype=dtype,
-        retry=bool(retry),
-        retry_failed=bool(retry_failed),
-    )
-
-
-def _candidates(law: Law, starts, free: tuple[int, ...]) -> np.ndarray:
-    """A start specification -> ``[S, p]`` fitted parameters (the grid collapsed over held-fixed ones)."""
-    if isinstance(starts, str):
-        if starts not in STARTS:
-            raise ValueError(f"starts must be one of {STARTS} or an array of starts; got {starts!r}")
-        grid = law.grid_points()
-        if len(free) == law.n_params:
-            return grid
-        # The grid over held-fixed parameters collapses: keep one start per free combination.
-        _, keep = np.unique(grid[:, list(free)], axis=0, return_index=True)
-        return grid[np.sort(keep)]
-    if len(starts) and isinstance(starts[0], Mapping):
-        return np.stack([law.from_natural(s) for s in starts])
-    arr = np.asarray(starts, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != law.n_params:
-        raise ValueError(
-            f"starts must have shape [S, {law.n_params}] (fitted parameters {law.params}); got {arr.shape}"
-        )
-    return arr
-
-
-def too_few_runs(n_points: int, cfg: problem.Config) -> str | None:
-    """Why ``n_points`` runs cannot determine the free parameters (None if they can)."""
-    if n_points > len(cfg.free):
-        return None
-    return (
-        f"{n_points} runs cannot determine {len(cfg.free)} free parameters of law {cfg.law.name!r}: "
-        f"need at least {len(cfg.free) + 1} runs (or fix some parameters with fixed={{...}})"
-    )
-
-
-def make_data(spec: Spec, log_x: np.ndarray, log_y: np.ndarray) -> problem.Data:
-    """The kernel's arrays for one data set (raises when it has too few runs)."""
-    reason = too_few_runs(len(log_y), spec.cfg)
-    if reason:
-        raise ValueError(reason)
-    return problem.make_data(spec.cfg.law, log_x, log_y, spec.theta_fixed, spec.cfg.free)
 
 
 def solved_from(best: problem.Best) -> Solved:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import batches, engine, problem, runner, screening
+from jaxscale import batches, engine, problem, screening, specs
 from jaxscale.solver import CONVERGED, NONFINITE, minimize, minimize_batch
 
 
@@ -36,8 +36,8 @@ def test_solver_reports_nonfinite_start():
 def _kernel_inputs(n_resamples=6, seed=0):
     runs = js.datasets.chinchilla()
     law = js.get_law("chinchilla")
-    spec = runner.make_spec(law, max_steps=1000, gtol=1e-10)
-    cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+    spec = specs.make_spec(law, max_steps=1000, gtol=1e-10)
+    cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(runs.n_points, np.full(runs.n_points, 1 / runs.n_points), size=n_resamples).astype(float)
     return cfg, data, law.grid_points(), weights
@@ -165,8 +165,8 @@ def test_float32_coarse_screening_keeps_the_float64_best_starts(n_points):
     rng = np.random.default_rng(n_points)
     take = np.sort(rng.choice(runs.n_points, n_points, replace=False))
     part = js.Runs.from_arrays({"N": runs.x[take, 0], "D": runs.x[take, 1]}, runs.y[take])
-    spec = runner.make_spec(law, max_steps=1000, gtol=1e-10)
-    cfg, data = spec.cfg, runner.make_data(spec, part.log_inputs(), part.log_loss())
+    spec = specs.make_spec(law, max_steps=1000, gtol=1e-10)
+    cfg, data = spec.cfg, specs.make_data(spec, part.log_inputs(), part.log_loss())
     with jax.enable_x64(True):
         starts = problem.centred_starts(cfg, data, law.grid_points())
         w = jnp.ones(n_points)

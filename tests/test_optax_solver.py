@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import engine, problem, runner
+from jaxscale import engine, problem, specs
 from jaxscale.solver import CONVERGED, MAX_STEPS, NONFINITE, minimize_lbfgs
 from tests.test_against_scipy import TRUTHS, screened_starts, synthetic
 from tests.test_engine import rosenbrock
@@ -38,8 +38,8 @@ def test_lbfgs_reaches_the_default_optimum_on_chinchilla():
 def test_lbfgs_status_is_honest_for_every_start():
     runs = js.datasets.chinchilla()
     law = js.get_law("chinchilla")
-    spec = runner.make_spec(law, max_steps=1000, gtol=GTOL, solver="lbfgs")
-    cfg, data = spec.cfg, runner.make_data(spec, runs.log_inputs(), runs.log_loss())
+    spec = specs.make_spec(law, max_steps=1000, gtol=GTOL, solver="lbfgs")
+    cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
     x0 = problem.centred_starts(cfg, data, screened_starts(runs, k=16))
     weights = jnp.ones((x0.shape[0], runs.n_points))
     res = engine._solve_items_lbfgs(cfg, data, x0, weights, False, problem.limits_of(cfg))
