@@ -88,9 +88,9 @@ def fit_groups(
         small: a group with no more runs than free parameters raises (``"error"``), or is
             kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
         retry: refit each group whose best start did not converge, or stopped where a term of
-            the law vanished (``at_bound``), from its best 64 screened starts (fit's default),
-            keeping whichever result is better; groups that still fail stay in the table with
-            their status.
+            the law vanished (``at_bound``), from 8 times as many screened starts (64 by
+            default; :func:`jaxscale.runner.retry`), keeping whichever result is better; groups
+            that still fail stay in the table with their status.
         bootstrap: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
             at ``level`` for every parameter and derived quantity, from converged resamples.
             The ``g``-th group (in table order) is resampled as ``jaxscale.bootstrap(group,
