@@ -27,7 +27,7 @@ import pytest
 import jaxscale as js
 from benchmarks.blas import single_threaded_blas
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale.runner import N_REFINE_ONE as DEFAULT_N_REFINE
+from jaxscale.specs import N_REFINE_ONE as DEFAULT_N_REFINE
 from tests.reference import scipy_best
 
 QUICK = os.environ.get("JAXSCALE_BENCH_QUICK") == "1"

@@ -29,7 +29,7 @@ from benchmarks.blas import single_threaded_blas
 from benchmarks.groups_data import make_archive
 from benchmarks.test_bench_bootstrap import _machine
 from jaxscale.batches import bucket_size
-from jaxscale.runner import N_REFINE_MANY as DEFAULT_N_REFINE
+from jaxscale.specs import N_REFINE_MANY as DEFAULT_N_REFINE
 from tests.reference import chinchilla_objective, scipy_best
 
 N_GROUPS = int(os.environ.get("JAXSCALE_BENCH_GROUPS", "10000"))
