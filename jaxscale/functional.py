@@ -54,7 +54,7 @@ from .allocation import Optimum, chinchilla_optimum, compute_optimal
 from .laws import Law, center
 from .objective import LOSSES, law_objective
 from .solver import CONVERGED, MAX_STEPS, NONFINITE, STALLED, STATUS_NAMES, SolverResult, minimize
-from .specs import LANES, N_REFINE_MANY
+from .specs import LANES, N_REFINE_MANY, free_indices, grid_starts
 
 __all__ = [
     "CONVERGED",
@@ -99,20 +99,7 @@ def default_starts(law: Law, fixed: Mapping[str, object] | None = None) -> np.nd
         >>> default_starts(CHINCHILLA).shape, default_starts(CHINCHILLA, {"E": 1.7}).shape
         ((4500, 5), (900, 5))
     """
-    grid = law.grid_points()
-    if not fixed:
-        return grid
-    free = _free_indices(law, fixed)
-    _, keep = np.unique(grid[:, list(free)], axis=0, return_index=True)
-    return grid[np.sort(keep)]
-
-
-def _free_indices(law: Law, fixed: Mapping[str, object] | None) -> tuple[int, ...]:
-    fixed_idx = {law.natural_index(name) for name in (fixed or {})}
-    free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
-    if not free:
-        raise ValueError("every parameter is fixed: nothing to fit")
-    return free
+    return grid_starts(law, free_indices(law, fixed))
 
 
 def _fixed_theta(law: Law, fixed: Mapping[str, object] | None, dtype) -> jax.Array:
@@ -250,7 +237,7 @@ def _setup(law, log_x, log_y, weights, starts, fixed, loss, delta, failed_grad, 
     w = jnp.ones_like(log_y) if weights is None else jnp.asarray(weights, dtype)
     if w.shape != log_y.shape:
         raise ValueError(f"weights must have shape {log_y.shape} (one per run); got {w.shape}")
-    free = _free_indices(law, fixed)
+    free = free_indices(law, fixed)
     cfg = problem.Config(law, loss, float(delta), free, 0, 0.0)
     starts = jnp.asarray(default_starts(law, fixed) if starts is None else starts, dtype)
     if starts.ndim != 2 or starts.shape[1] != law.n_params:

@@ -72,14 +72,12 @@ def make_spec(
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
     fixed = dict(fixed or {})
-    fixed_idx = [law.natural_index(n) for n in fixed]
+    free = free_indices(law, fixed)
     theta_fixed = np.zeros(law.n_params)
     if fixed:
+        fixed_idx = [law.natural_index(n) for n in fixed]
         full = law.from_natural({**dict.fromkeys(law.natural, 1.0), **fixed})
         theta_fixed[fixed_idx] = full[fixed_idx]
-    free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
-    if not free:
-        raise ValueError("every parameter is fixed: nothing to fit")
     cfg = problem.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver)
     candidates = _candidates(law, starts, free)
     screened = isinstance(starts, str) and starts == "screen"
@@ -99,17 +97,37 @@ def make_spec(
     )
 
 
+def free_indices(law: Law, fixed: Mapping[str, object] | None) -> tuple[int, ...]:
+    """Indices of the parameters that are fitted (all but the held-fixed ones)."""
+    fixed_idx = {law.natural_index(name) for name in (fixed or {})}
+    free = tuple(i for i in range(law.n_params) if i not in fixed_idx)
+    if not free:
+        raise ValueError("every parameter is fixed: nothing to fit")
+    return free
+
+
+def grid_starts(law: Law, free: tuple[int, ...]) -> np.ndarray:
+    """The law's start grid ``[S, p]``, collapsed over held-fixed parameters to one start per
+    combination of the free ones ``free``.
+
+    Example:
+        >>> from jaxscale.laws import CHINCHILLA
+        >>> grid_starts(CHINCHILLA, (0, 1, 2, 3, 4)).shape, grid_starts(CHINCHILLA, (1, 2, 3, 4)).shape
+        ((4500, 5), (900, 5))
+    """
+    grid = law.grid_points()
+    if len(free) == law.n_params:
+        return grid
+    _, keep = np.unique(grid[:, list(free)], axis=0, return_index=True)
+    return grid[np.sort(keep)]
+
+
 def _candidates(law: Law, starts, free: tuple[int, ...]) -> np.ndarray:
     """A start specification -> ``[S, p]`` fitted parameters (the grid collapsed over held-fixed ones)."""
     if isinstance(starts, str):
         if starts not in STARTS:
             raise ValueError(f"starts must be one of {STARTS} or an array of starts; got {starts!r}")
-        grid = law.grid_points()
-        if len(free) == law.n_params:
-            return grid
-        # The grid over held-fixed parameters collapses: keep one start per free combination.
-        _, keep = np.unique(grid[:, list(free)], axis=0, return_index=True)
-        return grid[np.sort(keep)]
+        return grid_starts(law, free)
     if len(starts) and isinstance(starts[0], Mapping):
         return np.stack([law.from_natural(s) for s in starts])
     arr = np.asarray(starts, dtype=np.float64)
