@@ -21,7 +21,7 @@ def main(n: int) -> None:
     runs = js.datasets.chinchilla()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    boot = js.bootstrap(runs, n=n, seed=0, progress=False)
+    boot = js.bootstrap(runs, n_resamples=n, seed=0, progress=False)
     wall = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(

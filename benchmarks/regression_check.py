@@ -36,7 +36,7 @@ def outputs() -> dict[str, np.ndarray]:
     out = {}
     for name, res in (("grid_fit", js.fit(runs, starts="grid")), ("fit", js.fit(runs))):
         out[name] = np.array([*(res.params[p] for p in PARAMS[:-1]), res.objective])
-    boot = js.bootstrap(runs, n=4000, seed=0)
+    boot = js.bootstrap(runs, n_resamples=4000, seed=0)
     out |= {"boot_draws": boot.draws, "boot_objective": boot.objective, "boot_status": boot.status.astype(float)}
     archive, _ = make_archive(300, seed=0)
     gadre = pd.read_csv(GADRE)

@@ -3,7 +3,7 @@
 Run: ``python -m pytest benchmarks -q -s --benchmark-json=benchmarks/results.json``
 
 Measures, in one run:
-* jaxscale: ``bootstrap(n=4000)`` with the default start strategy (every resample screens the
+* jaxscale: ``bootstrap(n_resamples=4000)`` with the default start strategy (every resample screens the
   4,500-point Epoch grid by its own objective and refines its best ``n_refine`` starts),
   compile time separately from steady-state time;
 * scipy ``minimize(method="L-BFGS-B")`` with an analytic numpy gradient (tests/reference.py)
@@ -74,9 +74,9 @@ def test_bootstrap_vs_scipy(benchmark):
     # Compile (and warm up) on one chunk of the timed call's shape, then time the steady state.
     chunk = batches.balanced_chunk(N_RESAMPLES, js.bootstrap.__kwdefaults__["chunk_size"])
     t0 = time.perf_counter()
-    js.bootstrap(runs, n=chunk, seed=1, progress=False)
+    js.bootstrap(runs, n_resamples=chunk, seed=1, progress=False)
     compile_and_first_chunk = time.perf_counter() - t0
-    boot = benchmark.pedantic(lambda: js.bootstrap(runs, n=N_RESAMPLES, seed=0, progress=False), rounds=1)
+    boot = benchmark.pedantic(lambda: js.bootstrap(runs, n_resamples=N_RESAMPLES, seed=0, progress=False), rounds=1)
     ours_total = benchmark.stats.stats.mean
     ours_per_resample = ours_total / N_RESAMPLES
     ours_per_fit = ours_total / (N_RESAMPLES * n_refine)
@@ -87,7 +87,7 @@ def test_bootstrap_vs_scipy(benchmark):
         cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
         weights = resample_weights(jax.random.key(0), 0, SCIPY_SAMPLE_RESAMPLES, runs.n_points)
         grid = law.grid_points()
-        starts_c = problem.centred_starts(cfg, data, grid)
+        starts_c = problem.centered_starts(cfg, data, grid)
         idx = np.asarray(screening.screen(cfg, data, starts_c, jax.numpy.asarray(weights), n_refine))
     starts = [grid[i] for i in idx]
     # scipy's default tolerances (as users and Epoch's code run it; they stop earlier than

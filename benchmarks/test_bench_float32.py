@@ -92,7 +92,7 @@ def test_float32_vs_float64(benchmark):
     figures = {"machine": _machine(), "n_resamples": N_RESAMPLES}
 
     def run(dtype, seed):
-        return js.bootstrap(runs, n=N_RESAMPLES, seed=seed, dtype=dtype, gtol=GTOL, progress=False)
+        return js.bootstrap(runs, n_resamples=N_RESAMPLES, seed=seed, dtype=dtype, gtol=GTOL, progress=False)
 
     _, first64 = _timed(lambda: run("float64", 1))
     ref, steady64 = _timed(lambda: run("float64", 0))

@@ -15,7 +15,7 @@ N_BUDGETS = 1000
 
 
 def test_frontier_bands(benchmark):
-    boot = js.bootstrap(js.datasets.chinchilla(), n=N_DRAWS, seed=0, starts="warm", progress=False)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=N_DRAWS, seed=0, starts="warm", progress=False)
     budgets = np.logspace(18, 26, N_BUDGETS)
     closed = benchmark.pedantic(lambda: js.frontier(boot, budgets), rounds=3, warmup_rounds=1)
     closed_s = benchmark.stats.stats.mean

@@ -4,13 +4,13 @@ Run: ``python -m pytest benchmarks/test_bench_isoflop.py -q -s`` (``JAXSCALE_BEN
 100 resamples, 10 of them in the numpy loop).
 
 Measures, in one run:
-* jaxscale: ``isoflop(df, by=["dataset", "experiment"], n_boot=1000)`` on the bundled fixture
+* jaxscale: ``isoflop(df, by=["dataset", "experiment"], n_resamples=1000)`` on the bundled fixture
   (tests/fixtures/porian2024_isoflops, 1,745 runs), first call (compilation included) and
   steady state;
 * a plain numpy loop doing the same work, as one would write it: per configuration, per
   resample, per budget, resample the budget's runs with replacement (skipping a resample of a
   budget left with < 3 distinct sizes, as isoflop does), ``numpy.polyfit`` the loss against
-  log N (centred on the budget's mean, as isoflop does) and take the vertex of a convex
+  log N (centered on the budget's mean, as isoflop does) and take the vertex of a convex
   parabola; then ``numpy.polyfit`` log N* and log D* against log C (a and b); then the
   percentile intervals. Budgets with < 3 distinct sizes are skipped and budgets whose point
   parabola is not convex are left out of every resample, as in isoflop (no window, no
@@ -44,11 +44,11 @@ LOG_FLOPS_PER_TOKEN = np.log(6.0)
 def _isoflop(df):
     with warnings.catch_warnings():  # Kaplan-style budgets sit at the edge of their sizes (expected)
         warnings.simplefilter("ignore", js.IsoflopWarning)
-        return js.isoflop(df, by=CONFIG, n_boot=N_BOOT, seed=0)
+        return js.isoflop(df, by=CONFIG, n_resamples=N_BOOT, seed=0)
 
 
 def _budgets(df):
-    """Per configuration (in isoflop's order), its usable budgets: (log C, log N − centre, loss, centre)."""
+    """Per configuration (in isoflop's order), its usable budgets: (log C, log N − center, loss, center)."""
     configs = []
     for _, part in df.groupby(CONFIG, sort=True):
         budgets = []
@@ -56,8 +56,8 @@ def _budgets(df):
             log_n = np.log(runs["params"].to_numpy())
             if np.unique(log_n).size < 3:  # a parabola needs 3 distinct sizes: skipped
                 continue
-            centre = log_n.mean()
-            budgets.append((np.log(c), log_n - centre, runs["loss"].to_numpy(), centre))
+            center = log_n.mean()
+            budgets.append((np.log(c), log_n - center, runs["loss"].to_numpy(), center))
         configs.append(budgets)
     return configs
 
@@ -65,7 +65,7 @@ def _budgets(df):
 def _approach2(budgets, use, rng=None):
     """(a, b, which budgets gave a convex parabola) for one configuration; resampled if ``rng``."""
     log_c, log_n, ok = [], [], np.zeros(len(budgets), bool)
-    for j, (lc, x, y, centre) in enumerate(budgets):
+    for j, (lc, x, y, center) in enumerate(budgets):
         if not use[j]:
             continue
         if rng is not None:
@@ -78,7 +78,7 @@ def _approach2(budgets, use, rng=None):
             continue
         ok[j] = True
         log_c.append(lc)
-        log_n.append(centre - c1 / (2 * c2))
+        log_n.append(center - c1 / (2 * c2))
     if len(log_c) < 2:
         return np.nan, np.nan, ok
     log_c, log_n = np.array(log_c), np.array(log_n)
@@ -121,7 +121,7 @@ def test_isoflop_porian_vs_numpy_loop(benchmark):
         "configurations": len(table),
         "runs": len(df),
         "budgets_used": int(table["n_budgets"].sum()),
-        "n_boot": N_BOOT,
+        "n_resamples": N_BOOT,
         "jaxscale_first_call_s": round(first_call, 2),
         "jaxscale_steady_s": round(steady, 3),
         "jaxscale_compile_s_estimate": round(first_call - steady, 2),

@@ -120,8 +120,8 @@ def _bootstrap_point(benchmark, results, series, value, n, **options):
     boot, warm_s, steady, compiles = _timed(
         benchmark,
         counter,
-        lambda: js.bootstrap(runs, n=n, seed=0, progress=False, **options),
-        lambda: js.bootstrap(runs, n=_warm_n(n), seed=1, progress=False, **options),
+        lambda: js.bootstrap(runs, n_resamples=n, seed=0, progress=False, **options),
+        lambda: js.bootstrap(runs, n_resamples=_warm_n(n), seed=1, progress=False, **options),
     )
     _record(
         benchmark,

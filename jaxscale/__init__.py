@@ -1,5 +1,8 @@
 """jaxscale: fit neural scaling laws fast, on JAX.
 
+The public names are imported on first use (PEP 562), so that ``import jaxscale`` and the
+command line's ``--help`` and argument errors do not wait for JAX to load.
+
 Example:
     >>> import jaxscale as js
     >>> res = js.fit(js.datasets.chinchilla(), law="chinchilla")
@@ -7,48 +10,74 @@ Example:
     True
 """
 
-from . import datasets, functional
-from .bootstrap import bootstrap
-from .envelope import EnvelopeResult, EnvelopeWarning, envelope
-from .fit import fit
-from .frontier import frontier
-from .groups import fit_groups
-from .io import LossScaleWarning, UnitsWarning, read_runs
-from .isoflop import EdgeOfRangeWarning, IsoflopWarning, isoflop, isoflop_to_dicts
-from .laws import Law, get_law, register
-from .results import BootstrapResult, FitResult
-from .runs import Runs
-from .saving import load, save
-from .validate import validate
-from .zoo import broken_power_law, make_law
+from __future__ import annotations
 
-__all__ = [
-    "BootstrapResult",
-    "EdgeOfRangeWarning",
-    "EnvelopeResult",
-    "EnvelopeWarning",
-    "FitResult",
-    "IsoflopWarning",
-    "Law",
-    "LossScaleWarning",
-    "Runs",
-    "UnitsWarning",
-    "bootstrap",
-    "broken_power_law",
-    "datasets",
-    "envelope",
-    "fit",
-    "fit_groups",
-    "functional",
-    "frontier",
-    "get_law",
-    "isoflop",
-    "isoflop_to_dicts",
-    "load",
-    "make_law",
-    "read_runs",
-    "register",
-    "save",
-    "validate",
-]
+import importlib
+import sys
+import types
+from typing import Any
+
+# Each public name and the module that defines it.
+_HOMES = {
+    "BootstrapResult": "results",
+    "EdgeOfRangeWarning": "isoflop",
+    "EnvelopeResult": "envelope",
+    "EnvelopeWarning": "envelope",
+    "FitResult": "results",
+    "IsoflopWarning": "isoflop",
+    "Law": "laws",
+    "LossScaleWarning": "io",
+    "Runs": "runs",
+    "UnitsWarning": "io",
+    "bootstrap": "bootstrap",
+    "broken_power_law": "zoo",
+    "envelope": "envelope",
+    "fit": "fit",
+    "fit_groups": "groups",
+    "frontier": "frontier",
+    "get_law": "laws",
+    "isoflop": "isoflop",
+    "isoflop_to_dicts": "isoflop",
+    "load": "saving",
+    "make_law": "zoo",
+    "read_runs": "io",
+    "register": "laws",
+    "save": "saving",
+    "validate": "validate",
+}
+_SUBPACKAGES = ("datasets", "functional")
+
+__all__ = sorted([*_HOMES, *_SUBPACKAGES])
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """This package, whose functions ``fit``, ``bootstrap``, ... share their modules' names.
+
+    Importing a submodule sets it as an attribute of its package, which would hide the function
+    of the same name (``js.fit`` would become the module ``jaxscale.fit``); the function is kept.
+    The modules stay importable by name (``import jaxscale.fit``, ``sys.modules``).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if _HOMES.get(name) == name and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -24,20 +24,22 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import checks
 from .batches import balanced_chunk
 from .io import python_value
 
 # Bound on the elements of one bootstrap chunk's largest intermediate array: chunks keep peak
-# memory flat whatever n_boot is (results do not depend on it: every resample has its own key).
+# memory flat whatever n_resamples is (results do not depend on it: every resample has its own key).
 CHUNK_ELEMENTS = 1 << 22
 
 
-def check_options(by: str | Sequence[str] | None, *, level: float, n_boot: int, flops_per_token: float) -> list[str]:
+def check_options(
+    by: str | Sequence[str] | None, *, level: float, n_resamples: int, flops_per_token: float
+) -> list[str]:
     """Validate the options both approaches take; returns ``by`` as a list of columns."""
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95); got {level}")
-    if n_boot < 0 or n_boot == 1:
-        raise ValueError(f"n_boot must be 0 (no intervals) or at least 2 resamples; got {n_boot}")
+    checks.check_resamples(n_resamples)
     if not flops_per_token > 0:
         raise ValueError(f"flops_per_token must be > 0 (6 for C = 6ND); got {flops_per_token}")
     return [] if by is None else [by] if isinstance(by, str) else list(by)
@@ -59,21 +61,21 @@ def group_label(by: list[str], key: tuple) -> str:
     return "all runs" if not by else "group " + ", ".join(f"{c}={v!r}" for c, v in zip(by, key, strict=True))
 
 
-def boot_chunk(n_boot: int, elements_per_resample: int) -> int:
+def boot_chunk(n_resamples: int, elements_per_resample: int) -> int:
     """Resamples per vmapped chunk: at most :data:`CHUNK_ELEMENTS` in all, in equal chunks."""
-    if not n_boot:
+    if not n_resamples:
         return 1
-    return balanced_chunk(n_boot, min(n_boot, CHUNK_ELEMENTS // max(1, elements_per_resample)))
+    return balanced_chunk(n_resamples, min(n_resamples, CHUNK_ELEMENTS // max(1, elements_per_resample)))
 
 
-def chunked_resamples(one: Callable[[jax.Array], dict], n_boot: int, chunk: int) -> dict:
-    """``one(i)`` for ``i < n_boot``, stacked ``[n_boot, ...]``: ``chunk`` at a time under vmap.
+def chunked_resamples(one: Callable[[jax.Array], dict], n_resamples: int, chunk: int) -> dict:
+    """``one(i)`` for ``i < n_resamples``, stacked ``[n_resamples, ...]``: ``chunk`` at a time under vmap.
 
     Whole chunks only (a remainder would compile the body twice); surplus resamples are dropped.
     """
-    n_chunks = -(-n_boot // chunk)
+    n_chunks = -(-n_resamples // chunk)
     boot = jax.lax.map(jax.vmap(one), jnp.arange(n_chunks * chunk).reshape(n_chunks, chunk))
-    return jax.tree.map(lambda v: v.reshape((n_chunks * chunk,) + v.shape[2:])[:n_boot], boot)
+    return jax.tree.map(lambda v: v.reshape((n_chunks * chunk,) + v.shape[2:])[:n_resamples], boot)
 
 
 def uniform_below(bits: jax.Array, n: jax.Array) -> jax.Array:

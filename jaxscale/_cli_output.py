@@ -171,7 +171,7 @@ def write_out(path: Path | None, doc: Any, table: pd.DataFrame, *, force: bool =
 def bootstrap_doc(boot, level: float) -> dict[str, Any]:
     table = boot.ci(level)
     return {
-        "n": boot.n,
+        "n_resamples": boot.n_resamples,
         "level": level,
         "seed": boot.seed,
         "failed_fraction": boot.failed_fraction,
@@ -203,7 +203,7 @@ def quantities(law) -> tuple[list[str], list[str]]:
     return list(law.natural), list(law.derived_names)
 
 
-def group_docs(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level: float, seed: int) -> list[dict]:
+def group_docs(table: pd.DataFrame, by: list[str], law, *, n_resamples: int, level: float, seed: int) -> list[dict]:
     """One ``--json`` object per row of a ``fit_groups`` table, shaped like :func:`fit_doc`, plus ``group``."""
     natural, derived = quantities(law)
     docs = []
@@ -220,9 +220,9 @@ def group_docs(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level
             "unidentified": [n for n in str(row.get("unidentified", "")).split(",") if n],
             "unidentified_reason": row.get("unidentified_reason", ""),
         }
-        if bootstrap:
+        if n_resamples:
             doc["bootstrap"] = {
-                "n": int(row["boot_n"]),
+                "n_resamples": int(row["n_resamples"]),
                 "level": level,
                 "seed": seed + g,  # fit_groups resamples the g-th group as bootstrap(group, seed=seed + g)
                 "failed_fraction": json_safe(row["boot_failed_fraction"]),
@@ -237,7 +237,7 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def groups_text(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, level: float) -> str:
+def groups_text(table: pd.DataFrame, by: list[str], law, *, n_resamples: int, level: float) -> str:
     """A readable report of a ``fit_groups`` table: the fits, then (with a bootstrap) their intervals."""
     natural, derived = quantities(law)
     n_ok = int(table["converged"].sum())
@@ -246,7 +246,7 @@ def groups_text(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, leve
     if "unidentified" in table and (table["unidentified"] != "").any():
         cols.append("unidentified")  # the parameters each group's runs do not determine
     lines.append(table[cols].to_string(index=False, float_format=_fmt))
-    if bootstrap:
+    if n_resamples:
         ci = table[by].copy()
         for k in natural + derived:
             ci[k] = [
@@ -255,7 +255,7 @@ def groups_text(table: pd.DataFrame, by: list[str], law, *, bootstrap: int, leve
         ci["failed"] = [f"{f:.1%}" for f in table["boot_failed_fraction"]]
         if "boot_warning" in table and (table["boot_warning"] != "").any():
             ci["warning"] = table["boot_warning"]  # zero-width intervals, or ones excluding their estimate
-        lines.append(f"\n{level:.0%} percentile intervals from {bootstrap} resamples per group (failed: excluded)")
+        lines.append(f"\n{level:.0%} percentile intervals from {n_resamples} resamples per group (failed: excluded)")
         lines.append(ci.to_string(index=False))
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engine, problem
-from .problem import Best, Config, Data, centred_starts, limits_of
+from .problem import Best, Config, Data, centered_starts, limits_of
 
 WeightSource = Callable[[int, int], np.ndarray]
 
@@ -106,9 +106,9 @@ def solve(
         array = np.asarray(weights)
         source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
     if grouped:
-        starts_j = jnp.asarray(starts)  # centred per problem, chunk by chunk, below
+        starts_j = jnp.asarray(starts)  # centered per problem, chunk by chunk, below
     else:
-        starts_c = centred_starts(cfg, data, starts)
+        starts_c = centered_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
     limits = limits_of(cfg, np.asarray(starts).dtype)
     cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
@@ -126,7 +126,7 @@ def solve(
         if grouped:
             rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
             chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
-            starts_c = engine.centred_starts_per_problem(cfg, chunk_data, starts_j)
+            starts_c = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
         if devices == 1:
             out = engine.solve_chunk(cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped)
         else:
@@ -140,7 +140,7 @@ def solve(
 def pad_groups(cfg: problem.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
     """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups of runs
     ``members`` (row indices per group): each padded to ``size`` with weight-0 copies of its
-    points (cycled) and centred on its own runs."""
+    points (cycled) and centered on its own runs."""
     g, k = len(members), log_x.shape[1]
     xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
     shifts = np.empty((g, len(cfg.law.center_pairs)))
@@ -148,7 +148,7 @@ def pad_groups(cfg: problem.Config, theta_fixed: np.ndarray, log_x: np.ndarray, 
         n = len(rows)
         take = np.resize(rows, size)  # padding cycles through the real points, with weight 0
         xs[j], ys[j], ws[j, :n] = log_x[take], log_y[take], 1.0
-        shifts[j] = problem.centre_shift(cfg.law, log_x[rows], cfg.free)
+        shifts[j] = problem.center_shift(cfg.law, log_x[rows], cfg.free)
     thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
     return problem.Data(xs, ys, thetas, shifts), ws
 

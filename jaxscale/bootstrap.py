@@ -12,7 +12,7 @@ Every resample screens the law's whole start grid by its own objective and refin
 
 Example:
     >>> import jaxscale as js
-    >>> boot = js.bootstrap(js.datasets.chinchilla(), law="chinchilla", n=8, seed=0)
+    >>> boot = js.bootstrap(js.datasets.chinchilla(), law="chinchilla", n_resamples=8, seed=0)
     >>> boot.n_failed, list(boot.ci(0.9).columns)[:3]
     (0, ['estimate', 'lower', 'upper'])
 """
@@ -45,15 +45,16 @@ def _cluster_ids(runs: Runs, clusters: Sequence | np.ndarray | None) -> np.ndarr
     return ids.astype(np.int64)
 
 
+@checks.renamed(n="n_resamples", loss="loss_fn")
 def bootstrap(
     runs: Runs | Any,
     law: str | Law = "chinchilla",
     *,
-    n: int = 1000,
+    n_resamples: int = 1000,
     seed: int = 0,
     offset: int = 0,
     clusters: Sequence | np.ndarray | None = None,
-    loss: str = "huber",
+    loss_fn: str = "huber",
     delta: float = 1e-3,
     starts: str | np.ndarray = "screen",
     n_refine: int = specs.N_REFINE_MANY,
@@ -67,12 +68,12 @@ def bootstrap(
     solver: str = "bfgs",
     dtype: str = "float64",
 ) -> BootstrapResult:
-    """Bootstrap a fit: ``n`` resamples of the runs, each refitted from the start grid.
+    """Bootstrap a fit: ``n_resamples`` resamples of the runs, each refitted from the start grid.
 
     Args:
-        runs, law, loss, delta, fixed, max_steps, gtol: as in :func:`jaxscale.fit`.
-        n: number of resamples; seed: PRNG seed (same seed, same draws, any chunking).
-        offset: draw resamples ``offset .. offset + n - 1`` of the seed's sequence, so that
+        runs, law, loss_fn, delta, fixed, max_steps, gtol: as in :func:`jaxscale.fit`.
+        n_resamples: number of resamples; seed: PRNG seed (same seed, same draws, any chunking).
+        offset: draw resamples ``offset .. offset + n_resamples - 1`` of the seed's sequence, so that
             several processes (e.g. one per host) can each draw a disjoint share; merge the
             parts with :meth:`BootstrapResult.merge` to get exactly the one-process result.
         clusters: optional label per run for a cluster bootstrap (e.g. the model size).
@@ -83,7 +84,7 @@ def bootstrap(
             only find the basin the full-data fit found: a resample whose optimum moved
             elsewhere would be reported at a local optimum, narrowing the interval exactly
             where the data are least informative.
-        chunk_size: resamples per kernel call (bounds memory, whatever ``n``: the call's
+        chunk_size: resamples per kernel call (bounds memory, whatever ``n_resamples``: the call's
             screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
             for its slowest start, so larger calls are faster (benchmarks/RESULTS.md, "Chunk
             size").
@@ -109,7 +110,6 @@ def bootstrap(
     law = get_law(law)
     checks.arguments(
         law,
-        n=n,
         seed=seed,
         offset=offset,
         delta=delta,
@@ -122,12 +122,13 @@ def bootstrap(
         devices=devices,
         progress=progress,
     )
+    checks.check_resamples(n_resamples, none_allowed=False)
     runs = as_runs(runs)
     cluster_ids = _cluster_ids(runs, clusters)
     warm = isinstance(starts, str) and starts == "warm"
     spec = specs.make_spec(
         law,
-        loss=loss,
+        loss_fn=loss_fn,
         delta=delta,
         fixed=fixed,
         max_steps=max_steps,
@@ -143,7 +144,7 @@ def bootstrap(
     point = fit(
         runs,
         law,
-        loss=loss,
+        loss_fn=loss_fn,
         delta=delta,
         starts="screen" if warm else starts,
         fixed=fixed,
@@ -164,7 +165,7 @@ def bootstrap(
         return runner.resample_weights(key, offset + lo, offset + hi, runs.n_points, cluster_ids)
 
     bar = progress_bar("bootstrap", "resamples", enabled=progress)
-    solved = runner.solve_resamples(spec, data, weights, n, progress=bar)
+    solved = runner.solve_resamples(spec, data, weights, n_resamples, progress=bar)
     return BootstrapResult(
         law=law,
         point=point,

@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import numbers
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -92,19 +94,43 @@ def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
     return bool(value)
 
 
-def check_resamples(value: Any) -> int:
-    """``bootstrap(n=...)``: at least 2 resamples."""
-    return check_int("n", value, 2, note=f"resamples; {ONE_RESAMPLE}")
-
-
-def check_group_resamples(value: Any) -> int:
-    """``fit_groups(bootstrap=...)``: 0 (none) or at least 2 resamples per group."""
-    expected = f"bootstrap must be 0 (no bootstrap) or an integer >= 2 (resamples per group; {ONE_RESAMPLE})"
+def check_resamples(value: Any, *, none_allowed: bool = True) -> int:
+    """``n_resamples``: 0 (no bootstrap, where ``none_allowed``) or at least 2 resamples."""
+    lowest = "0 (no bootstrap) or an integer >= 2" if none_allowed else "an integer >= 2"
+    expected = f"n_resamples must be {lowest} (resamples; {ONE_RESAMPLE})"
     if not is_int(value):
         raise TypeError(f"{expected}; got {_shown(value)}")
-    if value < 0 or value == 1:
+    if value < 0 or value == 1 or (value == 0 and not none_allowed):
         raise ValueError(f"{expected}; got {value}")
     return int(value)
+
+
+def renamed(**old_to_new: str) -> Callable[[Callable], Callable]:
+    """Accept a public function's old keyword names, with a FutureWarning naming the new one.
+
+    jaxscale 0.1 gave each concept one name (``n_resamples``, ``loss_fn``); scripts written
+    with the old names keep working until the aliases are removed.
+    """
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def with_old_names(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(f"{fn.__name__}() got both {old}= and {new}=; pass {new}= only")
+                warnings.warn(
+                    f"{fn.__name__}({old}=...) is now {fn.__name__}({new}=...); the old name will be removed",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return with_old_names
+
+    return wrap
 
 
 def check_budgets(name: str, values: Any, *, required: bool = True) -> np.ndarray:
@@ -262,8 +288,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "level": lambda name, v: check_level(v, name),
     "retry": check_bool,
     "progress": lambda name, v: check_bool(name, v, optional=True),
-    "n": lambda name, v: check_resamples(v),
-    "bootstrap": lambda name, v: check_group_resamples(v),
+    "n_resamples": lambda name, v: check_resamples(v),
     "compute": lambda name, v: check_budgets(name, v, required=False),
 }
 

@@ -24,7 +24,7 @@ from .problem import (
     Config,
     Data,
     Limits,
-    centred_starts,
+    centered_starts,
     full_theta,
     objective,
     objective_value_and_grad,
@@ -174,7 +174,7 @@ def _solve_chunk(
     refill_every: int = 8,
     grouped: bool = False,
 ) -> Best:
-    """Solve one chunk of problems. ``starts_c [S, p_free]`` (centred), ``weights [B, P]``;
+    """Solve one chunk of problems. ``starts_c [S, p_free]`` (centered), ``weights [B, P]``;
     ``limits``: the solver's budget and tolerance (``cfg.max_steps`` and ``cfg.gtol`` unused).
 
     ``grouped``: every problem has its own data (``data`` and ``starts_c`` carry a leading
@@ -241,5 +241,5 @@ def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, group
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def centred_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> jax.Array:
-    return jax.vmap(lambda d: centred_starts(cfg, d, starts))(data)
+def centered_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> jax.Array:
+    return jax.vmap(lambda d: centered_starts(cfg, d, starts))(data)

@@ -28,7 +28,8 @@ Example:
     ...     d = 20 * n * np.logspace(-0.6, 0.6, 13)  # checkpoints around D = 20 N, this law's optimum
     ...     loss = 2 + 400 / n**0.3 + 400 / (d / 20) ** 0.3  # α = β: N_opt ∝ C^0.5
     ...     rows.append(pd.DataFrame({"run": f"m{i}", "params": n, "tokens": d, "loss": loss}))
-    >>> res = js.envelope(pd.concat(rows), n_budgets=40, n_boot=200)
+    >>> table = js.envelope(pd.concat(rows), n_budgets=40, n_resamples=200)
+    >>> res = table["result"].iloc[0]  # one row: no by=
     >>> round(res.a, 2), round(res.a + res.b, 12), res.n_runs, res.n_budgets
     (0.5, 1.0, 8, 40)
     >>> list(res.frontier.columns)
@@ -50,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from . import _approaches as shared
+from . import checks
 from .io import python_value, read_runs, read_table
 from .results import json_safe
 from .runs import describe_rows
@@ -70,8 +72,8 @@ class EnvelopeResult(NamedTuple):
     frontier: pd.DataFrame  # one row per budget used: compute, N_opt, D_opt, loss, run
     n_runs: int
     n_budgets: int  # budgets on the frontier (those covered by some run)
-    a_draws: np.ndarray  # [n_boot] a of every resample (NaN where < 2 budgets were covered)
-    n_boot: int
+    a_draws: np.ndarray  # [n_resamples] a of every resample (NaN where < 2 budgets were covered)
+    n_resamples: int
     seed: int
     failed_fraction: float  # resamples whose a is NaN, left out of the intervals
     group: dict[str, Any]  # the ``by`` keys of this group ({} without ``by``)
@@ -90,7 +92,11 @@ class EnvelopeResult(NamedTuple):
                 {**{k: json_safe(v) for k, v in zip(cols[:4], row[:4], strict=True)}, "run": _json_key(row[4])}
                 for row in self.frontier[cols].itertuples(index=False)
             ],
-            "bootstrap": {"n": self.n_boot, "seed": self.seed, "failed_fraction": json_safe(self.failed_fraction)},
+            "bootstrap": {
+                "n_resamples": self.n_resamples,
+                "seed": self.seed,
+                "failed_fraction": json_safe(self.failed_fraction),
+            },
             "group": {k: _json_key(v) for k, v in self.group.items()},
         }
 
@@ -98,7 +104,9 @@ class EnvelopeResult(NamedTuple):
         f, where = self.frontier, ", ".join(f"{k}={v!r}" for k, v in self.group.items())
         a_ci, b_ci = ("" if not math.isfinite(lo) else f"  [{lo:.4g}, {hi:.4g}]" for lo, hi in (self.a_ci, self.b_ci))
         boot = (
-            f"{self.level:.0%} cluster bootstrap over runs, {self.n_boot} resamples" if self.n_boot else "no bootstrap"
+            f"{self.level:.0%} cluster bootstrap over runs, {self.n_resamples} resamples"
+            if self.n_resamples
+            else "no bootstrap"
         )
         failed = f", {self.failed_fraction:.1%} failed" if self.failed_fraction else ""
         return (
@@ -179,12 +187,12 @@ def _resample_counts(key: jax.Array, i: jax.Array, n_runs: jax.Array, group_id: 
     return jax.vmap(group)(n_runs, group_id)
 
 
-@partial(jax.jit, static_argnames=("n_boot", "chunk", "grouped"))
-def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_boot: int, chunk: int, grouped: bool):
+@partial(jax.jit, static_argnames=("n_resamples", "chunk", "grouped"))
+def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_resamples: int, chunk: int, grouped: bool):
     table = _loss_table(data)  # resample-independent: a resample only changes which runs compete
     slots = data.log_n.shape[-1]
     point = _frontier(data, table, jnp.arange(slots) < data.n_runs[:, None], log_fpt)
-    if not n_boot:
+    if not n_resamples:
         return point, {}
 
     def one(i):
@@ -192,7 +200,7 @@ def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_boot: int, c
         out = _frontier(data, table, present, log_fpt)
         return {"a": out["a"], "b": out["b"]}
 
-    return point, jax.tree.map(lambda v: v.T, shared.chunked_resamples(one, n_boot, chunk))
+    return point, jax.tree.map(lambda v: v.T, shared.chunked_resamples(one, n_resamples, chunk))
 
 
 def _budget_range(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float] | None:
@@ -313,6 +321,7 @@ def _warn(label: str, front: pd.DataFrame, sizes: np.ndarray) -> None:
         warnings.warn(EnvelopeWarning(msg), stacklevel=3)
 
 
+@checks.renamed(n_boot="n_resamples")
 def envelope(
     curves: pd.DataFrame | str | os.PathLike,
     *,
@@ -324,10 +333,10 @@ def envelope(
     flops_per_token: float = 6.0,
     n_budgets: int = 50,
     by: str | Sequence[str] | None = None,
-    n_boot: int = 1000,
+    n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> EnvelopeResult | pd.DataFrame:
+) -> pd.DataFrame:
     """Approach 1 of Hoffmann et al. (2022): the lower envelope of loss vs compute, then N_opt ∝ C^a.
 
     Args:
@@ -339,13 +348,15 @@ def envelope(
             (flops_per_token · N_opt).
         n_budgets: points of the log-spaced budget grid (see the module docstring for its range).
         by: a column or list of columns: one analysis per group, all groups padded into one call.
-        n_boot: cluster-bootstrap resamples over runs (0: no intervals); level: of the percentile
+        n_resamples: cluster-bootstrap resamples over runs (0: no intervals); level: of the percentile
             intervals; seed: PRNG seed.
 
     Returns:
-        An :class:`EnvelopeResult`. With ``by``, a DataFrame instead, one row per group: the ``by``
-        columns, ``a``, ``a_lower``, ``a_upper``, ``b``, ``b_lower``, ``b_upper``, ``n_runs``,
-        ``n_budgets`` and ``result`` (the group's :class:`EnvelopeResult`, with its frontier).
+        A DataFrame, one row per group (one row without ``by``), as :func:`jaxscale.isoflop`
+        gives: the ``by`` columns, ``a``, ``a_lower``, ``a_upper``, ``b``, ``b_lower``,
+        ``b_upper``, ``n_runs``, ``n_budgets`` and ``result`` (the group's
+        :class:`EnvelopeResult`, with its frontier and draws). ``attrs`` holds ``by``,
+        ``n_resamples``, ``level`` and ``seed``.
 
     Raises:
         ValueError: naming the column and rows of missing columns or run ids, NaN/inf/non-positive
@@ -356,16 +367,16 @@ def envelope(
         EnvelopeWarning: the smallest or largest run attains the envelope at many budgets, or
             fewer than 3 distinct sizes do.
     """
-    by_cols = shared.check_options(by, level=level, n_boot=n_boot, flops_per_token=flops_per_token)
+    by_cols = shared.check_options(by, level=level, n_resamples=n_resamples, flops_per_token=flops_per_token)
     if n_budgets < 2:
         raise ValueError(f"n_budgets must be at least 2 to fit a slope; got {n_budgets}")
     df = curves if isinstance(curves, pd.DataFrame) else read_table(curves)
     cols = {"run": run, "N": N, "loss": loss, "flops": flops, "tokens": tokens}
     data, per_run, keys = _prepare(df, cols, by_cols, flops_per_token, n_budgets)
-    chunk = shared.boot_chunk(n_boot, data.grid.size * data.log_n.shape[1])  # a resample's masked table [G, K, R]
+    chunk = shared.boot_chunk(n_resamples, data.grid.size * data.log_n.shape[1])  # a resample's masked table [G, K, R]
     with jax.enable_x64(True):
         args = (jax.tree.map(jnp.asarray, data), jax.random.key(seed), jnp.log(jnp.float64(flops_per_token)))
-        out = _kernel(*args, n_boot=n_boot, chunk=chunk, grouped=bool(by_cols))
+        out = _kernel(*args, n_resamples=n_resamples, chunk=chunk, grouped=bool(by_cols))
         point, boot = jax.tree.map(np.asarray, out)
     tails = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     results = []
@@ -377,9 +388,9 @@ def envelope(
         front = pd.DataFrame({"compute": compute, "N_opt": n_opt, "D_opt": compute / (flops_per_token * n_opt)})
         front["loss"], front["run"] = np.exp(point["log_loss"][g][ok]), mine["run"][best].to_numpy()
         _warn(shared.group_label(by_cols, key), front, mine["n"].to_numpy())
-        draws = {q: boot[q][g] if n_boot else np.zeros(0) for q in "ab"}
+        draws = {q: boot[q][g] if n_resamples else np.zeros(0) for q in "ab"}
         ci = {q: (np.nan, np.nan) for q in "ab"}
-        if n_boot and not np.isnan(draws["a"]).all():  # all-NaN draws leave the interval NaN
+        if n_resamples and not np.isnan(draws["a"]).all():  # all-NaN draws leave the interval NaN
             ci = {q: tuple(float(v) for v in np.nanpercentile(d, tails)) for q, d in draws.items()}
         res = EnvelopeResult(
             a=float(point["a"][g]),
@@ -391,14 +402,14 @@ def envelope(
             n_runs=int(data.n_runs[g]),
             n_budgets=len(front),
             a_draws=draws["a"],
-            n_boot=n_boot,
+            n_resamples=n_resamples,
             seed=seed,
-            failed_fraction=float(np.isnan(draws["a"]).mean()) if n_boot else 0.0,
+            failed_fraction=float(np.isnan(draws["a"]).mean()) if n_resamples else 0.0,
             group=dict(zip(by_cols, key, strict=True)),
         )
         results.append(res)
-    if not by_cols:
-        return results[0]
     bounds = lambda r: dict(zip(["a_lower", "a_upper", "b_lower", "b_upper"], (*r.a_ci, *r.b_ci), strict=True))  # noqa: E731
     rows = [{**r.group, "a": r.a, "b": r.b, **bounds(r), "n_runs": r.n_runs, "n_budgets": r.n_budgets} for r in results]
-    return pd.DataFrame(rows).assign(result=results)
+    table = pd.DataFrame(rows).assign(result=results)
+    table.attrs = {"by": by_cols, "n_resamples": n_resamples, "level": level, "seed": seed}
+    return table

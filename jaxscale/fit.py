@@ -53,11 +53,12 @@ def match_inputs(runs: Runs, law: Law) -> np.ndarray:
     return np.stack([log_x[n] for n in law.inputs], axis=-1)
 
 
+@checks.renamed(loss="loss_fn")
 def fit(
     runs: Runs | Any,
     law: str | Law = "chinchilla",
     *,
-    loss: str = "huber",
+    loss_fn: str = "huber",
     delta: float = 1e-3,
     starts: str | np.ndarray | Sequence[Mapping[str, float]] = "screen",
     n_refine: int = specs.N_REFINE_ONE,
@@ -74,7 +75,7 @@ def fit(
         runs: a :class:`Runs` (see :func:`jaxscale.read_runs`), or a DataFrame / CSV path with
             columns ``N``, ``D``, ``loss``.
         law: a law name (``"chinchilla"``, ``"power"``) or a :class:`Law`.
-        loss: ``"huber"`` (Hoffmann et al.'s choice) or ``"squared"``.
+        loss_fn: ``"huber"`` (Hoffmann et al.'s choice) or ``"squared"``.
         delta: Huber threshold on log residuals (1e-3 as in Hoffmann et al.).
         starts: ``"screen"`` evaluates the law's start grid and refines the ``n_refine`` starts
             with the lowest initial objective; ``"grid"`` refines every grid point (Epoch AI's
@@ -97,7 +98,7 @@ def fit(
     runs = as_runs(runs)
     spec = specs.make_spec(
         law,
-        loss=loss,
+        loss_fn=loss_fn,
         delta=delta,
         fixed=fixed,
         max_steps=max_steps,

@@ -122,7 +122,7 @@ def fit(
     starts: jax.Array | np.ndarray | None = None,
     n_refine: int = N_REFINE_MANY,
     fixed: Mapping[str, object] | None = None,
-    loss: str = "huber",
+    loss_fn: str = "huber",
     delta: float = 1e-3,
     max_steps: int | jax.Array = 1000,
     gtol: float | jax.Array = 1e-10,
@@ -141,7 +141,7 @@ def fit(
             objective under ``weights`` and the best ``n_refine`` are refined; else all are.
         n_refine: starts refined (static); the default is ``jaxscale.bootstrap``'s.
         fixed: natural parameters held fixed, e.g. ``{"E": 1.69}`` (values may be traced).
-        loss, delta: ``"huber"`` (with threshold ``delta`` on log residuals) or ``"squared"``.
+        loss_fn, delta: ``"huber"`` (with threshold ``delta`` on log residuals) or ``"squared"``.
         max_steps, gtol: the solver's budget and gradient tolerance (may be traced).
         failed_grad: derivative of a problem that did not converge: ``"nan"`` or ``"zero"``.
 
@@ -149,10 +149,10 @@ def fit(
         :class:`Solution`. Its ``theta``, ``params`` and ``objective`` are differentiable
         with respect to ``log_x``, ``log_y``, ``weights`` and the ``fixed`` values.
 
-    The log inputs are centred on their mean before solving (a fixed reparameterisation
+    The log inputs are centered on their mean before solving (a fixed reparameterisation
     that decorrelates each coefficient from its exponent; it does not change the optimum).
     """
-    cfg, data, starts_c, w = _setup(law, log_x, log_y, weights, starts, fixed, loss, delta, failed_grad, n_refine)
+    cfg, data, starts_c, w = _setup(law, log_x, log_y, weights, starts, fixed, loss_fn, delta, failed_grad, n_refine)
     # The search itself is not differentiated (its derivative is attached at the optimum).
     data_c, w_c = jax.lax.stop_gradient((data, w))
     k = min(n_refine, starts_c.shape[0])
@@ -175,7 +175,7 @@ def fit_batch(
     starts: jax.Array | np.ndarray | None = None,
     n_refine: int = N_REFINE_MANY,
     fixed: Mapping[str, object] | None = None,
-    loss: str = "huber",
+    loss_fn: str = "huber",
     delta: float = 1e-3,
     max_steps: int | jax.Array = 1000,
     gtol: float | jax.Array = 1e-10,
@@ -205,7 +205,7 @@ def fit_batch(
     weights = jnp.asarray(weights, jnp.asarray(log_y).dtype)
     if weights.ndim != 2:
         raise ValueError(f"weights must be [B, P] (one row per problem); got shape {weights.shape}")
-    cfg, data, starts_c, _ = _setup(law, log_x, log_y, weights[0], starts, fixed, loss, delta, failed_grad, n_refine)
+    cfg, data, starts_c, _ = _setup(law, log_x, log_y, weights[0], starts, fixed, loss_fn, delta, failed_grad, n_refine)
     checks.arguments(lanes=lanes)
     data_c, w_c = jax.lax.stop_gradient((data, weights))
     limits = problem.Limits(jnp.asarray(max_steps, jnp.int32), jnp.asarray(gtol, starts_c.dtype))
@@ -218,11 +218,11 @@ def fit_batch(
     )
 
 
-def _setup(law, log_x, log_y, weights, starts, fixed, loss, delta, failed_grad, n_refine):
-    """Check the options and shapes (at trace time); the kernel's config, data, centred starts
+def _setup(law, log_x, log_y, weights, starts, fixed, loss_fn, delta, failed_grad, n_refine):
+    """Check the options and shapes (at trace time); the kernel's config, data, centered starts
     and weights of one problem."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if loss_fn not in LOSSES:
+        raise ValueError(f"unknown loss_fn {loss_fn!r}; choose one of {LOSSES}")
     if failed_grad not in FAILED_GRAD:
         raise ValueError(f"failed_grad must be one of {FAILED_GRAD}; got {failed_grad!r}")
     checks.arguments(n_refine=n_refine)
@@ -238,17 +238,17 @@ def _setup(law, log_x, log_y, weights, starts, fixed, loss, delta, failed_grad, 
     if w.shape != log_y.shape:
         raise ValueError(f"weights must have shape {log_y.shape} (one per run); got {w.shape}")
     free = free_indices(law, fixed)
-    cfg = problem.Config(law, loss, float(delta), free, 0, 0.0)
+    cfg = problem.Config(law, loss_fn, float(delta), free, 0, 0.0)
     starts = jnp.asarray(default_starts(law, fixed) if starts is None else starts, dtype)
     if starts.ndim != 2 or starts.shape[1] != law.n_params:
         raise ValueError(f"starts must be [S, {law.n_params}] (fitted parameters {law.params}); got {starts.shape}")
-    # Centre each coefficient/exponent pair on its input's mean (as problem.centre_shift does):
+    # Center each coefficient/exponent pair on its input's mean (as problem.center_shift does):
     # a fixed reparameterisation, so it carries no derivative.
     means = jax.lax.stop_gradient(jnp.mean(log_x, axis=0))
     pairs = [means[inp] if coef in free else jnp.zeros((), dtype) for coef, _, inp in law.center_pairs]
     shift = jnp.stack(pairs) if pairs else jnp.zeros((0,), dtype)
     data = problem.Data(log_x, log_y, _fixed_theta(law, fixed, dtype), shift)
-    starts_c = problem.centred_starts(cfg, jax.lax.stop_gradient(data), jax.lax.stop_gradient(starts))
+    starts_c = problem.centered_starts(cfg, jax.lax.stop_gradient(data), jax.lax.stop_gradient(starts))
     return cfg, data, starts_c, w
 
 
@@ -273,7 +273,7 @@ def _solution(cfg: problem.Config, failed_grad: str, data: problem.Data, w, pick
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def _at_optimum(cfg: problem.Config, failed_grad: str, x, ok, data: problem.Data, w):
-    """``x`` (the solver's optimum, free centred coordinates), given the derivative of the
+    """``x`` (the solver's optimum, free centered coordinates), given the derivative of the
     implicit function ``x*(data, w)`` defined by ``∇ₓ f(x*, data, w) = 0``."""
     return x
 

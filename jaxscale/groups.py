@@ -47,6 +47,7 @@ def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:
     return keys, np.array([index[key] for key in runs.groups], dtype=np.int64)
 
 
+@checks.renamed(bootstrap="n_resamples")
 def fit_groups(
     source: pd.DataFrame | str | os.PathLike | Runs,
     by: str | Sequence[str] | None = None,
@@ -62,7 +63,7 @@ def fit_groups(
     gtol: float = 1e-10,
     small: str = "error",
     retry: bool = True,
-    bootstrap: int = 0,
+    n_resamples: int = 0,
     level: float = 0.95,
     seed: int = 0,
     chunk_size: int = specs.CHUNK_SIZE,
@@ -88,13 +89,13 @@ def fit_groups(
         small: a group with no more runs than free parameters raises (``"error"``), or is
             kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
         retry: refit each group whose best start did not converge, or stopped where a term of
-            the law vanished (``at_bound``), from 8 times as many screened starts (64 by
+            the law vanished (see ``FitResult.vanished``), from 8 times as many screened starts (64 by
             default; :func:`jaxscale.runner.retry`), keeping whichever result is better; groups
             that still fail stay in the table with their status.
-        bootstrap: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
+        n_resamples: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
             at ``level`` for every parameter and derived quantity, from converged resamples.
             The ``g``-th group (in table order) is resampled as ``jaxscale.bootstrap(group,
-            n=bootstrap, seed=seed + g)`` would resample it, so any row can be reproduced alone.
+            n_resamples=n_resamples, seed=seed + g)`` would resample it, so any row can be reproduced alone.
             With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
         chunk_size: most groups per kernel call (bounds memory: the largest bucket's data is
             ``chunk_size x size x (inputs + 2)`` floats, 34 MB for 2,048 groups of 512 runs);
@@ -105,13 +106,13 @@ def fit_groups(
     Returns:
         DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
         derived quantities, ``objective``, ``status``, ``converged``, ``steps``,
-        ``grad_norm``, ``n_points``, ``n_at_optimum``, ``at_bound`` (parameters whose term
-        vanished, comma-separated; see ``FitResult.at_bound``), ``unidentified`` and
+        ``grad_norm``, ``n_points``, ``n_at_optimum``, ``vanished`` (parameters whose term
+        vanished, comma-separated; see ``FitResult.vanished``), ``unidentified`` and
         ``unidentified_reason`` (parameters the group's runs do not determine, and why: status
-        ``"unidentified"``, see :mod:`jaxscale.identify`); with ``bootstrap``, ``boot_warning``
-        (intervals of zero width or that exclude their estimate; see ``BootstrapResult.ci``).
-        Groups whose fit did not converge
-        stay in the table with their status.
+        ``"unidentified"``, see :mod:`jaxscale.identify`); with ``n_resamples``, the interval
+        columns, ``n_resamples``, ``boot_failed_fraction`` and ``boot_warning`` (intervals of zero
+        width or that exclude their estimate; see ``BootstrapResult.ci``). Groups whose fit did
+        not converge stay in the table with their status.
     """
     law = get_law(law)
     checks.arguments(
@@ -122,7 +123,7 @@ def fit_groups(
         max_steps=max_steps,
         gtol=gtol,
         retry=retry,
-        bootstrap=bootstrap,
+        n_resamples=n_resamples,
         level=level,
         seed=seed,
         chunk_size=chunk_size,
@@ -136,7 +137,7 @@ def fit_groups(
     keys, gid = _group_ids(runs)
     spec = specs.make_spec(
         law,
-        loss=loss_fn,
+        loss_fn=loss_fn,
         delta=delta,
         fixed=fixed,
         max_steps=max_steps,
@@ -161,14 +162,14 @@ def fit_groups(
         ids = sorted(set(range(len(keys))) - set(few))
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
         for bucket in runner.solve_groups(
-            spec, log_x, log_y, members, ids, n_resamples=bootstrap, seed=seed, progress=progress
+            spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress
         ):
             found = [fit_result(spec, bucket.solved, j, n_points=len(members[g])) for j, g in enumerate(bucket.ids)]
             fits.update(
                 zip(bucket.ids, identify.assess_groups(spec.cfg, bucket.data, bucket.weights, found), strict=True)
             )
             if bucket.resamples is not None:
-                boots.update(_bootstraps(law, bucket, fits, bootstrap, seed))
+                boots.update(_bootstraps(law, bucket, fits, n_resamples, seed))
     return _table(law, by, keys, members, fits, boots, level)
 
 
@@ -212,7 +213,7 @@ def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, leve
         if res is None:
             row |= {"law": law.name, **dict.fromkeys((*law.natural, *law.derived_names), np.nan)}
             row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
-            row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0, "at_bound": ""}
+            row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0, "vanished": ""}
             row |= {"unidentified": "", "unidentified_reason": ""}
             if boots:
                 row |= _interval_columns(law, None, level)
@@ -227,7 +228,7 @@ def result_row(res: FitResult, boot: BootstrapResult | None = None, level: float
     row: dict[str, Any] = {"law": res.law.name, **res.params, **res.derived}
     row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
     row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
-    row["at_bound"] = ",".join(res.at_bound)
+    row["vanished"] = ",".join(res.vanished)
     row |= {"unidentified": ",".join(res.unidentified), "unidentified_reason": res.unidentified_reason}
     if boot is not None:
         row |= _interval_columns(res.law, boot, level)
@@ -240,7 +241,7 @@ def _interval_columns(law: Law, boot: BootstrapResult | None, level: float) -> d
     for name in (*law.natural, *law.derived_names):
         out[f"{name}_lower"] = np.nan if ci is None else float(ci.loc[name, "lower"])
         out[f"{name}_upper"] = np.nan if ci is None else float(ci.loc[name, "upper"])
-    out["boot_n"] = 0 if boot is None else boot.n
+    out["n_resamples"] = 0 if boot is None else boot.n_resamples
     out["boot_failed_fraction"] = np.nan if boot is None else boot.failed_fraction
     # What is wrong with any interval (BootstrapResult.ci's warning), e.g. "alpha: zero width".
     notes = [] if ci is None else [f"{name}: {why}" for name, why in ci["warning"].items() if why]

@@ -9,7 +9,7 @@ a loss that *rises* with scale. Three checks, each naming the parameters concern
    :data:`MIN_SPAN` over the runs of positive weight (for a law without ``center_pairs``, every
    free parameter is named), and the runs of positive weight (and their distinct input tuples)
    must outnumber the free parameters.
-2. **Curvature** at the optimum, in the solver's free, centred coordinates
+2. **Curvature** at the optimum, in the solver's free, centered coordinates
    (:func:`jaxscale.problem.objective`): the Hessian of the objective and the Gauss-Newton
    matrix ``J^T W J`` of the log-predictions (the Hessian's value were every residual inside
    the Huber threshold: the design's own information at the optimum). Each is first scaled to
@@ -21,7 +21,7 @@ a loss that *rises* with scale. Three checks, each naming the parameters concern
    exponents) must be.
 
 A fit that fails a check has status ``"unidentified"`` (``FitResult.converged`` is False).
-Parameters whose term vanished (``FitResult.at_bound``) are left out of the curvature check:
+Parameters whose term vanished (``FitResult.vanished``) are left out of the curvature check:
 their flatness is already reported there, and the fit stays ``"converged"`` when the rest of
 the law is determined (the runs need no such term; its parameters are limits, not estimates).
 
@@ -148,11 +148,11 @@ def sign_problems(law: Law, params: dict[str, float], fixed: tuple[str, ...] = (
 @partial(jax.jit, static_argnums=(0, 4))
 def curvature_matrices(cfg: problem.Config, data: problem.Data, theta, w, grouped: bool = False):
     """Hessian of the objective and ``J^T W J`` at ``theta`` (the law's fitted parameters), both
-    over the free, centred coordinates: ``[B, q, q]`` each for ``theta [B, p]`` and ``w [B, P]``
+    over the free, centered coordinates: ``[B, q, q]`` each for ``theta [B, p]`` and ``w [B, P]``
     (``grouped``: each problem has its own ``data``, with a leading axis ``[B, ...]``)."""
 
     def one(d, th, wi):
-        x = problem.centred_starts(cfg, d, th[None])[0]
+        x = problem.centered_starts(cfg, d, th[None])[0]
         hess = jax.hessian(problem.objective, argnums=2)(cfg, d, x, wi)
         jac = jax.jacfwd(lambda v: cfg.law.log_predict(problem.full_theta(cfg, d, v), d.log_x))(x)  # [P, q]
         return hess, jnp.einsum("pi,p,pj->ij", jac, wi, jac)
@@ -214,7 +214,7 @@ def combine(
 
 def identify(cfg: problem.Config, data: problem.Data, res, w: np.ndarray, matrices=None) -> Identification:
     """All three checks for the fit ``res`` (a ``FitResult``) of ``data`` with run weights ``w``
-    (padding has weight 0); parameters whose term vanished (``res.at_bound``) skip the curvature check.
+    (padding has weight 0); parameters whose term vanished (``res.vanished``) skip the curvature check.
     ``matrices``: the fit's ``(Hessian, Gauss-Newton)`` if already computed."""
     law = cfg.law
     problems = design_problems(law, np.asarray(data.log_x), w, cfg.free)
@@ -223,7 +223,7 @@ def identify(cfg: problem.Config, data: problem.Data, res, w: np.ndarray, matric
             matrices = curvature_matrices(cfg, data, np.asarray(res.theta)[None], np.asarray(w)[None])
         matrices = tuple(np.asarray(m)[0] for m in matrices)
     hess, gn = matrices
-    curved, lam, cond = curvature_problems(law, cfg.free, hess, gn, res.at_bound)
+    curved, lam, cond = curvature_problems(law, cfg.free, hess, gn, res.vanished)
     problems += curved + sign_problems(law, res.params, res.fixed)
     return combine(law, problems, lam, cond)
 

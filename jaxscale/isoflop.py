@@ -18,7 +18,7 @@ Example:
     >>> n_opt = 0.1 * C**0.5  # N* ∝ C^0.5 by construction
     >>> N = n_opt * np.tile([1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8], 3)
     >>> df = pd.DataFrame({"flops": C, "params": N, "loss": 2 + 0.05 * np.log(N / n_opt) ** 2})
-    >>> table = js.isoflop(df, n_boot=100)
+    >>> table = js.isoflop(df, n_resamples=100)
     >>> table[["a", "a_lower", "a_upper", "b", "n_budgets"]].round(6).values.tolist()
     [[0.5, 0.5, 0.5, 0.5, 3.0]]
     >>> round(table.budgets[0][0]["N_opt"] / 1e8, 6), round(table.budgets[0][0]["loss"], 6)
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import _approaches as shared
+from . import checks
 from .io import python_value, read_runs, read_table
 from .results import json_safe
 
@@ -54,12 +55,12 @@ class EdgeOfRangeWarning(IsoflopWarning):
 class _Padded(NamedTuple):
     """Every group's budgets and points, padded to ``[G, K, P]`` (points sorted by N per budget)."""
 
-    x: np.ndarray  # [G,K,P] log N minus the budget's centre: keeps the normal equations well conditioned
+    x: np.ndarray  # [G,K,P] log N minus the budget's center: keeps the normal equations well conditioned
     y: np.ndarray  # [G,K,P] loss
     mask: np.ndarray  # [G,K,P] 1.0 for a real point, 0.0 for padding
     weight: np.ndarray  # [G,K,P] the point's weight in its parabola (the mask unless weights are given)
     size: np.ndarray  # [G,K,P] rank of the point's N within its budget (equal N share a rank)
-    centre: np.ndarray  # [G,K] the mean log N of the budget
+    center: np.ndarray  # [G,K] the mean log N of the budget
     log_c: np.ndarray  # [G,K] log of the budget (0 on padding)
     budget_id: np.ndarray  # [G,K] the budget's rank among all its group's budgets: its PRNG stream
     group_id: np.ndarray  # [G] hash of the group's key: its PRNG stream
@@ -96,7 +97,7 @@ def _fit(data: _Padded, w: jax.Array, log_fpt: jax.Array, use: jax.Array | bool 
     """Every parabola, then both power laws, for one set of point weights ``w [G,K,P]``."""
     xv, yv, ok = _parabola(data.x, data.y, w, data.size)
     ok = ok & use
-    log_n = jnp.where(ok, data.centre + xv, 0.0)
+    log_n = jnp.where(ok, data.center + xv, 0.0)
     log_d = jnp.where(ok, data.log_c - log_fpt - log_n, 0.0)
     a, log_kn = shared.power_law(data.log_c, log_n, ok)
     b, log_kd = shared.power_law(data.log_c, log_d, ok)
@@ -126,19 +127,19 @@ def _resample_weights(key: jax.Array, i: jax.Array, data: _Padded) -> jax.Array:
     return jax.vmap(group)(data.group_id, data.budget_id, n)
 
 
-@partial(jax.jit, static_argnames=("n_boot", "chunk"))
-def _kernel(data: _Padded, key: jax.Array, level: jax.Array, log_fpt: jax.Array, *, n_boot: int, chunk: int):
+@partial(jax.jit, static_argnames=("n_resamples", "chunk"))
+def _kernel(data: _Padded, key: jax.Array, level: jax.Array, log_fpt: jax.Array, *, n_resamples: int, chunk: int):
     point = _fit(data, data.weight, log_fpt)
-    if not n_boot:
+    if not n_resamples:
         return point, {}
 
     # The bootstrap refits the budgets the point estimate used; a resample drops a budget whose
     # parabola it leaves non-convex or undetermined (and we count how often that happens).
-    def fit_one(i):  # only what the intervals need: keeps the [n_boot, G, K] outputs small
+    def fit_one(i):  # only what the intervals need: keeps the [n_resamples, G, K] outputs small
         out = _fit(data, _resample_weights(key, i, data) * data.weight, log_fpt, point["ok"])
         return {k: out[k] for k in ("a", "b", "ok")}
 
-    boot = shared.chunked_resamples(fit_one, n_boot, chunk)
+    boot = shared.chunked_resamples(fit_one, n_resamples, chunk)
     tails = jnp.stack([(1 - level) / 2, (1 + level) / 2]) * 100
     return point, {
         "a": jnp.nanpercentile(boot["a"], tails, axis=0),  # [2, G]
@@ -184,7 +185,7 @@ def _prepare(
     pts["size"] = pts.groupby("b")["log_n"].rank(method="dense").astype(np.int64) - 1
     grouped = pts.groupby("b", sort=True)
     budgets = grouped.agg(
-        g=("g", "first"), k=("k", "first"), rank=("rank", "first"), compute=("c", "first"), centre=("log_n", "mean")
+        g=("g", "first"), k=("k", "first"), rank=("rank", "first"), compute=("c", "first"), center=("log_n", "mean")
     )
     budgets["lo"], budgets["hi"] = grouped["log_n"].min(), grouped["log_n"].max()
     budgets["best"] = pts.loc[grouped["y"].idxmin()].set_index("b")["log_n"]  # lowest observed loss
@@ -192,14 +193,14 @@ def _prepare(
     at = (pts["g"].to_numpy(), pts["k"].to_numpy(), pts["slot"].to_numpy())
     bat = (budgets["g"].to_numpy(), budgets["k"].to_numpy())
     x, y, mask, size = np.zeros((G, K, P)), np.zeros((G, K, P)), np.zeros((G, K, P)), np.full((G, K, P), P)
-    centre, log_c, budget_id = np.zeros((G, K)), np.zeros((G, K)), np.zeros((G, K), np.int64)
-    centre[bat], log_c[bat], budget_id[bat] = budgets["centre"], np.log(budgets["compute"]), budgets["rank"]
-    x[at] = pts["log_n"].to_numpy() - centre[at[:2]]
+    center, log_c, budget_id = np.zeros((G, K)), np.zeros((G, K)), np.zeros((G, K), np.int64)
+    center[bat], log_c[bat], budget_id[bat] = budgets["center"], np.log(budgets["compute"]), budgets["rank"]
+    x[at] = pts["log_n"].to_numpy() - center[at[:2]]
     y[at], mask[at], size[at] = pts["y"], 1.0, pts["size"]
     weight = np.zeros((G, K, P))
     weight[at] = pts["w"]
     group_id = shared.group_ids(keys)
-    padded = _Padded(x, y, mask, weight, size, centre, log_c, budget_id, group_id)
+    padded = _Padded(x, y, mask, weight, size, center, log_c, budget_id, group_id)
     return padded, budgets, {"keys": keys, "skipped": skipped, "n_points": np.bincount(at[0], minlength=G)}
 
 
@@ -235,6 +236,7 @@ def _warn_budgets(label: str, rows: pd.DataFrame, skipped: int, a_ok: bool) -> N
         warnings.warn(IsoflopWarning(f"isoflop: {label}: " + "; ".join(problems)), stacklevel=3)
 
 
+@checks.renamed(n_boot="n_resamples")
 def isoflop(
     source: pd.DataFrame | str | os.PathLike,
     *,
@@ -244,7 +246,7 @@ def isoflop(
     by: str | Sequence[str] | None = None,
     window: float | None = None,
     weights: str | None = None,
-    n_boot: int = 1000,
+    n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
     flops_per_token: float = 6.0,
@@ -262,7 +264,7 @@ def isoflop(
             parabolic far from their minimum.
         weights: optional column of positive per-run weights for the parabola fits (e.g. to
             down-weight runs far from the minimum); resampling multiplies them by the counts.
-        n_boot: bootstrap resamples (0: no intervals); each resamples the runs within every
+        n_resamples: bootstrap resamples (0: no intervals); each resamples the runs within every
             budget and refits every parabola and both power laws.
         level: level of the percentile intervals; seed: PRNG seed. A group's resamples depend
             only on the seed, its key and its runs, not on the other groups in the call.
@@ -281,20 +283,20 @@ def isoflop(
         EdgeOfRangeWarning: a budget's fitted optimum or lowest observed loss is at (or beyond)
             its smallest or largest model. IsoflopWarning: budgets skipped or excluded.
     """
-    by_cols = shared.check_options(by, level=level, n_boot=n_boot, flops_per_token=flops_per_token)
+    by_cols = shared.check_options(by, level=level, n_resamples=n_resamples, flops_per_token=flops_per_token)
     if window is not None and not window > 0:
         raise ValueError(f"window is a distance in natural log N and must be > 0 (e.g. np.log(4)); got {window}")
     df = source if isinstance(source, pd.DataFrame) else read_table(source)
     data, budgets, info = _prepare(df, flops, N, loss, by_cols, window, weights)
     G, K, P = data.x.shape
-    chunk = shared.boot_chunk(n_boot, G * K * P * P)  # a resample's one-hot draws [G, K, P, P]
+    chunk = shared.boot_chunk(n_resamples, G * K * P * P)  # a resample's one-hot draws [G, K, P, P]
     with jax.enable_x64(True):
         point, boot = _kernel(
             jax.tree.map(jnp.asarray, data),
             jax.random.key(seed),
             jnp.asarray(level, jnp.float64),
             jnp.log(jnp.asarray(flops_per_token, jnp.float64)),
-            n_boot=n_boot,
+            n_resamples=n_resamples,
             chunk=chunk,
         )
         point, boot = jax.tree.map(np.asarray, (point, boot))
@@ -320,7 +322,7 @@ def isoflop(
                 "n_budgets": len(used),
                 "n_budgets_skipped": int(info["skipped"][g]) + int((~mine["ok"]).sum()),
                 "n_points": int(info["n_points"][g]),
-                "nonconvex_fraction": float(boot["dropped"][g]) if n_boot else np.nan,
+                "nonconvex_fraction": float(boot["dropped"][g]) if n_resamples else np.nan,
                 "k_N": np.exp(point["log_kn"][g]),
                 "k_D": np.exp(point["log_kd"][g]),
                 "budgets": [
@@ -335,7 +337,7 @@ def isoflop(
             }
         )
     table = pd.DataFrame(rows)
-    table.attrs = {"by": by_cols, "n_boot": n_boot, "level": level, "seed": seed, "window": window}
+    table.attrs = {"by": by_cols, "n_resamples": n_resamples, "level": level, "seed": seed, "window": window}
     return table
 
 
@@ -343,7 +345,7 @@ def isoflop_to_dicts(table: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-safe dicts, one per row of an :func:`isoflop` table (NaN becomes ``None``).
 
     Each is ``{"a", "b", "ci": {"a": [lo, hi], "b": [lo, hi]}, "budgets": [...], "group": {...},
-    "n_budgets", "n_budgets_skipped", "n_points", "bootstrap": {"n", "level", "seed",
+    "n_budgets", "n_budgets_skipped", "n_points", "bootstrap": {"n_resamples", "level", "seed",
     "nonconvex_fraction"}}``.
     """
     by = table.attrs.get("by", list(table.columns[: table.columns.get_loc("a")]))  # keys come first
@@ -362,7 +364,7 @@ def isoflop_to_dicts(table: pd.DataFrame) -> list[dict[str, Any]]:
                 "k_N": json_safe(row["k_N"]),
                 "k_D": json_safe(row["k_D"]),
                 "bootstrap": {
-                    "n": table.attrs.get("n_boot"),
+                    "n_resamples": table.attrs.get("n_resamples"),
                     "level": table.attrs.get("level"),
                     "seed": table.attrs.get("seed"),
                     "nonconvex_fraction": json_safe(row["nonconvex_fraction"]),

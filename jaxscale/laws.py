@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class Law:
             their Cartesian product.
         center_pairs: ``(coef, exponent, input)`` index triples such that the predictor
             depends on them only through ``theta[coef] - theta[exponent] * log_x[input]``.
-            The solver then works in coordinates where ``log_x[input]`` is centred, which
+            The solver then works in coordinates where ``log_x[input]`` is centered, which
             removes the strong coef/exponent correlation (a conditioning fix, nothing more).
         formula: human-readable formula for reports.
         derived: optional ``natural params by name -> derived quantities by name`` (works on
@@ -145,9 +146,9 @@ class Law:
 
 
 def uncenter(law: Law, theta_c, shift):
-    """Centred-coordinate parameters -> the law's own fitted parameters.
+    """Centered-coordinate parameters -> the law's own fitted parameters.
 
-    ``shift`` has one entry per ``law.center_pairs`` (the centre of that pair's log input,
+    ``shift`` has one entry per ``law.center_pairs`` (the center of that pair's log input,
     or 0 to leave the pair alone). Linear in ``theta_c``, so it is exact and differentiable.
     """
     theta = theta_c
@@ -240,29 +241,41 @@ POWER = Law(
 _REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, POWER)}
 
 
+def _with_zoo() -> dict[str, Law]:
+    """The registry, once :mod:`jaxscale.zoo` has registered its laws in it.
+
+    The zoo builds its laws from this module's, so it is imported here on first lookup rather
+    than at the top (``import jaxscale`` itself imports nothing until a name is used).
+    """
+    importlib.import_module("jaxscale.zoo")  # already imported (or being imported): no effect
+    return _REGISTRY
+
+
 def register(law: Law, *, replace: bool = False) -> Law:
     """Make ``law`` available by name to :func:`get_law` (``fit(runs, law="name")``, the CLI).
 
-    :mod:`jaxscale.zoo` registers its laws this way when ``jaxscale`` is imported.
+    :mod:`jaxscale.zoo` registers its laws this way.
     """
+    registry = _with_zoo()
     if not isinstance(law, Law):
         raise TypeError(f"register() takes a Law (see jaxscale.make_law); got {type(law).__name__}")
-    if not replace and law.name in _REGISTRY and _REGISTRY[law.name] is not law:
+    if not replace and law.name in registry and registry[law.name] is not law:
         raise ValueError(f"a law named {law.name!r} is already registered; pass replace=True to override it")
-    _REGISTRY[law.name] = law
+    registry[law.name] = law
     return law
 
 
 def registered_laws() -> tuple[Law, ...]:
     """Every law :func:`get_law` knows by name, in order of registration."""
-    return tuple(_REGISTRY.values())
+    return tuple(_with_zoo().values())
 
 
 def get_law(law: str | Law) -> Law:
     """Look a law up by name (or pass a :class:`Law` through)."""
     if isinstance(law, Law):
         return law
+    registry = _with_zoo()
     try:
-        return _REGISTRY[law]
+        return registry[law]
     except KeyError:
-        raise ValueError(f"unknown law {law!r}; available: {sorted(_REGISTRY)}") from None
+        raise ValueError(f"unknown law {law!r}; available: {sorted(registry)}") from None

@@ -32,19 +32,19 @@ def squared(r):
     return 0.5 * r * r
 
 
-def residual_loss(r, *, loss: str = "huber", delta: float = 1e-3):
+def residual_loss(r, *, loss_fn: str = "huber", delta: float = 1e-3):
     """Per-point loss of log residuals ``r`` (no weights, no sum)."""
-    if loss == "huber":
+    if loss_fn == "huber":
         return huber(r, delta)
-    if loss == "squared":
+    if loss_fn == "squared":
         return squared(r)
-    raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    raise ValueError(f"unknown loss_fn {loss_fn!r}; choose one of {LOSSES}")
 
 
-def law_objective(theta, law: Law, log_x, log_y, weights, *, loss: str = "huber", delta: float = 1e-3):
+def law_objective(theta, law: Law, log_x, log_y, weights, *, loss_fn: str = "huber", delta: float = 1e-3):
     """``Σ_i w_i ρ(log L̂(θ; x_i) − log y_i)`` for one parameter vector ``theta [p]``.
 
     ``log_x [P, k]``, ``log_y [P]``, ``weights [P]``. Pure; ``jax.grad`` and ``jax.vmap`` apply.
     """
     r = law.log_predict(theta, log_x) - log_y
-    return jnp.sum(weights * residual_loss(r, loss=loss, delta=delta))
+    return jnp.sum(weights * residual_loss(r, loss_fn=loss_fn, delta=delta))

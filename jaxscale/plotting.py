@@ -40,7 +40,7 @@ def plot_fit(
 
     For a law of (N, D) the runs are binned by ``hold`` -- compute C = 6ND (default) or the other
     input -- into ``curves`` log-spaced bins (or to the nearest of the values given); each bin gets
-    the law's curve at its centre, in its runs' colour. A law of one input gets one curve.
+    the law's curve at its center, in its runs' colour. A law of one input gets one curve.
 
     Args:
         result, runs: a :class:`~jaxscale.FitResult` and the :class:`~jaxscale.Runs` it was fitted to.
@@ -95,10 +95,10 @@ def plot_fit(
         if curves < 1:
             raise ValueError(f"curves must be >= 1 (a number of bins) or a list of held values; got {curves}")
         edges = np.linspace(log_h.min(), log_h.max(), curves + 1)
-        centres = 0.5 * (edges[:-1] + edges[1:])
+        centers = 0.5 * (edges[:-1] + edges[1:])
     else:
-        centres = np.log(np.asarray(curves, dtype=np.float64))
-    nearest = np.argmin(np.abs(log_h[:, None] - centres[None, :]), axis=1)
+        centers = np.log(np.asarray(curves, dtype=np.float64))
+    nearest = np.argmin(np.abs(log_h[:, None] - centers[None, :]), axis=1)
     used = np.unique(nearest)  # bins without runs get no curve
     colors = pyplot().get_cmap("viridis")(np.linspace(0.0, 0.85, len(used)) if len(used) > 1 else [0.3])
     color_of = dict(zip(used, colors, strict=True))
@@ -117,7 +117,7 @@ def plot_fit(
     for k in used:
         mine = xs[nearest == k]
         grid = np.geomspace(mine.min() / 1.3, mine.max() * 1.3, 200)
-        h = float(np.exp(centres[k]))
+        h = float(np.exp(centers[k]))
         ov = h / (6.0 * grid) if hold == "compute" else np.full_like(grid, h)
         ax.plot(grid, predict(grid, ov), color=color_of[k], lw=1.8, gid="curve", zorder=3)
         label = sci(h) if other is not None else "runs and fit"
@@ -217,7 +217,7 @@ def plot_isoflop(
     if table is not None and window not in (None, table.attrs.get("window")):
         raise ValueError(f"window={window} differs from the table's ({table.attrs.get('window')}): omit it")
     if table is None:
-        table = isoflop(df, flops=flops, N=N, loss=loss, window=window, weights=weights, n_boot=0)
+        table = isoflop(df, flops=flops, N=N, loss=loss, window=window, weights=weights, n_resamples=0)
     window = table.attrs.get("window", window)
     row = _pick_row(table, group)
     c, n, y = (df[col].to_numpy(np.float64) for col in (flops, N, loss))
@@ -235,14 +235,14 @@ def plot_isoflop(
         opt = [b for b in row["budgets"] if np.isclose(b["compute"], cb, rtol=1e-9, atol=0.0)]
         if not opt or len(np.unique(log_n[use])) < 3:
             continue  # isoflop skipped this budget: runs only
-        centre, color = log_n[use].mean(), cmap(norm(cb))
-        parabola = np.poly1d(np.polyfit(log_n[use] - centre, y[at][use], 2, w=np.sqrt(w[at][use])))
+        center, color = log_n[use].mean(), cmap(norm(cb))
+        parabola = np.poly1d(np.polyfit(log_n[use] - center, y[at][use], 2, w=np.sqrt(w[at][use])))
         lo, hi, vertex = log_n[use].min(), log_n[use].max(), np.log(opt[0]["N_opt"])
         grid = np.linspace(lo, hi, 120)
-        ax.plot(np.exp(grid), parabola(grid - centre), color=color, lw=1.5, gid="parabola")
+        ax.plot(np.exp(grid), parabola(grid - center), color=color, lw=1.5, gid="parabola")
         if not lo <= vertex <= hi:  # a dotted extension leads to a minimum beyond the sizes sampled
             grid = np.linspace(vertex, np.clip(vertex, lo, hi), 60)
-            ax.plot(np.exp(grid), parabola(grid - centre), color=color, lw=1, ls=":", gid="extrapolated")
+            ax.plot(np.exp(grid), parabola(grid - center), color=color, lw=1, ls=":", gid="extrapolated")
         minima.append((opt[0]["N_opt"], opt[0]["loss"], cb))
     colors = cmap(norm(c))
     ax.scatter(n[inside], y[inside], c=colors[inside], s=18, alpha=0.85, edgecolors="none", gid="runs", zorder=2)
@@ -341,7 +341,7 @@ def plot_bootstrap(
     Example:
         >>> import jaxscale as js
         >>> from jaxscale.plotting import plot_bootstrap
-        >>> boot = js.bootstrap(js.datasets.chinchilla(), law="chinchilla", n=16, seed=0)
+        >>> boot = js.bootstrap(js.datasets.chinchilla(), law="chinchilla", n_resamples=16, seed=0)
         >>> [ax.get_xlabel() for ax in plot_bootstrap(boot, ("alpha", "a"))]
         ['$\\\\alpha$', '$a$']
         >>> import matplotlib.pyplot as plt; plt.close("all")
@@ -372,7 +372,7 @@ def plot_bootstrap(
         grid_style(ax)
     axs[0].set_ylabel("resamples")
     axs[0].figure.suptitle(
-        f"{boot.law.name} bootstrap: {int(boot.ok.sum())} of {boot.n} resamples converged", fontsize="medium"
+        f"{boot.law.name} bootstrap: {int(boot.ok.sum())} of {boot.n_resamples} resamples converged", fontsize="medium"
     )
     return tuple(axs)
 

@@ -2,20 +2,20 @@
 
 A *problem* is one weight vector over a data set's points (a plain fit: all ones; a bootstrap
 resample: multinomial counts; padding: weight 0). The solver works in the free parameters,
-centred: a term ``a − α log N`` of the log-space law is written ``a' − α (log N − m)`` with
+centered: a term ``a − α log N`` of the log-space law is written ``a' − α (log N − m)`` with
 ``m`` the mean of log N over the runs (``a' = a − α m``), so that coefficient and exponent
-are not nearly collinear (:func:`centre_shift`).
+are not nearly collinear (:func:`center_shift`).
 
 Example:
     >>> import numpy as np
     >>> from jaxscale.laws import CHINCHILLA as law
-    >>> from jaxscale.problem import Config, centred_starts, make_data, objective
+    >>> from jaxscale.problem import Config, centered_starts, make_data, objective
     >>> theta = np.array([1.0, 6.0, 7.0, 0.35, 0.35])  # e, a, b, alpha, beta (logs for e, a, b)
     >>> log_x = np.log([[1e8, 2e9], [1e9, 2e10], [1e10, 2e11]])
     >>> log_y = np.asarray(law.log_predict(theta, log_x))
     >>> cfg = Config(law, "huber", 1e-3, (0, 1, 2, 3, 4), 100, 1e-9)
     >>> data = make_data(law, log_x, log_y, theta, cfg.free)
-    >>> x = centred_starts(cfg, data, theta[None])[0]
+    >>> x = centered_starts(cfg, data, theta[None])[0]
     >>> float(objective(cfg, data, x, np.ones(3)))
     0.0
 """
@@ -40,7 +40,7 @@ class Config(NamedTuple):
     """Static configuration of a kernel (hashable: it is a jit static argument)."""
 
     law: Law
-    loss: str
+    loss_fn: str
     delta: float
     free: tuple[int, ...]  # indices of the fitted parameters being optimised
     max_steps: int
@@ -68,7 +68,7 @@ class Data(NamedTuple):
     log_x: jax.Array  # [P, k]
     log_y: jax.Array  # [P]
     theta_fixed: jax.Array  # [p]: values of the held-fixed parameters (others ignored)
-    shift: jax.Array  # [n_pairs]: centre per law.center_pairs (0 = not centred)
+    shift: jax.Array  # [n_pairs]: center per law.center_pairs (0 = not centered)
 
 
 class Best(NamedTuple):
@@ -84,23 +84,23 @@ class Best(NamedTuple):
 
 
 def full_theta(cfg: Config, data: Data, x_free):
-    """The solver's free, centred coordinates -> all of the law's fitted parameters ``[p]``."""
+    """The solver's free, centered coordinates -> all of the law's fitted parameters ``[p]``."""
     return uncenter(cfg.law, data.theta_fixed.at[..., cfg.free].set(x_free), data.shift)
 
 
 def objective(cfg: Config, data: Data, x_free, weights):
-    """The weighted, summed loss of :mod:`jaxscale.objective` at ``x_free`` (free, centred)."""
+    """The weighted, summed loss of :mod:`jaxscale.objective` at ``x_free`` (free, centered)."""
     theta = full_theta(cfg, data, x_free)
-    return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, loss=cfg.loss, delta=cfg.delta)
+    return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, loss_fn=cfg.loss_fn, delta=cfg.delta)
 
 
 def objective_value_and_grad(cfg: Config, data: Data, x_free, weights):
-    """``(f, ∇f)`` in the solver's (free, centred) coordinates."""
+    """``(f, ∇f)`` in the solver's (free, centered) coordinates."""
     return jax.value_and_grad(objective, argnums=2)(cfg, data, x_free, weights)
 
 
-def centred_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
-    """Starts in the law's fitted parameters ``[S, p]`` -> the solver's free, centred coordinates."""
+def centered_starts(cfg: Config, data: Data, starts: np.ndarray) -> jax.Array:
+    """Starts in the law's fitted parameters ``[S, p]`` -> the solver's free, centered coordinates."""
     free_mask = np.isin(np.arange(cfg.law.n_params), cfg.free)
     theta = jnp.where(free_mask, jnp.asarray(starts), data.theta_fixed)
     return center(cfg.law, theta, data.shift)[:, cfg.free]
@@ -118,12 +118,12 @@ def sensitivity(cfg: Config, data: Data, theta, w):
 
 
 def make_data(law: Law, log_x: np.ndarray, log_y: np.ndarray, theta_fixed: np.ndarray, free: tuple[int, ...]) -> Data:
-    """The kernel's arrays for one data set, centred by :func:`centre_shift`."""
-    shift = centre_shift(law, log_x, free)
+    """The kernel's arrays for one data set, centered by :func:`center_shift`."""
+    shift = center_shift(law, log_x, free)
     return Data(jnp.asarray(log_x), jnp.asarray(log_y), jnp.asarray(theta_fixed), jnp.asarray(shift))
 
 
-def centre_shift(law: Law, log_x: np.ndarray, free: tuple[int, ...]) -> np.ndarray:
-    """Centre each coefficient/exponent pair on its input's mean, unless the coefficient is fixed."""
+def center_shift(law: Law, log_x: np.ndarray, free: tuple[int, ...]) -> np.ndarray:
+    """Center each coefficient/exponent pair on its input's mean, unless the coefficient is fixed."""
     means = log_x.mean(axis=0)
     return np.array([means[inp] if coef in free else 0.0 for coef, _, inp in law.center_pairs])

@@ -19,7 +19,7 @@ def fit_summary(res):
 
 def fit_report(res) -> str:
     width = max(len(n) for n in (*res.params, *res.derived))
-    loss = f"Huber (delta={res.delta:g})" if res.loss == "huber" else "squared"
+    loss = f"Huber (delta={res.delta:g})" if res.loss_fn == "huber" else "squared"
     if res.converged:
         verdict = f"converged in {res.steps} steps (max|grad| {res.grad_norm:.1e})"
     elif res.status == "unidentified":
@@ -40,10 +40,10 @@ def fit_report(res) -> str:
         f"  starts: {res.n_starts} refined of {res.n_candidates}; {res.n_at_optimum} reached the best optimum",
         "  parameters:",
     ]
-    if res.at_bound:
+    if res.vanished:
         lines.insert(
             -1,
-            f"  note: the term of {', '.join(res.at_bound)} vanished (it ran to 0, or moves no prediction "
+            f"  note: the term of {', '.join(res.vanished)} vanished (it ran to 0, or moves no prediction "
             "by 1e-6): the runs do not determine it; hold it fixed (fixed={...}) or add runs that vary more",
         )
     if res.unidentified:
@@ -66,13 +66,13 @@ def bootstrap_report(boot) -> str:
     """The text of ``str(BootstrapResult)``: the intervals at 95%, failures and warnings."""
     kind = f"cluster bootstrap ({boot.cluster_count} clusters)" if boot.cluster_count else "bootstrap"
     if not boot.ok.any():
-        return f"{boot.law.name} {kind}: {boot.n} resamples, seed {boot.seed}; {boot.why_no_interval()}"
+        return f"{boot.law.name} {kind}: {boot.n_resamples} resamples, seed {boot.seed}; {boot.why_no_interval()}"
     ci = boot.ci(0.95)
     table = ci[["estimate", "lower", "upper", "se"] + (["warning"] if (ci["warning"] != "").any() else [])]
-    failed = f"{boot.n_failed} of {boot.n} resamples failed ({100 * boot.failed_fraction:.2f}%"
+    failed = f"{boot.n_failed} of {boot.n_resamples} resamples failed ({100 * boot.failed_fraction:.2f}%"
     if boot.n_unidentified:
         failed += f"; {boot.n_unidentified} converged where the resample does not determine the parameters"
-    head = f"{boot.law.name} {kind}: {boot.n} resamples, seed {boot.seed}; {failed}), excluded"
+    head = f"{boot.law.name} {kind}: {boot.n_resamples} resamples, seed {boot.seed}; {failed}), excluded"
     if boot.point.status == identify.UNIDENTIFIED:
         head += (
             f"\nWARNING: the fit to all runs is unidentified ({boot.point.unidentified_reason}): "

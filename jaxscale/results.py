@@ -41,9 +41,9 @@ class FitResult(NamedTuple):
     n_candidates: int  # starts considered (screened) before refining
     n_at_optimum: int  # refined starts whose objective matches the best one
     fixed: tuple[str, ...]
-    loss: str
+    loss_fn: str
     delta: float
-    inert: tuple[str, ...] = ()  # free parameters that move no prediction (see at_bound)
+    inert: tuple[str, ...] = ()  # free parameters that move no prediction (see vanished)
     # Parameters the runs do not determine (status "unidentified"), why, and the smallest
     # eigenvalue and condition of the unit-diagonal Hessian at the optimum: see jaxscale.identify.
     unidentified: tuple[str, ...] = ()
@@ -52,7 +52,7 @@ class FitResult(NamedTuple):
     condition: float = float("nan")
 
     @property
-    def at_bound(self) -> tuple[str, ...]:
+    def vanished(self) -> tuple[str, ...]:
         """Parameters whose term vanished from the law, so the runs do not determine them.
 
         A coefficient that ran to 0 (fitted log below -30, e.g. E traded against a near-zero
@@ -122,7 +122,7 @@ class BootstrapResult(NamedTuple):
         )
 
     @property
-    def n(self) -> int:
+    def n_resamples(self) -> int:
         return int(self.status.shape[0])
 
     @property
@@ -143,7 +143,7 @@ class BootstrapResult(NamedTuple):
 
     @property
     def failed_fraction(self) -> float:
-        return self.n_failed / self.n
+        return self.n_failed / self.n_resamples
 
     @property
     def samples(self) -> dict[str, np.ndarray]:
@@ -208,7 +208,7 @@ class BootstrapResult(NamedTuple):
             if self.n_unidentified
             else ""
         )
-        return f"none of the {self.n} resamples converged{why}: no interval can be computed"
+        return f"none of the {self.n_resamples} resamples converged{why}: no interval can be computed"
 
     def _warning(self, name: str, estimate: float, lo: float, hi: float) -> str:
         """What is wrong with the interval ``[lo, hi]`` of quantity ``name`` (see :meth:`ci`)."""
@@ -290,7 +290,7 @@ def fit_result(spec: specs.Spec, solved: runner.Solved, i: int, *, n_points: int
         n_candidates=len(spec.candidates),
         n_at_optimum=int(solved.n_at_optimum[i]),
         fixed=spec.fixed,
-        loss=cfg.loss,
+        loss_fn=cfg.loss_fn,
         delta=cfg.delta,
         inert=inert,
     )
@@ -323,14 +323,14 @@ def fit_to_dict(res) -> dict[str, Any]:
         "unidentified": list(res.unidentified),
         "unidentified_reason": res.unidentified_reason,
         "diagnostics": {
-            "loss": res.loss,
+            "loss_fn": res.loss_fn,
             "delta": res.delta,
             "steps": res.steps,
             "grad_norm": json_safe(res.grad_norm),
             "n_starts": res.n_starts,
             "n_candidates": res.n_candidates,
             "n_at_optimum": res.n_at_optimum,
-            "at_bound": list(res.at_bound),
+            "vanished": list(res.vanished),
             "min_curvature": json_safe(res.min_curvature),
             "condition": json_safe(res.condition),
         },

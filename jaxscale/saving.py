@@ -73,7 +73,7 @@ def _fit_doc(res: FitResult) -> dict[str, Any]:
         "n_candidates": int(res.n_candidates),
         "n_at_optimum": int(res.n_at_optimum),
         "fixed": list(res.fixed),
-        "loss": res.loss,
+        "loss": res.loss_fn,  # the loss function (the file keeps its key)
         "delta": _float(res.delta),
         "inert": list(res.inert),
         "unidentified": list(res.unidentified),
@@ -97,7 +97,7 @@ def _fit_from(doc: dict[str, Any], law: Law) -> FitResult:
         n_candidates=int(doc["n_candidates"]),
         n_at_optimum=int(doc["n_at_optimum"]),
         fixed=tuple(doc["fixed"]),
-        loss=doc["loss"],
+        loss_fn=doc["loss"],
         delta=unfloat(doc["delta"]),
         # Absent from version 1 files (inert: from those saved before it was recorded).
         inert=tuple(doc.get("inert", ())),
@@ -160,7 +160,7 @@ def save(result, path: str | os.PathLike) -> Path:
             }
     elif hasattr(result, "to_csv") and hasattr(result, "columns"):
         if suffix == ".csv":
-            # NaN as "nan", so that an empty string (e.g. at_bound) reads back as itself.
+            # NaN as "nan", so that an empty string (e.g. vanished) reads back as itself.
             result.to_csv(path, index=False, na_rep="nan")
             return path
         if suffix == ".parquet":

@@ -28,7 +28,7 @@ def point_loss(cfg: Config, data: Data, starts_c, points=None):
     log_x, log_y = (data.log_x, data.log_y) if points is None else (data.log_x[points], data.log_y[points])
     return jax.vmap(
         lambda x: residual_loss(
-            cfg.law.log_predict(full_theta(cfg, data, x), log_x) - log_y, loss=cfg.loss, delta=cfg.delta
+            cfg.law.log_predict(full_theta(cfg, data, x), log_x) - log_y, loss_fn=cfg.loss_fn, delta=cfg.delta
         )
     )(starts_c)
 

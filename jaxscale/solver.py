@@ -105,7 +105,7 @@ def _bfgs_update(h, s, y, fresh):
     return jnp.where(curvature_ok, updated, h), fresh & ~curvature_ok
 
 
-def _status(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
+def status_code(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
     """Status code: non-finite first, then gradient small, then no progress possible, then budget."""
     return jnp.where(
         ~finite,
@@ -173,7 +173,7 @@ def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xto
     gmax = jnp.max(jnp.abs(g))
     xtol = jnp.maximum(xtol, jnp.finfo(s.x.dtype).eps)  # float32: a step below eps cannot move x
     step_vanished = ~accept & (jnp.max(jnp.abs(t_shrunk * s.p)) <= xtol * (1.0 + jnp.max(jnp.abs(s.x))))
-    status = _status(~(first & ~finite), step_vanished, gmax, k, max_steps=max_steps, gtol=gtol)
+    status = status_code(~(first & ~finite), step_vanished, gmax, k, max_steps=max_steps, gtol=gtol)
     new = State(
         x=x,
         f=f,
@@ -316,14 +316,14 @@ def minimize_lbfgs(
         fails = jnp.where(improved, 0, c.fails + 1)
         k = c.k + 1
         stalled = fails >= LBFGS_PATIENCE
-        status = _status(finite, stalled, jnp.max(jnp.abs(best[2])), k, max_steps=max_steps, gtol=gtol)
+        status = status_code(finite, stalled, jnp.max(jnp.abs(best[2])), k, max_steps=max_steps, gtol=gtol)
         return _LbfgsCarry(x, state, f, g, best, fails, k, status)
 
     state0 = opt.init(x0)
     f0, g0 = value_and_grad(x0, state=state0)
     finite0 = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
     k0 = jnp.array(0, jnp.int32)
-    status0 = _status(finite0, jnp.array(False), jnp.max(jnp.abs(g0)), k0, max_steps=max_steps, gtol=gtol)
+    status0 = status_code(finite0, jnp.array(False), jnp.max(jnp.abs(g0)), k0, max_steps=max_steps, gtol=gtol)
     init = _LbfgsCarry(x0, state0, f0, g0, (x0, f0, g0), k0, k0, status0)
     final = lax.while_loop(lambda c: c.status == RUNNING, body, init)
     x, f, g = final.best

@@ -1,6 +1,6 @@
 """The problem spec: one validated family of problems, as every job hands it to the runner.
 
-:func:`make_spec` checks the options (loss, solver, dtype, held-fixed values, starts) and
+:func:`make_spec` checks the options (loss_fn, solver, dtype, held-fixed values, starts) and
 fixes what the runner needs to solve: the kernel's static configuration, the candidate starts
 and how many of them each problem refines. :func:`make_data` builds the kernel's arrays.
 """
@@ -33,7 +33,7 @@ STARTS = ("screen", "grid")
 class Spec(NamedTuple):
     """One validated problem family: the kernel's configuration and how to run it."""
 
-    cfg: problem.Config  # law, loss, delta, free parameters, budget, tolerance, method
+    cfg: problem.Config  # law, loss_fn, delta, free parameters, budget, tolerance, method
     theta_fixed: np.ndarray  # [p] held-fixed values in fitted coordinates (others 0)
     fixed: tuple[str, ...]  # names of the held-fixed natural parameters
     candidates: np.ndarray  # [S, p] candidate starts, fitted coordinates
@@ -49,7 +49,7 @@ class Spec(NamedTuple):
 def make_spec(
     law: Law,
     *,
-    loss: str = "huber",
+    loss_fn: str = "huber",
     delta: float = 1e-3,
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
@@ -65,8 +65,8 @@ def make_spec(
     retry_failed: bool = False,
 ) -> Spec:
     """Check the options and build a :class:`Spec` (``devices=None``: every local device)."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if loss_fn not in LOSSES:
+        raise ValueError(f"unknown loss_fn {loss_fn!r}; choose one of {LOSSES}")
     if solver not in problem.METHODS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {problem.METHODS}")
     if dtype not in DTYPES:
@@ -78,7 +78,7 @@ def make_spec(
         fixed_idx = [law.natural_index(n) for n in fixed]
         full = law.from_natural({**dict.fromkeys(law.natural, 1.0), **fixed})
         theta_fixed[fixed_idx] = full[fixed_idx]
-    cfg = problem.Config(law, loss, float(delta), free, int(max_steps), float(gtol), solver)
+    cfg = problem.Config(law, loss_fn, float(delta), free, int(max_steps), float(gtol), solver)
     candidates = _candidates(law, starts, free)
     screened = isinstance(starts, str) and starts == "screen"
     n_devices = len(jax.local_devices()) if devices is None else int(devices)

@@ -41,7 +41,7 @@ def validate(
         law: a law name or a :class:`Law`.
         train: a boolean mask over the runs (True = used in the fit), or a function of the
             :class:`Runs` returning one, e.g. ``lambda r: r.x[:, r.inputs.index("N")] < 1e9``.
-        **options: passed to :func:`jaxscale.fit` (``loss``, ``delta``, ``starts``, ``fixed``, ...;
+        **options: passed to :func:`jaxscale.fit` (``loss_fn``, ``delta``, ``starts``, ``fixed``, ...;
             not ``weights``, which the split sets).
 
     Returns:

@@ -69,7 +69,7 @@ def test_squared_loss_matches_scipy_least_squares():
     from scipy.optimize import least_squares
 
     runs = synthetic(TRUTHS[0], seed=5)
-    ours = js.fit(runs, law="chinchilla", loss="squared")
+    ours = js.fit(runs, law="chinchilla", loss_fn="squared")
     log_n, log_d = np.log(runs.x).T
 
     def resid(theta):
@@ -78,6 +78,6 @@ def test_squared_loss_matches_scipy_least_squares():
         return pred - np.log(runs.y)
 
     ref = least_squares(resid, ours.theta + 0.05, xtol=1e-15, ftol=1e-15, gtol=1e-15)
-    # least_squares minimises 0.5 * sum r^2, the same as loss="squared".
+    # least_squares minimises 0.5 * sum r^2, the same as loss_fn="squared".
     assert ours.objective == pytest.approx(ref.cost, rel=1e-9)
     np.testing.assert_allclose(ours.theta, ref.x, atol=1e-5)

@@ -1,5 +1,6 @@
 """Bootstrap: weights, reproducibility, failure accounting, and Epoch AI's published intervals."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -39,7 +40,7 @@ def test_cluster_weights_give_every_run_its_clusters_count():
 
 def test_same_seed_same_draws_whatever_the_chunk_size():
     # At a fixed lane count (the contract); 96 lanes rather than 512 keep small chunks cheap.
-    runs, opts = js.datasets.chinchilla(), dict(n=40, lanes=96, progress=False)
+    runs, opts = js.datasets.chinchilla(), dict(n_resamples=40, lanes=96, progress=False)
     a = js.bootstrap(runs, seed=3, chunk_size=40, **opts)
     b = js.bootstrap(runs, seed=3, chunk_size=16, **opts)  # 16 + 16 + 8 padded
     np.testing.assert_array_equal(a.status, b.status)
@@ -51,11 +52,11 @@ def test_same_seed_same_draws_whatever_the_chunk_size():
 
 def test_failed_resamples_are_counted_and_excluded():
     runs = js.datasets.chinchilla()
-    boot = js.bootstrap(runs, n=24, seed=0, max_steps=90, progress=False)
+    boot = js.bootstrap(runs, n_resamples=24, seed=0, max_steps=90, progress=False)
     # With 90 steps some resamples' best start is still running: they must be reported.
-    assert 0 < boot.n_failed < boot.n
+    assert 0 < boot.n_failed < boot.n_resamples
     table = boot.ci(0.9)
-    assert (table["n_used"] == boot.n - boot.n_failed).all()
+    assert (table["n_used"] == boot.n_resamples - boot.n_failed).all()
     assert (table["n_failed"] == boot.n_failed).all()
     assert f"{boot.n_failed} of 24 resamples failed" in str(boot)
     frame = boot.samples_frame()
@@ -65,8 +66,8 @@ def test_failed_resamples_are_counted_and_excluded():
 def test_cluster_bootstrap_by_model_size_is_wider_for_alpha():
     runs = js.datasets.chinchilla()
     sizes = np.round(np.log(runs.x[:, 0]), 2)  # 43 model sizes (extraction jitter ~1e-6)
-    iid = js.bootstrap(runs, n=200, seed=1, progress=False)
-    clustered = js.bootstrap(runs, n=200, seed=1, clusters=sizes, progress=False)
+    iid = js.bootstrap(runs, n_resamples=200, seed=1, progress=False)
+    clustered = js.bootstrap(runs, n_resamples=200, seed=1, clusters=sizes, progress=False)
     assert clustered.cluster_count == len(np.unique(sizes))
     assert clustered.n_failed == 0 and iid.n_failed == 0
     # Resampling whole model sizes keeps the within-size correlation: alpha (the N exponent)
@@ -75,7 +76,7 @@ def test_cluster_bootstrap_by_model_size_is_wider_for_alpha():
 
 
 def test_derived_quantities_match_their_formulas():
-    boot = js.bootstrap(js.datasets.chinchilla(), n=16, seed=0, progress=False)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=16, seed=0, progress=False)
     s = boot.samples
     d = boot.derived_samples(compute=[1e22], at={"N": [7e10], "D": [1.4e12]})
     np.testing.assert_allclose(d["a"], s["beta"] / (s["alpha"] + s["beta"]), rtol=1e-14)
@@ -100,11 +101,11 @@ def test_eight_simulated_devices_equal_one(tmp_path):
         import jaxscale as js
         assert len(jax.local_devices()) == 8
         runs = js.datasets.chinchilla()
-        boot = dict(n=48, seed=5, chunk_size=6, lanes=48, progress=False)
+        boot = dict(n_resamples=48, seed=5, chunk_size=6, lanes=48, progress=False)
         one, eight = js.bootstrap(runs, devices=1, **boot), js.bootstrap(runs, devices=8, **boot)
         df = js.datasets.chinchilla_table()
         df = {"N": df["params_N"], "D": df["tokens_D"], "loss": df["loss"], "g": (df["params_N"] > 1e9) * 1}
-        opts = dict(by="g", n_refine=4, bootstrap=12, chunk_size=1)
+        opts = dict(by="g", n_refine=4, n_resamples=12, chunk_size=1)
         g1, g8 = js.fit_groups(pd.DataFrame(df), devices=1, **opts), js.fit_groups(pd.DataFrame(df), devices=8, **opts)
         cols = [c for c in g1.columns if g1[c].dtype.kind == "f"]
         a, b = g1[cols].to_numpy(), g8[cols].to_numpy()
@@ -137,7 +138,7 @@ def test_epoch_published_bootstrap_intervals():
     vs 0.366, E 1.8172 vs 1.817) plus Monte-Carlo error of a 2.5% quantile from 4,000 draws
     (about 0.003 for alpha). Hence 0.01 on every bound, the issue's expected difference.
     """
-    boot = js.bootstrap(js.datasets.chinchilla(), n=4000, seed=0, progress=False)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=4000, seed=0, progress=False)
     assert boot.failed_fraction == 0.0
     ci = boot.ci(0.95)
     for name, (lo, hi) in {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}.items():
@@ -149,8 +150,8 @@ def test_epoch_published_bootstrap_intervals():
 
 def test_warm_start_mode_reaches_the_same_optima_here():
     runs = js.datasets.chinchilla()
-    screened = js.bootstrap(runs, n=48, seed=2, progress=False)
-    warm = js.bootstrap(runs, n=48, seed=2, starts="warm", progress=False)
+    screened = js.bootstrap(runs, n_resamples=48, seed=2, progress=False)
+    warm = js.bootstrap(runs, n_resamples=48, seed=2, starts="warm", progress=False)
     # On the Chinchilla points every resample's optimum is in the full-data fit's basin, so
     # the faster warm mode finds the same optima (to round-off); the default stays the grid.
     np.testing.assert_allclose(warm.objective, screened.objective, rtol=1e-10)
@@ -158,7 +159,7 @@ def test_warm_start_mode_reaches_the_same_optima_here():
 
 
 def test_fixed_parameters_in_bootstrap_stay_fixed():
-    boot = js.bootstrap(js.datasets.chinchilla(), n=16, seed=0, fixed={"E": 1.69}, progress=False)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=16, seed=0, fixed={"E": 1.69}, progress=False)
     np.testing.assert_allclose(boot.samples["E"], 1.69, rtol=1e-12)
     assert boot.n_failed == 0
     assert boot.ci(0.9).loc["E", "se"] < 1e-12
@@ -171,7 +172,7 @@ def test_float32_search_polished_in_float64_matches_float64():
     therefore finished by a float64 BFGS (jaxscale/polish.py). Measured on 512 resamples:
     objectives within 1.9e-11 of float64's, parameters within 6.5e-5 (B, the flattest): both
     solves stop on that flat valley where a step no longer changes x, not at the same point."""
-    runs, opts = js.datasets.chinchilla(), dict(n=24, seed=0, lanes=96, progress=False)
+    runs, opts = js.datasets.chinchilla(), dict(n_resamples=24, seed=0, lanes=96, progress=False)
     ref = js.bootstrap(runs, **opts)
     boot = js.bootstrap(runs, dtype="float32", **opts)
     assert boot.draws.dtype == np.float64 and boot.objective.dtype == np.float64
@@ -182,7 +183,7 @@ def test_float32_search_polished_in_float64_matches_float64():
     again = js.bootstrap(runs, dtype="float32", chunk_size=10, **opts)
     np.testing.assert_allclose(again.draws, boot.draws, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32'"):
-        js.bootstrap(runs, n=4, dtype="float16")
+        js.bootstrap(runs, n_resamples=4, dtype="float16")
 
 
 def test_float32_resamples_whose_polish_fails_are_solved_again_in_float64(monkeypatch):
@@ -200,8 +201,8 @@ def test_float32_resamples_whose_polish_fails_are_solved_again_in_float64(monkey
         seen["status"] = np.asarray(out.status)
         return out
 
-    monkeypatch.setattr(sys.modules["jaxscale.polish"], "polish", spoiled)  # the runner calls polish.polish
-    runs, opts = js.datasets.chinchilla(), dict(n=6, seed=5, lanes=96, progress=False)
+    monkeypatch.setattr(importlib.import_module("jaxscale.polish"), "polish", spoiled)  # the runner calls polish.polish
+    runs, opts = js.datasets.chinchilla(), dict(n_resamples=6, seed=5, lanes=96, progress=False)
     boot = js.bootstrap(runs, dtype="float32", **opts)
     assert seen["status"][[1, 4]].tolist() == [NONFINITE, NONFINITE]
     assert boot.n_failed == 0
@@ -212,12 +213,12 @@ def test_float32_resamples_whose_polish_fails_are_solved_again_in_float64(monkey
 def test_offsets_split_a_bootstrap_across_processes():
     """Two processes drawing resamples 0-11 and 12-23 merge into the one-process result."""
     runs = js.datasets.chinchilla()
-    whole = js.bootstrap(runs, n=24, seed=4, lanes=96, progress=False)
-    parts = [js.bootstrap(runs, n=12, seed=4, offset=o, lanes=96, progress=False) for o in (0, 12)]
+    whole = js.bootstrap(runs, n_resamples=24, seed=4, lanes=96, progress=False)
+    parts = [js.bootstrap(runs, n_resamples=12, seed=4, offset=o, lanes=96, progress=False) for o in (0, 12)]
     merged = js.BootstrapResult.merge(parts)
     np.testing.assert_allclose(merged.draws, whole.draws, rtol=1e-12)
     np.testing.assert_array_equal(merged.status, whole.status)
-    other = js.bootstrap(runs, n=4, seed=5, progress=False)
+    other = js.bootstrap(runs, n_resamples=4, seed=5, progress=False)
     with pytest.raises(ValueError, match="same runs, law and seed"):
         js.BootstrapResult.merge([parts[0], other])
 
@@ -240,7 +241,7 @@ def test_resamples_that_stop_where_a_term_vanished_are_refitted():
     df, _ = make_archive(2000, seed=1)
     runs = js.read_runs(df[df["group"] == 870])
     law = js.get_law("chinchilla")
-    boot = js.bootstrap(runs, n=64, seed=0)
+    boot = js.bootstrap(runs, n_resamples=64, seed=0)
     for i in (7, 9):
         w = resample_weights(jax.random.key(0), i, i + 1, runs.n_points)[0]
         grid = js.fit(runs, weights=w, starts="grid")

@@ -67,11 +67,11 @@ def test_fit_bootstrap_json_has_intervals(tmp_path):
     pd.DataFrame({"N": t["params_N"][keep], "D": t["tokens_D"][keep], "loss": t["loss"][keep]}).to_csv(
         path, index=False
     )
-    out = run("fit", str(path), "--bootstrap", "40", "--level", "0.9", "--seed", "3", "--json")
+    out = run("fit", str(path), "--resamples", "40", "--level", "0.9", "--seed", "3", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)["bootstrap"]
-    assert doc["n"] == 40 and doc["level"] == 0.9 and doc["failed_fraction"] == 0.0
-    api = js.bootstrap(js.datasets.chinchilla(), n=40, seed=3, progress=False).ci(0.9)
+    assert doc["n_resamples"] == 40 and doc["level"] == 0.9 and doc["failed_fraction"] == 0.0
+    api = js.bootstrap(js.datasets.chinchilla(), n_resamples=40, seed=3, progress=False).ci(0.9)
     for name in ("alpha", "beta", "E", "a"):
         lo, hi = doc["ci"][name]
         assert lo == pytest.approx(api.loc[name, "lower"], rel=1e-9)
@@ -113,14 +113,14 @@ def test_fit_by_json_matches_fit_groups(tmp_path):
 def test_fit_by_bootstrap_table_and_csv(tmp_path):
     path, df = grouped_runs(tmp_path)
     csv = tmp_path / "fits.csv"
-    proc = start("fit", str(path), *COLUMNS, "--by", "half", "--bootstrap", "16", "--seed", "2", "--out", str(csv))
-    api = js.fit_groups(df, by="half", N="params", D="tokens", bootstrap=16, seed=2)
+    proc = start("fit", str(path), *COLUMNS, "--by", "half", "--resamples", "16", "--seed", "2", "--out", str(csv))
+    api = js.fit_groups(df, by="half", N="params", D="tokens", n_resamples=16, seed=2)
     out = finish(proc)
     assert out.returncode == 0, out.stderr
     assert "fitted to 2 groups by ['half']: 2 converged" in out.stdout
     assert "95% percentile intervals from 16 resamples per group" in out.stdout
     table = pd.read_csv(csv)
-    assert list(table["half"]) == ["large", "small"] and (table["boot_n"] == 16).all()
+    assert list(table["half"]) == ["large", "small"] and (table["n_resamples"] == 16).all()
     for name in ("alpha", "alpha_lower", "alpha_upper", "beta_lower", "beta_upper", "a_lower", "a_upper"):
         assert table[name].to_numpy() == pytest.approx(api[name].to_numpy(), rel=1e-9)  # CSV keeps 17 digits
     assert (table["alpha_lower"] < table["alpha"]).all() and (table["alpha"] < table["alpha_upper"]).all()
@@ -160,7 +160,7 @@ def test_frontier_bootstrap_csv_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     path, _ = grouped_runs(tmp_path)
     csv, png = tmp_path / "frontier.csv", tmp_path / "frontier.png"
-    args = ("--compute", "1e21", "1e23", "--bootstrap", "16", "--level", "0.8", "--out", str(csv), "--plot", str(png))
+    args = ("--compute", "1e21", "1e23", "--resamples", "16", "--level", "0.8", "--out", str(csv), "--plot", str(png))
     out = run("frontier", str(path), *COLUMNS, *args)
     assert out.returncode == 0, out.stderr
     assert "compute-optimal allocation" in out.stdout and "80% percentile intervals over 16 resamples" in out.stdout
@@ -175,12 +175,12 @@ def test_fit_plot_with_bootstrap_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     path, _ = grouped_runs(tmp_path)
     png, one = tmp_path / "fit.png", tmp_path / "fit.csv"
-    out = run("fit", str(path), *COLUMNS, "--bootstrap", "16", "--plot", str(png), "--out", str(one))
+    out = run("fit", str(path), *COLUMNS, "--resamples", "16", "--plot", str(png), "--out", str(one))
     assert out.returncode == 0, out.stderr
     data = png.read_bytes()
     assert data[:4] == b"\x89PNG" and len(data) > 10_000
     table = pd.read_csv(one)  # a single fit is a one-row table, with the columns of fit_groups
-    assert len(table) == 1 and table["converged"][0] and table["boot_n"][0] == 16
+    assert len(table) == 1 and table["converged"][0] and table["n_resamples"][0] == 16
     assert table["alpha_lower"][0] < table["alpha"][0] < table["alpha_upper"][0]
 
 

@@ -34,7 +34,7 @@ def test_nominal_90_percent_intervals_cover_the_true_exponents():
     covered = {"alpha": 0, "beta": 0}
     failed = 0
     for r in range(reps):
-        boot = js.bootstrap(draw(rng), law="chinchilla", n=200, seed=r, progress=False)
+        boot = js.bootstrap(draw(rng), law="chinchilla", n_resamples=200, seed=r, progress=False)
         failed += boot.n_failed
         ci = boot.ci(0.90)
         for name in covered:

@@ -168,7 +168,7 @@ def test_float32_coarse_screening_keeps_the_float64_best_starts(n_points):
     spec = specs.make_spec(law, max_steps=1000, gtol=1e-10)
     cfg, data = spec.cfg, specs.make_data(spec, part.log_inputs(), part.log_loss())
     with jax.enable_x64(True):
-        starts = problem.centred_starts(cfg, data, law.grid_points())
+        starts = problem.centered_starts(cfg, data, law.grid_points())
         w = jnp.ones(n_points)
         exact = np.asarray(w @ screening.point_loss(cfg, data, starts).T)
         chosen = np.asarray(jax.jit(lambda s, w: screening.screen_one(cfg, data, s, w, 8))(starts, w))

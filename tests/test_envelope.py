@@ -1,7 +1,7 @@
 """envelope (Approach 1): a known law recovered, exact interpolation, the bootstrap against a loop, Gemstones."""
 
+import importlib
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -14,7 +14,7 @@ import pytest
 import jaxscale as js
 from tests.conftest import shared_file
 
-ENVELOPE_MODULE = sys.modules["jaxscale.envelope"]  # the package attribute is the function
+ENVELOPE_MODULE = importlib.import_module("jaxscale.envelope")  # the package attribute is the function
 GEMSTONES = Path(__file__).parent / "fixtures" / "mcleish2025_gemstones" / "wandb_df_for_fitting_hot_100b+.jsonl"
 VOCAB = 50304  # Gemstones' vocabulary: embedding parameters = VOCAB · width
 
@@ -22,6 +22,12 @@ VOCAB = 50304  # Gemstones' vocabulary: embedding parameters = VOCAB · width
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 A_TRUE = BETA / (ALPHA + BETA)
 G = (ALPHA * A / (BETA * B)) ** (1 / (ALPHA + BETA))  # N_opt = G (C/6)^a
+
+
+def only(table: pd.DataFrame) -> js.EnvelopeResult:
+    """The one result of an envelope table without by=."""
+    assert len(table) == 1 and table.attrs["by"] == []
+    return table["result"].iloc[0]
 
 
 def chinchilla_curves(sizes, *, reach=4.0, n_ckpt=41, noise=0.0, ragged=False, seed=0):
@@ -42,7 +48,7 @@ def chinchilla_curves(sizes, *, reach=4.0, n_ckpt=41, noise=0.0, ragged=False, s
 def test_recovers_the_chinchilla_exponent():
     sizes = np.logspace(7, 10, 15)
     h = np.log(sizes[1] / sizes[0])  # spacing of the sizes in ln N: 0.49
-    res = js.envelope(chinchilla_curves(sizes), n_boot=1000, seed=0)
+    res = only(js.envelope(chinchilla_curves(sizes), n_resamples=1000, seed=0))
     f = res.frontier
     assert res.n_runs == 15 and res.n_budgets == 50 and f["N_opt"].nunique() >= 12
     # Quantisation: N_opt can only be one of the sizes, so ln N_opt(C) misses ln N*(C) = ln G + a ln(C/6)
@@ -71,7 +77,7 @@ def test_recovers_the_chinchilla_exponent():
 def test_envelope_equals_the_ideal_one_on_exact_losses():
     """Dense checkpoints: the picks equal the best size by the exact law at all but a switching budget."""
     sizes = np.logspace(7, 10, 15)
-    res = js.envelope(chinchilla_curves(sizes, n_ckpt=81), n_budgets=60, n_boot=0)
+    res = only(js.envelope(chinchilla_curves(sizes, n_ckpt=81), n_budgets=60, n_resamples=0))
     f = res.frontier
     d = f["compute"].to_numpy()[:, None] / (6 * sizes[None, :])
     d_opt = (sizes / G) ** (1 / A_TRUE) / sizes
@@ -101,7 +107,7 @@ def test_interpolation_is_exact_at_checkpoints_and_log_log_linear_between():
     # Both runs cover 1e18–1e20 (the range shared by 2 runs): 9 budgets, 4 per decade.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", js.EnvelopeWarning)  # one size holds the whole envelope: warned, see below
-        res = js.envelope(two_runs(), flops="flops", n_budgets=9, n_boot=0)
+        res = only(js.envelope(two_runs(), flops="flops", n_budgets=9, n_resamples=0))
     f = res.frontier
     np.testing.assert_allclose(f["compute"], np.logspace(18, 20, 9), rtol=1e-13)
     assert list(f["run"]) == ["a"] * 9 and res.n_budgets == 9
@@ -149,9 +155,9 @@ def test_bootstrap_is_reproducible_and_equals_a_python_loop():
     df = chinchilla_curves(np.logspace(7, 9.5, 9), reach=6.0, noise=0.01, ragged=True, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", js.EnvelopeWarning)  # the edges of this ragged design are not the point
-        res = js.envelope(df, n_budgets=30, n_boot=200, seed=11)
-        again = js.envelope(df, n_budgets=30, n_boot=200, seed=11)
-        other = js.envelope(df, n_budgets=30, n_boot=200, seed=12)
+        res = only(js.envelope(df, n_budgets=30, n_resamples=200, seed=11))
+        again = only(js.envelope(df, n_budgets=30, n_resamples=200, seed=11))
+        other = only(js.envelope(df, n_budgets=30, n_resamples=200, seed=12))
     assert again.a_ci == res.a_ci and np.array_equal(again.a_draws, res.a_draws, equal_nan=True)
     assert other.a_ci != res.a_ci
     runs = sorted(df["run"].unique(), key=lambda r: (df.loc[df["run"] == r, "params"].iloc[0], r))  # the kernel's order
@@ -172,15 +178,17 @@ def test_groups_equal_each_group_alone_and_chunking_does_not_matter(monkeypatch)
         chinchilla_curves(np.logspace(7.5, 9, 7), reach=3.0, ragged=True, seed=2).assign(law="narrow"),
     ]
     df = pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=0)  # row order must not matter
-    table = js.envelope(df, by="law", n_boot=100, seed=4).set_index("law")
+    table = js.envelope(df, by="law", n_resamples=100, seed=4).set_index("law")
     assert list(table.index) == ["narrow", "wide"] and list(table["n_runs"]) == [7, 12]
     for name in table.index:
-        alone = js.envelope(df[df["law"] == name], by=["law"], n_boot=100, seed=4).iloc[0]
+        alone = js.envelope(df[df["law"] == name], by=["law"], n_resamples=100, seed=4).iloc[0]
         for col in ("a", "a_lower", "a_upper", "b", "b_lower", "b_upper"):
             assert abs(table.loc[name, col] - alone[col]) <= 1e-12, (name, col)
         assert table.loc[name, "result"].group == {"law": name}
+    plain = js.envelope(df[df["law"] == "wide"], n_resamples=0)  # no by=: the same table, one row
+    assert list(plain.columns) == [c for c in table.reset_index().columns if c != "law"] and len(plain) == 1
     monkeypatch.setattr("jaxscale._approaches.CHUNK_ELEMENTS", 1)  # one resample per chunk
-    small = js.envelope(df, by="law", n_boot=100, seed=4).set_index("law")
+    small = js.envelope(df, by="law", n_resamples=100, seed=4).set_index("law")
     np.testing.assert_allclose(small[["a_lower", "a_upper"]], table[["a_lower", "a_upper"]], rtol=0, atol=1e-12)
 
 
@@ -189,11 +197,11 @@ def test_gemstones_approach_1():
     assert len(df) == 770 and df["run_name"].nunique() == 22
     kw = {"run": "run_name", "N": "params_active_precise", "tokens": "tokens", "loss": "final_loss"}
     start = time.perf_counter()
-    res = js.envelope(df, **kw, n_boot=1000, seed=0)  # N including embeddings
+    res = only(js.envelope(df, **kw, n_resamples=1000, seed=0))  # N including embeddings
     took = time.perf_counter() - start
     no_embed = df.assign(params_active_precise=df["params_active_precise"] - VOCAB * df["width"])
     start = time.perf_counter()
-    res_ne = js.envelope(no_embed, **kw, n_boot=1000, seed=0)
+    res_ne = only(js.envelope(no_embed, **kw, n_resamples=1000, seed=0))
     took_ne = time.perf_counter() - start
     for r in (res, res_ne):
         lo, hi = r.a_ci
@@ -215,7 +223,7 @@ def test_path_input_json_and_text(tmp_path):
     two_runs().to_csv(path, index=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = js.envelope(path, flops="flops", n_budgets=9, n_boot=50)
+        res = only(js.envelope(path, flops="flops", n_budgets=9, n_resamples=50))
     messages = sorted(str(w.message) for w in caught if issubclass(w.category, js.EnvelopeWarning))
     assert len(messages) == len(caught) == 2
     assert "smallest run (N=1e+08) at 9 of 9 budgets (C=1e+18–1e+20)" in messages[1]
@@ -226,7 +234,7 @@ def test_path_input_json_and_text(tmp_path):
     assert first["run"] == "a" and first["N_opt"] == 1e8
     # Budgets are exp of a grid in ln C (≈ 41.4): one rounding there is 41·2⁻⁵³ ≈ 5e-15 relative.
     np.testing.assert_allclose([first["compute"], first["D_opt"], first["loss"]], [1e18, 1e18 / 6e8, 4.0], rtol=1e-14)
-    assert doc["bootstrap"] == {"n": 50, "seed": 0, "failed_fraction": 0.0} and doc["group"] == {}
+    assert doc["bootstrap"] == {"n_resamples": 50, "seed": 0, "failed_fraction": 0.0} and doc["group"] == {}
     assert "Approach 1 (lower envelope): 2 runs, 9 budgets C = 1e+18 … 1e+20" in str(res)
 
 
@@ -234,7 +242,7 @@ def test_edge_of_range_warning_names_the_run_and_budgets():
     # Curves running to 100x past each size's optimum: at the low budgets the best size is below the
     # smallest run, which then holds the envelope over many budgets (and flattens a).
     with pytest.warns(js.EnvelopeWarning, match=r"smallest run \(N=1e\+07\) at 9 of 50 budgets.*biases a towards 0"):
-        res = js.envelope(chinchilla_curves(np.logspace(7, 10, 15), reach=100.0), n_boot=0)
+        res = only(js.envelope(chinchilla_curves(np.logspace(7, 10, 15), reach=100.0), n_resamples=0))
     assert res.a < A_TRUE - 0.05
 
 
@@ -260,7 +268,7 @@ def test_edge_of_range_warning_names_the_run_and_budgets():
 def test_bad_input_names_the_column_and_rows(change, message):
     df = chinchilla_curves(np.logspace(7, 8, 4))
     with pytest.raises(ValueError, match=message):
-        js.envelope(change(df), n_boot=0)
+        js.envelope(change(df), n_resamples=0)
 
 
 def test_bad_arguments_and_disjoint_curves():

@@ -55,7 +55,7 @@ def test_custom_flops_function_shifts_allocation(chinchilla_fit):
 
 
 def test_bootstrap_bands_contain_the_point_estimate():
-    boot = js.bootstrap(js.datasets.chinchilla(), n=100, seed=0, progress=False)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=100, seed=0, progress=False)
     budgets = np.logspace(19, 25, 1000)
     table = js.frontier(boot, budgets, level=0.9)
     assert len(table) == 1000

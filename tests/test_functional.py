@@ -57,7 +57,7 @@ def test_vmap_equals_python_loop_and_bootstrap():
     lanes = jax.jit(lambda w: jsf.fit_batch(LAW, LOG_X, LOG_Y, w))(jnp.asarray(weights))
     np.testing.assert_allclose(np.asarray(lanes.objective), np.asarray(batched.objective), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(lanes.params), np.asarray(batched.params), rtol=1e-6)
-    boot = js.bootstrap(RUNS, n=n, seed=0)
+    boot = js.bootstrap(RUNS, n_resamples=n, seed=0)
     assert np.all(np.asarray(batched.status) == 0) and boot.n_failed == 0
     np.testing.assert_allclose(np.asarray(batched.objective), boot.objective, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(batched.params), boot.draws, rtol=1e-6)
@@ -66,12 +66,12 @@ def test_vmap_equals_python_loop_and_bootstrap():
 @pytest.mark.slow
 def test_vmap_over_1000_weight_vectors_equals_bootstrap():
     """The acceptance check at full size: 1,000 resamples of the Epoch points, jit(vmap(fit))
-    against js.bootstrap(n=1000, seed=0). Measured: objectives within 6.1e-15 (relative),
+    against js.bootstrap(n_resamples=1000, seed=0). Measured: objectives within 6.1e-15 (relative),
     parameters within 2.5e-7 (B; median 8e-9)."""
     n = 1000
     weights = resample_weights(jax.random.key(0), 0, n, P)
     sol = jax.jit(jax.vmap(lambda w: jsf.fit(LAW, LOG_X, LOG_Y, w)))(jnp.asarray(weights))
-    boot = js.bootstrap(RUNS, n=n, seed=0)
+    boot = js.bootstrap(RUNS, n_resamples=n, seed=0)
     np.testing.assert_array_equal(np.asarray(sol.status), boot.status)
     np.testing.assert_allclose(np.asarray(sol.objective), boot.objective, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(sol.params), boot.draws, rtol=1e-6)

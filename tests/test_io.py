@@ -93,8 +93,8 @@ def test_bad_options_are_rejected():
     runs = js.datasets.chinchilla()
     with pytest.raises(ValueError, match="unknown law 'chinchila'"):
         js.fit(runs, law="chinchila")
-    with pytest.raises(ValueError, match="unknown loss"):
-        js.fit(runs, loss="l1")
+    with pytest.raises(ValueError, match="unknown loss_fn 'l1'"):
+        js.fit(runs, loss_fn="l1")
     with pytest.raises(ValueError, match="has no parameter 'C'"):
         js.fit(runs, fixed={"C": 1.0})
     with pytest.raises(ValueError, match="weights must be 240"):

@@ -1,7 +1,7 @@
 """isoflop (Approach 2): a known law recovered, the vmapped path equal to a loop, Porian et al.'s data."""
 
+import importlib
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,7 +21,7 @@ PORIAN = Path(__file__).parent / "fixtures" / "porian2024_isoflops" / "isoflop_p
 CONFIG = ["dataset", "experiment"]
 DESCRIBED_BY = ["dataset", "hparams", "warmup", "decay", "param_count", "loss_split"]
 KAPLAN, TUNED = "Reproducing Kaplan et al.", "Optimizer tuning (no decay)"
-ISOFLOP_MODULE = sys.modules["jaxscale.isoflop"]  # the package attribute is the function
+ISOFLOP_MODULE = importlib.import_module("jaxscale.isoflop")  # the package attribute is the function
 
 
 def chinchilla_isoflops(E, A, B, alpha, beta, *, budgets, sizes=9, spread=1.5, noise=0.0, seed=0):
@@ -42,7 +42,7 @@ def test_recovers_the_chinchilla_exponent():
     alpha, beta = 0.34, 0.37
     true_a = beta / (alpha + beta)  # N_opt ∝ C^(β/(α+β)) under C = 6ND
     df = chinchilla_isoflops(1.8, 400.0, 2000.0, alpha, beta, budgets=np.logspace(18, 22, 9), noise=0.002)
-    table = js.isoflop(df, n_boot=1000, seed=1)
+    table = js.isoflop(df, n_resamples=1000, seed=1)
     row = table.iloc[0]
     assert row["n_budgets"] == 9 and row["n_budgets_skipped"] == 0 and row["n_points"] == 81
     assert abs(row["a"] - true_a) < 0.01
@@ -58,14 +58,14 @@ def test_noise_free_grids_give_the_exponent_exactly():
     # Along an isoFLOP line the Chinchilla loss has the same shape in log N − log N_opt at every
     # budget, so a grid symmetric about N_opt biases every vertex by the same factor: a is exact.
     df = chinchilla_isoflops(1.8, 400.0, 2000.0, 0.34, 0.37, budgets=np.logspace(18, 22, 5))
-    row = js.isoflop(df, n_boot=0).iloc[0]
+    row = js.isoflop(df, n_resamples=0).iloc[0]
     assert abs(row["a"] - 0.37 / 0.71) < 1e-9
     assert np.isnan(row["a_lower"]) and np.isnan(row["nonconvex_fraction"])
 
 
 def test_vertices_match_numpy_polyfit():
     df = chinchilla_isoflops(1.8, 400.0, 2000.0, 0.34, 0.37, budgets=[1e19, 1e20, 1e21], sizes=7, noise=0.01)
-    budgets = js.isoflop(df, n_boot=0).iloc[0]["budgets"]
+    budgets = js.isoflop(df, n_resamples=0).iloc[0]["budgets"]
     for entry, (c, runs) in zip(budgets, df.groupby("flops"), strict=True):
         c2, c1, c0 = np.polyfit(np.log(runs["params"]), runs["loss"], 2)
         assert entry["compute"] == c
@@ -80,7 +80,7 @@ def test_weighted_vertices_match_numpy_polyfit():
     df["w"] = np.exp(
         -np.abs(np.log(df["params"]) - df.groupby("flops")["params"].transform(lambda v: np.log(v).mean()))
     )
-    weighted = js.isoflop(df, weights="w", n_boot=200, seed=0)
+    weighted = js.isoflop(df, weights="w", n_resamples=200, seed=0)
     for entry, (c, runs) in zip(weighted.iloc[0]["budgets"], df.groupby("flops"), strict=True):
         assert entry["compute"] == c
         # polyfit's w multiplies the residuals, so least-squares weights are w**2.
@@ -88,8 +88,8 @@ def test_weighted_vertices_match_numpy_polyfit():
         assert entry["N_opt"] == pytest.approx(np.exp(-c1 / (2 * c2)), rel=1e-9)
     # Equal weights change nothing (the normal equations are scale-invariant).
     df["w"] = 3.0
-    same = js.isoflop(df, weights="w", n_boot=200, seed=0).iloc[0]
-    plain = js.isoflop(df, n_boot=200, seed=0).iloc[0]
+    same = js.isoflop(df, weights="w", n_resamples=200, seed=0).iloc[0]
+    plain = js.isoflop(df, n_resamples=200, seed=0).iloc[0]
     for col in ("a", "a_lower", "a_upper"):
         assert same[col] == pytest.approx(plain[col], rel=1e-10)
     df.loc[2, "w"] = 0.0
@@ -114,10 +114,10 @@ def ragged_groups():
 
 def test_vmapped_groups_equal_a_python_loop():
     df = ragged_groups()
-    table = js.isoflop(df, by="law", n_boot=300, seed=5).set_index("law")
+    table = js.isoflop(df, by="law", n_resamples=300, seed=5).set_index("law")
     assert list(table.index) == ["narrow", "short", "wide"]
     for name in table.index:
-        alone = js.isoflop(df[df["law"] == name], by="law", n_boot=300, seed=5).iloc[0]
+        alone = js.isoflop(df[df["law"] == name], by="law", n_resamples=300, seed=5).iloc[0]
         for col in ("a", "a_lower", "a_upper", "b", "b_lower", "b_upper", "nonconvex_fraction", "k_N"):
             assert abs(table.loc[name, col] - alone[col]) <= 1e-10 * max(1.0, abs(alone[col])), (name, col)
         assert table.loc[name, "n_budgets"] == alone["n_budgets"]
@@ -128,9 +128,9 @@ def test_vmapped_groups_equal_a_python_loop():
 
 def test_results_do_not_depend_on_chunk_size(monkeypatch):
     df = ragged_groups()
-    ref = js.isoflop(df, by="law", n_boot=64, seed=2)
+    ref = js.isoflop(df, by="law", n_resamples=64, seed=2)
     monkeypatch.setattr("jaxscale._approaches.CHUNK_ELEMENTS", 1)  # one resample per chunk
-    small = js.isoflop(df, by="law", n_boot=64, seed=2)
+    small = js.isoflop(df, by="law", n_resamples=64, seed=2)
     for col in ("a_lower", "a_upper", "b_lower", "b_upper"):
         np.testing.assert_allclose(small[col], ref[col], rtol=0, atol=1e-12)
 
@@ -156,7 +156,7 @@ def test_porian_configurations():
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = js.isoflop(df, by=CONFIG, n_boot=1000, seed=0)
+        table = js.isoflop(df, by=CONFIG, n_resamples=1000, seed=0)
     took = time.perf_counter() - start
     assert len(table) == 15
     assert np.all(np.isfinite(table[["a", "a_lower", "a_upper"]].to_numpy()))
@@ -186,7 +186,7 @@ def test_edge_of_range_warning_names_group_and_budget():
     off = pd.DataFrame({"flops": c, "params": n, "loss": 1.8 + 400.0 / n**0.34 + 2000.0 / (c / (6 * n)) ** 0.37})
     assert off["loss"].idxmin() == off.index[-1]
     with pytest.warns(js.EdgeOfRangeWarning, match=r"group model='m1'.*1 budget\(s\).*C=1e\+22"):
-        row = js.isoflop(pd.concat([df, off]).assign(model="m1"), by="model", n_boot=20).iloc[0]
+        row = js.isoflop(pd.concat([df, off]).assign(model="m1"), by="model", n_resamples=20).iloc[0]
     assert row["n_budgets"] == 4  # warned about, not dropped
 
 
@@ -195,14 +195,14 @@ def test_skipped_and_nonconvex_budgets_are_counted():
     two_sizes = pd.DataFrame({"flops": 1e22, "params": [1e9, 1e9, 2e9], "loss": [2.0, 2.1, 2.05]})
     concave = pd.DataFrame({"flops": 1e23, "params": [1e9, 1e10, 1e11], "loss": [2.0, 2.2, 2.0]})
     with pytest.warns(js.IsoflopWarning, match=r"1 budget\(s\) skipped.*C=1e\+23 excluded: .*not convex"):
-        row = js.isoflop(pd.concat([df, two_sizes, concave]), n_boot=20).iloc[0]
+        row = js.isoflop(pd.concat([df, two_sizes, concave]), n_resamples=20).iloc[0]
     assert row["n_budgets"] == 3 and row["n_budgets_skipped"] == 2 and row["n_points"] == 21 + 3
     assert [b["compute"] for b in row["budgets"]] == [1e19, 1e20, 1e21]
 
 
 def test_window_keeps_points_near_the_lowest_loss():
     df = chinchilla_isoflops(1.8, 400.0, 2000.0, 0.34, 0.37, budgets=np.logspace(18, 21, 4), sizes=9, spread=2.0)
-    row = js.isoflop(df, window=1.01, n_boot=0).iloc[0]  # ±1 in ln N around the best of 9 sizes 0.5 apart
+    row = js.isoflop(df, window=1.01, n_resamples=0).iloc[0]  # ±1 in ln N around the best of 9 sizes 0.5 apart
     assert row["n_points"] == 4 * 5
     assert abs(row["a"] - 0.37 / 0.71) < 1e-9  # same exactness argument, narrower grid
 
@@ -223,7 +223,7 @@ def test_window_keeps_points_near_the_lowest_loss():
 def test_bad_input_names_the_column(change, message):
     df = chinchilla_isoflops(1.8, 400.0, 2000.0, 0.34, 0.37, budgets=[1e19, 1e20], sizes=5)
     with pytest.raises(ValueError, match=message):
-        js.isoflop(change(df), n_boot=0)
+        js.isoflop(change(df), n_resamples=0)
 
 
 def test_bad_arguments_and_files(tmp_path):
@@ -235,24 +235,24 @@ def test_bad_arguments_and_files(tmp_path):
     with pytest.raises(ValueError, match="window .* must be > 0"):
         js.isoflop(df, window=0.0)
     with pytest.raises(ValueError, match="no budget has at least 3 distinct model sizes"):
-        js.isoflop(df.head(2), n_boot=0)
+        js.isoflop(df.head(2), n_resamples=0)
     with pytest.raises(FileNotFoundError, match="no such file"):
         js.isoflop(tmp_path / "absent.csv")
 
 
 def test_json_dicts_follow_the_design_contract():
-    table = js.isoflop(ragged_groups(), by="law", n_boot=50)
+    table = js.isoflop(ragged_groups(), by="law", n_resamples=50)
     docs = js.isoflop_to_dicts(table)
     assert [d["group"] for d in docs] == [{"law": "narrow"}, {"law": "short"}, {"law": "wide"}]
     doc = json.loads(json.dumps(docs[0], allow_nan=False))  # strictly valid JSON
     assert {"a", "b", "ci", "budgets", "group"} <= set(doc)
     assert doc["ci"]["a"] == [table["a_lower"][0], table["a_upper"][0]]
     assert set(doc["budgets"][0]) == {"compute", "N_opt", "D_opt", "loss"}
-    assert doc["bootstrap"]["n"] == 50 and doc["bootstrap"]["level"] == 0.95
+    assert doc["bootstrap"]["n_resamples"] == 50 and doc["bootstrap"]["level"] == 0.95
 
 
 def test_cli_isoflop_json_by_configuration():
-    out = run("isoflop", str(PORIAN), "--by", *CONFIG, "--bootstrap", "100", "--seed", "4", "--json")
+    out = run("isoflop", str(PORIAN), "--by", *CONFIG, "--resamples", "100", "--seed", "4", "--json")
     assert out.returncode == 0, out.stderr
     docs = json.loads(out.stdout)
     assert isinstance(docs, list) and len(docs) == 15
@@ -260,7 +260,7 @@ def test_cli_isoflop_json_by_configuration():
     assert "jaxscale: warning: isoflop: group dataset='rw', experiment='Reproducing Kaplan et al.'" in out.stderr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", js.IsoflopWarning)
-        api = js.isoflop(PORIAN, by=CONFIG, n_boot=100, seed=4)
+        api = js.isoflop(PORIAN, by=CONFIG, n_resamples=100, seed=4)
     for doc, (_, row) in zip(docs, api.iterrows(), strict=True):
         assert doc["a"] == pytest.approx(row["a"], rel=1e-12, abs=0)
         assert doc["ci"]["a"] == pytest.approx([row["a_lower"], row["a_upper"]], rel=1e-12, abs=0)
@@ -270,12 +270,12 @@ def test_cli_isoflop_json_by_configuration():
 def test_cli_isoflop_single_group_table_and_errors(tmp_path):
     path = tmp_path / "runs.csv"
     chinchilla_isoflops(1.8, 400.0, 2000.0, 0.34, 0.37, budgets=[1e19, 1e20, 1e21], sizes=7).to_csv(path, index=False)
-    out = run("isoflop", str(path), "--bootstrap", "50", "--json")
+    out = run("isoflop", str(path), "--resamples", "50", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert isinstance(doc, dict) and doc["group"] == {} and len(doc["budgets"]) == 3
     assert abs(doc["a"] - 0.37 / 0.71) < 1e-9
-    table = run("isoflop", str(path), "--bootstrap", "0")
+    table = run("isoflop", str(path), "--resamples", "0")
     assert table.returncode == 0 and "n_budgets" in table.stdout
     bad = run("isoflop", str(path), "--N", "n_params")
     assert bad.returncode == 2 and "missing column(s) ['n_params']" in bad.stderr and bad.stdout == ""

@@ -40,7 +40,7 @@ def test_lbfgs_status_is_honest_for_every_start():
     law = js.get_law("chinchilla")
     spec = specs.make_spec(law, max_steps=1000, gtol=GTOL, solver="lbfgs")
     cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
-    x0 = problem.centred_starts(cfg, data, screened_starts(runs, k=16))
+    x0 = problem.centered_starts(cfg, data, screened_starts(runs, k=16))
     weights = jnp.ones((x0.shape[0], runs.n_points))
     res = engine._solve_items_lbfgs(cfg, data, x0, weights, False, problem.limits_of(cfg))
     status, grad = np.asarray(res.status), np.asarray(res.grad_norm)
@@ -55,8 +55,8 @@ def test_lbfgs_status_is_honest_for_every_start():
 
 def test_both_solvers_agree_on_a_smooth_problem():
     runs = synthetic(TRUTHS[0], seed=5)
-    ref = js.fit(runs, law="chinchilla", loss="squared")
-    ours = js.fit(runs, law="chinchilla", loss="squared", solver="lbfgs")
+    ref = js.fit(runs, law="chinchilla", loss_fn="squared")
+    ours = js.fit(runs, law="chinchilla", loss_fn="squared", solver="lbfgs")
     assert ref.converged and ours.converged
     # Squared loss is smooth, so both solvers reach the optimum to round-off (measured
     # ~2e-16 relative); the task's bound is 1e-8.

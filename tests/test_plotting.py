@@ -32,7 +32,7 @@ def runs():
 
 @pytest.fixture(scope="module")
 def boot(runs):
-    return js.bootstrap(runs, law="chinchilla", n=16, seed=0)
+    return js.bootstrap(runs, law="chinchilla", n_resamples=16, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,9 @@ def test_fit_with_tokens_held_fixed_and_no_residuals(runs, result):
 
 def test_fit_of_a_one_input_law(porian):
     # Real 1-input data: the loss at each budget's isoFLOP minimum vs compute (Porian et al.).
-    table = js.isoflop(porian[(porian["dataset"] == "rw") & (porian["experiment"] == TUNED["experiment"])], n_boot=0)
+    table = js.isoflop(
+        porian[(porian["dataset"] == "rw") & (porian["experiment"] == TUNED["experiment"])], n_resamples=0
+    )
     budgets = table.budgets[0]
     runs = js.Runs.from_arrays({"C": [b["compute"] for b in budgets]}, [b["loss"] for b in budgets])
     res = js.fit(runs, law="power")
@@ -122,7 +124,7 @@ def test_fit_rejects_bad_arguments(runs, result):
 
 def test_isoflop_profiles_of_a_porian_configuration(porian, tmp_path):
     picked = porian[(porian["dataset"] == TUNED["dataset"]) & (porian["experiment"] == TUNED["experiment"])]
-    table = js.isoflop(picked, n_boot=0)
+    table = js.isoflop(picked, n_resamples=0)
     ax = plot_isoflop(porian, group=TUNED)
     assert ax.get_xscale() == "log" and len(ax.figure.axes) == 2  # the plot and its colour bar
     (points,) = by_gid(ax, "runs", "collections")
@@ -143,7 +145,7 @@ def test_isoflop_profiles_of_a_porian_configuration(porian, tmp_path):
 
 def test_isoflop_from_a_grouped_table_skips_what_isoflop_skipped(porian):
     with pytest.warns(js.IsoflopWarning):  # some of the 15 configurations have edge or skipped budgets
-        table = js.isoflop(porian, by=["dataset", "experiment"], n_boot=50, seed=0)
+        table = js.isoflop(porian, by=["dataset", "experiment"], n_resamples=50, seed=0)
     group = {"dataset": "rw", "experiment": "Counting last layer and attention FLOPs"}
     row = table[(table["dataset"] == "rw") & (table["experiment"] == group["experiment"])].iloc[0]
     assert row["n_budgets"] == 11 and row["n_budgets_skipped"] == 1

@@ -20,7 +20,7 @@ def test_fit_round_trip_predicts_and_gives_frontiers(tmp_path, chinchilla_fit):
     assert isinstance(loaded, js.FitResult)
     assert loaded.params == res.params  # exact: floats are written in full
     np.testing.assert_array_equal(loaded.theta, res.theta)
-    for field in ("objective", "status", "steps", "grad_norm", "n_points", "n_at_optimum", "fixed", "loss", "delta"):
+    for field in ("objective", "status", "steps", "grad_norm", "n_points", "n_at_optimum", "fixed", "loss_fn", "delta"):
         assert getattr(loaded, field) == getattr(res, field), field
     assert loaded.law is res.law and str(loaded) == str(res)
     np.testing.assert_array_equal(loaded.predict(N=[7e10], D=[1.4e12]), res.predict(N=[7e10], D=[1.4e12]))
@@ -28,7 +28,7 @@ def test_fit_round_trip_predicts_and_gives_frontiers(tmp_path, chinchilla_fit):
 
 
 def test_bootstrap_round_trip(tmp_path):
-    boot = js.bootstrap(js.datasets.chinchilla(), n=8, seed=3)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=8, seed=3)
     loaded = js.load(js.save(boot, tmp_path / "boot.json"))
     np.testing.assert_array_equal(loaded.draws, boot.draws)
     np.testing.assert_array_equal(loaded.objective, boot.objective)
@@ -48,7 +48,7 @@ def test_non_finite_values_survive_as_valid_json(tmp_path, chinchilla_fit):
 def group_table():
     df = pd.DataFrame(js.datasets.chinchilla_table()).query("in_epoch_fit_set == 1")
     df["size"] = np.where(df["params_N"] < 1e9, "small", "large")
-    return js.fit_groups(df, by="size", N="params_N", D="tokens_D", bootstrap=8)
+    return js.fit_groups(df, by="size", N="params_N", D="tokens_D", n_resamples=8)
 
 
 @pytest.mark.parametrize("suffix", [".json", ".csv", ".parquet"])

@@ -206,7 +206,7 @@ def fit(**kw):
 
 
 def boot(**kw):
-    return lambda c: js.bootstrap(RUNS, **{"n": 4, "progress": False, **kw})
+    return lambda c: js.bootstrap(RUNS, **{"n_resamples": 4, "progress": False, **kw})
 
 
 def groups(**kw):
@@ -233,10 +233,10 @@ ARGUMENTS = [
     ("fit-fixed-unknown", fit(fixed={"gamma": 1.0}), ValueError, "has no parameter 'gamma'"),
     ("fit-fixed-not-dict", fit(fixed=[("E", 1.0)]), TypeError, "fixed must be a dict of parameter values"),
     ("fit-fixed-bool", fit(fixed={"alpha": True}), TypeError, "fixed['alpha'] must be a finite real number; got True (bool)"),
-    ("boot-n-1", boot(n=1), ValueError, f"n must be an integer >= 2 (resamples; {ONE}); got 1"),
-    ("boot-n-float", boot(n=2.5), TypeError, "n must be an integer >= 2 (resamples; a bootstrap of 1 resample has no interval); got 2.5 (float)"),
-    ("boot-n-string", boot(n="10"), TypeError, "got '10' (str)"),
-    ("boot-n-bool", boot(n=True), TypeError, "got True (bool)"),
+    ("boot-n-1", boot(n_resamples=1), ValueError, f"n_resamples must be an integer >= 2 (resamples; {ONE}); got 1"),
+    ("boot-n-float", boot(n_resamples=2.5), TypeError, "n_resamples must be an integer >= 2 (resamples; a bootstrap of 1 resample has no interval); got 2.5 (float)"),
+    ("boot-n-string", boot(n_resamples="10"), TypeError, "got '10' (str)"),
+    ("boot-n-bool", boot(n_resamples=True), TypeError, "got True (bool)"),
     ("boot-seed-float", boot(seed=1.5), TypeError, "seed must be an integer >= 0; got 1.5 (float)"),
     ("boot-seed-negative", boot(seed=-1), ValueError, "seed must be an integer >= 0; got -1"),
     ("boot-offset-negative", boot(offset=-4), ValueError, "offset must be an integer >= 0"),
@@ -246,10 +246,10 @@ ARGUMENTS = [
     ("boot-devices-0", boot(devices=0), ValueError, "devices must be an integer >= 1; got 0"),
     ("boot-progress-string", boot(progress="yes"), TypeError, "progress must be True, False or None; got 'yes' (str)"),
     ("boot-fixed-nan", boot(fixed={"alpha": float("nan")}), ValueError, "fixed['alpha'] must be a finite real number"),
-    ("groups-bootstrap-negative", groups(bootstrap=-1), ValueError, f"bootstrap must be 0 (no bootstrap) or an integer >= 2 (resamples per group; {ONE}); got -1"),
-    ("groups-bootstrap-1", groups(bootstrap=1), ValueError, f"{ONE}); got 1"),
-    ("groups-bootstrap-float", groups(bootstrap=8.0), TypeError, "got 8.0 (float)"),
-    ("groups-level-1", groups(bootstrap=8, level=1.0), ValueError, "level must be a number between 0 and 1 (exclusive), e.g. 0.95; got 1.0"),
+    ("groups-resamples-negative", groups(n_resamples=-1), ValueError, f"n_resamples must be 0 (no bootstrap) or an integer >= 2 (resamples; {ONE}); got -1"),
+    ("groups-resamples-1", groups(n_resamples=1), ValueError, f"{ONE}); got 1"),
+    ("groups-resamples-float", groups(n_resamples=8.0), TypeError, "got 8.0 (float)"),
+    ("groups-level-1", groups(n_resamples=8, level=1.0), ValueError, "level must be a number between 0 and 1 (exclusive), e.g. 0.95; got 1.0"),
     ("groups-retry-int", groups(retry=1), TypeError, "retry must be True or False; got 1 (int)"),
     ("groups-seed-negative", groups(seed=-2), ValueError, "seed must be an integer >= 0; got -2"),
     ("groups-n_refine-0", groups(n_refine=0), ValueError, "n_refine must be an integer >= 1; got 0"),

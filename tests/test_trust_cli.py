@@ -131,8 +131,8 @@ CLI_CASES = [
     ("broken-json", ["fit", "broken.json", *COLS], 2, "could not read 'broken.json' as json", None),
     ("empty-csv", ["fit", "empty.csv", *COLS], 2, "could not read 'empty.csv' as csv", None),
     ("data-is-a-folder", ["fit", "folder.csv", *COLS], 2, "it is a folder, not a file", None),
-    ("bootstrap-of-one", ["fit", "runs.csv", *COLS, "--bootstrap", "1"], 2, "--bootstrap takes 0 (none) or at least 2", None),
-    ("level-out-of-range", ["fit", "runs.csv", *COLS, "--bootstrap", "10", "--level", "95"], 2, "--level must be between 0 and 1", None),
+    ("bootstrap-of-one", ["fit", "runs.csv", *COLS, "--resamples", "1"], 2, "--resamples takes 0 (none) or at least 2", None),
+    ("level-out-of-range", ["fit", "runs.csv", *COLS, "--resamples", "10", "--level", "95"], 2, "--level must be between 0 and 1", None),
     ("unknown-law", ["fit", "five.csv", *COLS, "--law", "chinchila"], 2, "unknown law 'chinchila'", None),
     ("plot-with-by", ["fit", "runs.csv", *COLS, "--by", "params", "--plot", "fit.png"], 2, "--plot draws one fit", None),
 ]  # fmt: skip
@@ -229,12 +229,12 @@ def test_help_states_the_overwrite_rule(capsys):
 
 
 def test_interrupt_in_process_exits_130_with_one_line(files, capsys, monkeypatch):
-    import jaxscale.cli as cli
+    import jaxscale._cli_commands as commands
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "fit", interrupted)
+    monkeypatch.setattr(commands, "fit", interrupted)
     assert main(["fit", "runs.csv", *COLS, "--out", "fits.csv"]) == 130
     assert capsys.readouterr().err == "jaxscale: interrupted\n"
     assert not Path("fits.csv").exists()
@@ -306,7 +306,7 @@ def _interrupt_ready(pid: int) -> bool:
 def test_ctrl_c_during_bootstrap_exits_130_with_one_line(files, delay):
     """SIGINT to a running bootstrap: status 130, one line on stderr, no traceback, no output file."""
     proc = subprocess.Popen(
-        command("fit", "runs.csv", *COLS, "--bootstrap", "100000", "--out", "boot.json"),
+        command("fit", "runs.csv", *COLS, "--resamples", "100000", "--out", "boot.json"),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120

@@ -130,9 +130,9 @@ def test_zoo_sign_constraints():
 def test_bootstrap_of_an_unidentified_design_says_so():
     """Resamples of the one-D design that converge where they do not determine E, B, beta are
     "unidentified" and count as failed (14 of 16 with seed 0; the other 2 stopped where B's term
-    vanished, which at_bound reports, as for a fit); the intervals of the point fit's
+    vanished, which vanished reports, as for a fit); the intervals of the point fit's
     unidentified parameters say so."""
-    boot = js.bootstrap(design(5, **ONE_D), n=16, seed=0)
+    boot = js.bootstrap(design(5, **ONE_D), n_resamples=16, seed=0)
     assert boot.point.status == "unidentified"
     assert boot.n_unidentified >= 12 and boot.n_failed >= boot.n_unidentified
     assert "converged where the resample does not determine the parameters" in str(boot)
@@ -142,7 +142,7 @@ def test_bootstrap_of_an_unidentified_design_says_so():
 
 
 def test_epoch_bootstrap_has_no_failures_and_no_warnings():
-    boot = js.bootstrap(js.datasets.chinchilla(), n=64, seed=0)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=64, seed=0)
     assert boot.n_failed == 0 and boot.n_unidentified == 0
     ci = boot.ci(0.95)
     assert (ci["warning"] == "").all(), ci
@@ -151,7 +151,7 @@ def test_epoch_bootstrap_has_no_failures_and_no_warnings():
 
 def test_interval_warnings_zero_width_and_estimate_outside():
     """ci() flags a zero-width interval and one that excludes the estimate (draws edited to be so)."""
-    boot = js.bootstrap(js.datasets.chinchilla(), n=8, seed=0)
+    boot = js.bootstrap(js.datasets.chinchilla(), n_resamples=8, seed=0)
     draws = boot.draws.copy()
     i_beta, i_alpha = boot.law.natural.index("beta"), boot.law.natural.index("alpha")
     draws[:, i_beta] = 0.3735

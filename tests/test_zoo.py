@@ -294,8 +294,8 @@ def test_user_law_in_a_few_lines_fits_bootstraps_and_holds_parameters_fixed():
     # Held fixed, E stays exactly where it was put and the rest is refitted.
     held = js.fit(runs, law=law, fixed={"E": 1.8})
     assert held.converged and held.params["E"] == 1.8 and held.fixed == ("E",)
-    boot = js.bootstrap(runs, law=law, n=6, seed=0)
-    assert boot.n == 6 and boot.n_failed == 0
+    boot = js.bootstrap(runs, law=law, n_resamples=6, seed=0)
+    assert boot.n_resamples == 6 and boot.n_failed == 0
     ci = boot.ci(0.9)
     assert list(ci.index) == ["E", "A", "B", "alpha"]
     assert ci.loc["alpha", "lower"] <= res.params["alpha"] <= ci.loc["alpha", "upper"]
@@ -496,7 +496,7 @@ def test_start_grid_finds_a_lower_minimum_than_published():
     # Percentiles on the log scale, not boot.ci(): a few resamples send R_D* into the region
     # beyond e^50 where the law no longer depends on it (repeated data as good as new), and the
     # standard deviation of such draws overflows.
-    boot = js.bootstrap(runs, law="data_constrained", fixed=C4, n=32, seed=0)
+    boot = js.bootstrap(runs, law="data_constrained", fixed=C4, n_resamples=32, seed=0)
     assert boot.n_failed == 0
     for name in ("R_D", "R_N"):
         lo, hi = np.percentile(np.log(boot.samples[name]), [2.5, 97.5])
