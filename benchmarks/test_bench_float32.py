@@ -50,7 +50,7 @@ def _phases(runs):
     """The float32 search and the float64 polish of bootstrap(dtype="float32"), timed apart."""
     law = js.get_law("chinchilla")
     with jax.enable_x64(True):
-        spec = specs.make_spec(law, max_steps=1000, gtol=GTOL, n_refine=js.bootstrap.__kwdefaults__["n_refine"])
+        spec = specs.make_spec(law, max_steps=1000, gtol=GTOL, n_refine=specs.N_REFINE_MANY)
         cfg, data = spec.cfg, specs.make_data(spec, runs.log_inputs(), runs.log_loss())
         starts, k = spec.candidates, spec.n_refine
         w = resample_weights(jax.random.key(0), 0, N_RESAMPLES, runs.n_points)

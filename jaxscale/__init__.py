@@ -43,6 +43,7 @@ _HOMES = {
     "read_runs": "io",
     "register": "laws",
     "save": "saving",
+    "use_cpu_cores": "cpu",
     "validate": "validate",
 }
 _SUBPACKAGES = ("datasets", "functional")

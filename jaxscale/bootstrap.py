@@ -6,9 +6,12 @@ bootstrap draws whole clusters (e.g. all runs of one model size) and gives every
 count of its cluster. Resample ``i`` is drawn from ``fold_in(key(seed), i)``: it is the same
 whatever the chunk size or device count.
 
-Every resample screens the law's whole start grid by its own objective and refines the best
-``n_refine`` starts — an honest multi-start refit, not a warm start from the point estimate
-(which would understate the spread whenever a resample's optimum moves to another basin).
+Every resample screens the law's whole start grid, and the point estimate, by its own
+objective. By default (``staged``) it refines its best 2 candidates first, nearly always the
+point estimate and the best grid start, and its best ``n_refine`` whenever those two
+disagree, fail or lose a term (:func:`jaxscale.runner.escalate`): an honest multi-start refit
+wherever the resample's optimum may have moved to another basin, at the cost of two starts
+where it has not (benchmarks/RESULTS.md, "Refinement policy").
 
 Example:
     >>> import jaxscale as js
@@ -67,6 +70,7 @@ def bootstrap(
     progress: bool | None = None,
     solver: str = "bfgs",
     dtype: str = "float64",
+    staged: bool = True,
 ) -> BootstrapResult:
     """Bootstrap a fit: ``n_resamples`` resamples of the runs, each refitted from the start grid.
 
@@ -84,6 +88,9 @@ def bootstrap(
             only find the basin the full-data fit found: a resample whose optimum moved
             elsewhere would be reported at a local optimum, narrowing the interval exactly
             where the data are least informative.
+        staged: with screened starts, refine the best 2 candidates (the point estimate is one)
+            first and all ``n_refine`` only where they disagree, do not converge or a term
+            vanishes (default); ``False``: every resample refines its best ``n_refine``.
         chunk_size: resamples per kernel call (bounds memory, whatever ``n_resamples``: the call's
             screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
             for its slowest start, so larger calls are faster (benchmarks/RESULTS.md, "Chunk
@@ -92,7 +99,8 @@ def bootstrap(
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
         solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
-            with few parameters; ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
+            with few parameters; ``"newton"``, exact-Hessian Newton on the same lanes
+            (:mod:`jaxscale.newton`); ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
             (used for the point fit and every resample).
         dtype: ``"float64"`` (default), or ``"float32"`` to search in single precision:
             every resample's screening and refinements run in float32 (faster: see
@@ -121,6 +129,7 @@ def bootstrap(
         lanes=lanes,
         devices=devices,
         progress=progress,
+        staged=staged,
     )
     checks.check_resamples(n_resamples, none_allowed=False)
     runs = as_runs(runs)
@@ -140,6 +149,7 @@ def bootstrap(
         chunk_size=chunk_size,
         devices=devices,
         dtype=dtype,
+        staged=staged and not warm,
     )
     point = fit(
         runs,
@@ -157,6 +167,10 @@ def bootstrap(
         # estimate nearly always ranks first, the best grid start second.
         candidates = np.vstack([point.theta[None], spec.candidates])
         spec = spec._replace(candidates=candidates, n_refine=specs.N_REFINE_WARM)
+    elif runner.first_pass(spec) < spec.n_refine and np.all(np.isfinite(point.theta)):
+        # Staged: the point estimate competes in every resample's screening, so the first
+        # pass refines it and the best grid start (runner.escalate says when that is not enough).
+        spec = spec._replace(candidates=np.vstack([point.theta[None], spec.candidates]))
     key = jax.random.key(seed)
     with jax.enable_x64(True):
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())

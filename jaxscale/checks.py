@@ -287,6 +287,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     "delta": check_positive,
     "level": lambda name, v: check_level(v, name),
     "retry": check_bool,
+    "staged": check_bool,
     "progress": lambda name, v: check_bool(name, v, optional=True),
     "n_resamples": lambda name, v: check_resamples(v),
     "compute": lambda name, v: check_budgets(name, v, required=False),

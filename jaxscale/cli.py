@@ -233,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_on_interrupt()  # before anything imports JAX (jaxscale's package imports it only when used)
     try:
         args = _parser().parse_args(argv)
+        if argv is None:  # the command owns the process: one JAX device per core where that pays
+            from .cpu import use_cpu_cores
+
+            use_cpu_cores()
         select = "--train" if args.command == "validate" else "--where"
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

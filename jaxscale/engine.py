@@ -3,7 +3,8 @@
 For each problem (one weight vector over the data points, see :mod:`jaxscale.problem`) the
 kernel optionally screens a candidate start set by its initial objective
 (:mod:`jaxscale.screening`), refines the best few with the lockstep BFGS of
-:mod:`jaxscale.solver` (or optax's L-BFGS, ``Config.method``), and keeps the best start.
+:mod:`jaxscale.solver` (or the damped Newton of :mod:`jaxscale.newton`, or optax's L-BFGS:
+``Config.method``), and keeps the best start.
 One call solves one chunk of problems (:func:`solve_chunk`, or :func:`sharded_solver` for a
 chunk per device); :mod:`jaxscale.batches` pads problems and splits a batch into such calls.
 """
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from . import solver
+from . import newton, solver
 from .problem import (
     METHODS,
     Best,
@@ -63,6 +64,14 @@ def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64) -> tuple[int, int]
     return block, -(-lanes // block)
 
 
+def _stepper(cfg: Config):
+    """``(module, evaluate)``: the solver stepping the lanes (its ``start``, ``step`` and
+    ``result``) and what its step evaluates, ``evaluate(data, x, weights)``."""
+    if cfg.method == "newton":
+        return newton, lambda d, z, w: newton.value_grad_hess(lambda u: objective(cfg, d, u, w))(z)
+    return solver, lambda d, z, w: objective_value_and_grad(cfg, d, z, w)
+
+
 def _solve_items(
     cfg: Config,
     data: Data,
@@ -92,12 +101,11 @@ def _solve_items(
     max_steps, gtol = limits
     block, n_blocks = lane_layout(lanes, grouped, x0.dtype)
     lanes = block * n_blocks
+    method, evaluate = _stepper(cfg)
 
     def advance(state, lane_w, lane_data):
         return jax.vmap(
-            lambda st, w, d: solver.step(
-                lambda z: objective_value_and_grad(cfg, d, z, w), st, max_steps=max_steps, gtol=gtol
-            ),
+            lambda st, w, d: method.step(lambda z: evaluate(d, z, w), st, max_steps=max_steps, gtol=gtol),
             in_axes=(0, 0, 0 if grouped else None),
         )(state, lane_w, lane_data)
 
@@ -118,11 +126,11 @@ def _solve_items(
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items
     take = jnp.where(live, lane_item, 0)
-    state = jax.vmap(solver.start)(x0[take])
+    state = jax.vmap(method.start)(x0[take])
     # Idle lanes (more lanes than items) start finished so they never count as work.
     state = state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS))
     lane_item = jnp.where(live, lane_item, -1)
-    out = solver.result(jax.vmap(solver.start)(x0))  # placeholders, every item is overwritten
+    out = method.result(jax.vmap(method.start)(x0))  # placeholders, every item is overwritten
 
     def cond(carry):
         return jnp.any(carry[1] >= 0)
@@ -132,12 +140,12 @@ def _solve_items(
         live_blocks = -(-jnp.sum(lane_item >= 0) // block)  # live lanes are packed in front
         state = jax.lax.fori_loop(0, live_blocks, lambda b, st: run_block(b, st, lane_item), state)
         finished = (state.status != solver.RUNNING) & (lane_item >= 0)
-        res = solver.result(state)
+        res = method.result(state)
         dest = jnp.where(finished, lane_item, n_items)  # n_items: dropped
         out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
         new_item = next_item + jnp.cumsum(finished) - 1
         refill = finished & (new_item < n_items)
-        fresh = jax.vmap(solver.start)(x0[jnp.where(refill, new_item, 0)])
+        fresh = jax.vmap(method.start)(x0[jnp.where(refill, new_item, 0)])
         state = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
         lane_item = jnp.where(finished, jnp.where(refill, new_item, -1), lane_item)
         packed = jnp.argsort(lane_item < 0, stable=True)  # live lanes first, in lane order
@@ -182,7 +190,8 @@ def _solve_chunk(
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
-    (``cfg.method == "bfgs"``) or run side by side in one lockstep batch (``"lbfgs"``).
+    (``cfg.method`` ``"bfgs"`` or ``"newton"``) or run side by side in one lockstep batch
+    (``"lbfgs"``).
     """
     n_problems = weights.shape[0]
     idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
@@ -192,7 +201,7 @@ def _solve_chunk(
     if cfg.method == "lbfgs":
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
-    elif cfg.method == "bfgs":
+    elif cfg.method in ("bfgs", "newton"):
         res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
     else:
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")

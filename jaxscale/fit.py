@@ -86,9 +86,10 @@ def fit(
         max_steps, gtol: solver budget and gradient tolerance (see :mod:`jaxscale.solver`).
         lanes: number of starts iterated side by side (finished ones are replaced by the next).
         solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
-            with few parameters; ``"lbfgs"``, optax's L-BFGS with its zoom line search, for
-            laws with many parameters (``steps`` then counts L-BFGS iterations, ``max_steps``
-            bounds them, and ``lanes`` is unused).
+            with few parameters; ``"newton"``, the same lanes stepping an exact-Hessian Newton
+            (:mod:`jaxscale.newton`: fewer, dearer iterations); ``"lbfgs"``, optax's L-BFGS
+            with its zoom line search, for laws with many parameters (``steps`` then counts
+            L-BFGS iterations, ``max_steps`` bounds them, and ``lanes`` is unused).
 
     Returns:
         :class:`FitResult`; ``converged`` is False if the best start did not converge.

@@ -31,9 +31,10 @@ import numpy as np
 from .laws import Law, center, uncenter
 from .objective import law_objective
 
-# "bfgs": the lane-refill dense BFGS of engine._solve_items (few parameters); "lbfgs": optax's
-# L-BFGS, vmapped in plain lockstep (many parameters, and a cross-check).
-METHODS = ("bfgs", "lbfgs")
+# "bfgs": the lane-refill dense BFGS of engine._solve_items (few parameters); "newton": the
+# same lanes stepping a damped exact Newton (jaxscale.newton); "lbfgs": optax's L-BFGS,
+# vmapped in plain lockstep (many parameters, and a cross-check).
+METHODS = ("bfgs", "newton", "lbfgs")
 
 
 class Config(NamedTuple):

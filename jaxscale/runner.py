@@ -108,6 +108,32 @@ def vanished(spec: Spec, theta: np.ndarray, sensitivity: np.ndarray) -> np.ndarr
     return free & (gone | (np.asarray(sensitivity) < INERT_TOL))
 
 
+def keep_better(solved: Solved, rows: np.ndarray, again: Solved) -> Solved:
+    """``solved`` with problems ``rows`` solved ``again``, unless the first result is strictly
+    better (the same start can end in other last bits)."""
+    first = np.asarray(solved.value, dtype=np.float64)[rows]
+    take = (again.value <= first * (1 + SAME_OPTIMUM_RTOL)) | ~np.isfinite(first)
+    return replace_rows(solved, rows[take], Solved(*(np.asarray(a)[take] for a in again)))
+
+
+def first_pass(spec: Spec) -> int:
+    """Starts each problem refines at first: ``spec.first_refine``, or all when not staged."""
+    return min(spec.first_refine, spec.n_refine)
+
+
+def escalate(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
+    """After a first pass of :func:`first_pass` starts, solve again from all ``spec.n_refine``
+    the problems it leaves in doubt: the best start did not converge, a term vanished, or the
+    refined starts did not all reach the same optimum (a sign of several basins, where more
+    starts may find a lower one)."""
+    if first_pass(spec) >= spec.n_refine:
+        return solved
+    doubt = (solved.status != CONVERGED) | vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
+    doubt |= solved.n_at_optimum < solved.n_starts
+    rows = np.flatnonzero(doubt)
+    return keep_better(solved, rows, solve_rows(rows, spec.n_refine)) if rows.size else solved
+
+
 def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
     """Solve again, from :data:`RETRY_FACTOR` times more screened starts (which include the
     first pass's), each problem whose best start stopped where a term vanished (and, with
@@ -129,10 +155,7 @@ def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], So
     rows = np.flatnonzero(again)
     if rows.size == 0:
         return solved
-    again = solve_rows(rows, more)
-    first = np.asarray(solved.value, dtype=np.float64)[rows]
-    take = (again.value <= first * (1 + SAME_OPTIMUM_RTOL)) | ~np.isfinite(first)
-    return replace_rows(solved, rows[take], Solved(*(np.asarray(a)[take] for a in again)))
+    return keep_better(solved, rows, solve_rows(rows, more))
 
 
 def flag_flat(spec: Spec, data, solved: Solved, weights_of: Callable[[np.ndarray], np.ndarray], **grouped) -> Solved:
@@ -211,7 +234,7 @@ def solve_resamples(
     (:func:`flag_flat`). With ``spec.dtype == "float32"`` every problem is searched in single
     precision, then finished by a float64 BFGS from its float32 optimum; one whose polish
     fails is solved again from the grid in float64."""
-    cfg, k = spec.cfg, spec.n_refine
+    cfg, k = spec.cfg, first_pass(spec)
     search_data, search_weights = data, weights
     if spec.dtype == "float32":
         search_data = problem.Data(*(np.asarray(a, dtype=np.float32) for a in data))
@@ -254,7 +277,7 @@ def solve_resamples(
                 solved = replace_rows(solved, rows, solve_rows(rows, k))
         else:
             solved = solved_from(best)
-        solved = retry(spec, solved, solve_rows)
+        solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
         return flag_flat(spec, data, solved, weights_of)
 
 
@@ -308,7 +331,8 @@ def solve_groups(
             )
             return solved_from(best)
 
-        solved = retry(spec, solve_rows(np.arange(len(bucket)), spec.n_refine), solve_rows)
+        solved = solve_rows(np.arange(len(bucket)), first_pass(spec))
+        solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
         resamples = _group_resamples(spec, data, bucket, members, n_resamples, seed) if n_resamples else None
         out.append(Bucket(bucket, data, w, solved, resamples))
         done += len(bucket)
@@ -355,6 +379,9 @@ def _group_resamples(spec: Spec, data: problem.Data, ids: list[int], members, n:
         )
         return solved_from(best)
 
-    solved = solve(weights, k, np.arange(len(ids) * n))
-    solved = retry(spec, solved, lambda rows, more: solve(weights_of(rows), more, rows))
+    def solve_rows(rows: np.ndarray, more: int) -> Solved:
+        return solve(weights_of(rows), more, rows)
+
+    solved = solve(weights, first_pass(spec), np.arange(len(ids) * n))
+    solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
     return flag_flat(spec, data, solved, weights_of, grouped=True, data_index=data_index)

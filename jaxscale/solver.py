@@ -105,6 +105,15 @@ def _bfgs_update(h, s, y, fresh):
     return jnp.where(curvature_ok, updated, h), fresh & ~curvature_ok
 
 
+def backtrack(t, f0, ft, slope, finite):
+    """The step after a rejected trial ``t``: the minimiser of the quadratic through
+    ``f(0) = f0``, ``f'(0) = slope`` and ``f(t) = ft``, kept within ``[0.1 t, 0.5 t]``; a
+    non-finite trial just shrinks hard."""
+    denom = 2.0 * (ft - f0 - slope * t)
+    t_quad = jnp.where(denom > 0, -slope * t * t / jnp.where(denom > 0, denom, 1.0), 0.5 * t)
+    return jnp.where(finite, jnp.clip(t_quad, 0.1 * t, 0.5 * t), 0.1 * t)
+
+
 def status_code(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
     """Status code: non-finite first, then gradient small, then no progress possible, then budget."""
     return jnp.where(
@@ -160,11 +169,7 @@ def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xto
     p_new, h_new = _descent(jnp.where(first, h_first, h_upd), gt)
     fresh_new = jnp.where(first, True, fresh_new)
 
-    # Rejected: shrink t by the minimiser of the quadratic through f(0), f'(0), f(t),
-    # kept within [0.1 t, 0.5 t]; a non-finite trial just shrinks hard.
-    denom = 2.0 * (ft - s.f - gp * s.t)
-    t_quad = jnp.where(denom > 0, -gp * s.t * s.t / jnp.where(denom > 0, denom, 1.0), 0.5 * s.t)
-    t_shrunk = jnp.where(finite, jnp.clip(t_quad, 0.1 * s.t, 0.5 * s.t), 0.1 * s.t)
+    t_shrunk = backtrack(s.t, s.f, ft, gp, finite)
 
     x = jnp.where(accept, xt, s.x)
     f = jnp.where(accept, ft, s.f)

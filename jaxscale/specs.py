@@ -24,6 +24,9 @@ from .objective import LOSSES
 N_REFINE_ONE = 64
 N_REFINE_MANY = 8
 N_REFINE_WARM = 2
+# Many problems refine this many of their screened starts first, and all ``n_refine`` only
+# where that first pass leaves doubt (see runner.escalate).
+N_REFINE_FIRST = 2
 LANES = 512  # starts iterated side by side; fixed, it keeps results independent of chunking
 CHUNK_SIZE = 2048  # most problems per kernel call (bounds memory)
 DTYPES = ("float64", "float32")
@@ -38,6 +41,7 @@ class Spec(NamedTuple):
     fixed: tuple[str, ...]  # names of the held-fixed natural parameters
     candidates: np.ndarray  # [S, p] candidate starts, fitted coordinates
     n_refine: int  # starts refined per problem (all S when the starts are not screened)
+    first_refine: int  # starts refined in a first pass (n_refine: no first pass; runner.escalate)
     lanes: int
     chunk_size: int
     devices: int
@@ -63,8 +67,13 @@ def make_spec(
     dtype: str = "float64",
     retry: bool = True,
     retry_failed: bool = False,
+    staged: bool = False,
 ) -> Spec:
-    """Check the options and build a :class:`Spec` (``devices=None``: every local device)."""
+    """Check the options and build a :class:`Spec` (``devices=None``: every local device).
+
+    ``staged``: screened problems refine :data:`N_REFINE_FIRST` starts first and all
+    ``n_refine`` only where the first pass leaves doubt (:func:`jaxscale.runner.escalate`).
+    """
     if loss_fn not in LOSSES:
         raise ValueError(f"unknown loss_fn {loss_fn!r}; choose one of {LOSSES}")
     if solver not in problem.METHODS:
@@ -82,12 +91,14 @@ def make_spec(
     candidates = _candidates(law, starts, free)
     screened = isinstance(starts, str) and starts == "screen"
     n_devices = len(jax.local_devices()) if devices is None else int(devices)
+    n_refine = int(n_refine) if screened else len(candidates)
     return Spec(
         cfg=cfg,
         theta_fixed=theta_fixed,
         fixed=tuple(fixed),
         candidates=candidates,
-        n_refine=int(n_refine) if screened else len(candidates),
+        n_refine=n_refine,
+        first_refine=min(N_REFINE_FIRST, n_refine) if staged and screened else n_refine,
         lanes=int(lanes),
         chunk_size=int(chunk_size),
         devices=n_devices,
