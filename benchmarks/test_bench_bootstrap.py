@@ -96,11 +96,11 @@ def test_bootstrap_vs_scipy(benchmark):
         starts_c = problem.centered_starts(cfg, data, grid)
         idx = np.asarray(screening.screen(cfg, data, starts_c, jax.numpy.asarray(weights), n_refine))
     starts = [grid[i] for i in idx]
-    # The staged policy's first pass: the best 2 of the point estimate and the grid.
+    # The staged policy's first pass: the best N_REFINE_FIRST of the point estimate and the grid.
     with jax.enable_x64(True):
         both = np.vstack([boot.point.theta[None], grid])
         both_c = problem.centered_starts(cfg, data, both)
-        first = np.asarray(screening.screen(cfg, data, both_c, jax.numpy.asarray(weights), 2))
+        first = np.asarray(screening.screen(cfg, data, both_c, jax.numpy.asarray(weights), specs.N_REFINE_FIRST))
     staged_starts = [both[i] for i in first]
     # scipy's default tolerances (as users and Epoch's code run it; they stop earlier than
     # ours: ftol 2.2e-9 is absolute at this objective's scale of 1e-3) and tight ones.
@@ -118,7 +118,7 @@ def test_bootstrap_vs_scipy(benchmark):
         status_quo_per_fit = _scipy_fit_time(weights[:1], [sample], log_n, log_d, log_y)
     status_quo_per_resample = status_quo_per_fit * len(grid)
     with single_threaded_blas():
-        scipy_staged_per_resample = 2 * _scipy_fit_time(weights, staged_starts, log_n, log_d, log_y)
+        scipy_staged_per_resample = specs.N_REFINE_FIRST * _scipy_fit_time(weights, staged_starts, log_n, log_d, log_y)
 
     # Quality: default strategy vs the full grid (jaxscale) and vs scipy from the same starts.
     full = batches.solve(cfg, data, grid, weights[:QUALITY_SAMPLE], n_refine=len(grid), chunk_size=1)

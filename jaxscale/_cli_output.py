@@ -224,7 +224,7 @@ def group_docs(table: pd.DataFrame, by: list[str], law, *, n_resamples: int, lev
             doc["bootstrap"] = {
                 "n_resamples": int(row["n_resamples"]),
                 "level": level,
-                "seed": seed + g,  # fit_groups resamples the g-th group as bootstrap(group, seed=seed + g)
+                "seed": seed + g,  # the g-th group resampled as bootstrap(group, seed=seed + g, staged=False)
                 "failed_fraction": json_safe(row["boot_failed_fraction"]),
                 "ci": {k: [json_safe(row[f"{k}_lower"]), json_safe(row[f"{k}_upper"])] for k in natural + derived},
             }

@@ -7,11 +7,13 @@ count of its cluster. Resample ``i`` is drawn from ``fold_in(key(seed), i)``: it
 whatever the chunk size or device count.
 
 Every resample screens the law's whole start grid, and the point estimate, by its own
-objective. By default (``staged``) it refines its best 2 candidates first, nearly always the
-point estimate and the best grid start, and its best ``n_refine`` whenever those two
+objective. By default (``staged``) it refines its best 3 candidates first, nearly always the
+point estimate and the best two grid starts, and its best ``n_refine`` whenever those
 disagree, fail or lose a term (:func:`jaxscale.runner.escalate`): an honest multi-start refit
-wherever the resample's optimum may have moved to another basin, at the cost of two starts
-where it has not (benchmarks/RESULTS.md, "Refinement policy").
+wherever the resample's optimum may have moved to another basin, at the cost of three starts
+where it has not. Data whose point fit ended in several basins (fewer than half its starts at
+its optimum: :func:`jaxscale.runner.may_stage`) are not staged (benchmarks/RESULTS.md,
+"Refinement policy").
 
 Example:
     >>> import jaxscale as js
@@ -88,9 +90,10 @@ def bootstrap(
             only find the basin the full-data fit found: a resample whose optimum moved
             elsewhere would be reported at a local optimum, narrowing the interval exactly
             where the data are least informative.
-        staged: with screened starts, refine the best 2 candidates (the point estimate is one)
+        staged: with screened starts, refine the best 3 candidates (the point estimate is one)
             first and all ``n_refine`` only where they disagree, do not converge or a term
-            vanishes (default); ``False``: every resample refines its best ``n_refine``.
+            vanishes (default; not where the point fit's starts spread over several basins);
+            ``False``: every resample refines its best ``n_refine``.
         chunk_size: resamples per kernel call (bounds memory, whatever ``n_resamples``: the call's
             screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
             for its slowest start, so larger calls are faster (benchmarks/RESULTS.md, "Chunk
@@ -167,10 +170,13 @@ def bootstrap(
         # estimate nearly always ranks first, the best grid start second.
         candidates = np.vstack([point.theta[None], spec.candidates])
         spec = spec._replace(candidates=candidates, n_refine=specs.N_REFINE_WARM)
-    elif runner.first_pass(spec) < spec.n_refine and np.all(np.isfinite(point.theta)):
-        # Staged: the point estimate competes in every resample's screening, so the first
-        # pass refines it and the best grid start (runner.escalate says when that is not enough).
-        spec = spec._replace(candidates=np.vstack([point.theta[None], spec.candidates]))
+    elif runner.first_pass(spec) < spec.n_refine:
+        if runner.may_stage(point.n_at_optimum, point.n_starts) and np.all(np.isfinite(point.theta)):
+            # The point estimate competes in every resample's screening, so the first pass
+            # refines it and the best grid starts (runner.escalate says when that is not enough).
+            spec = spec._replace(candidates=np.vstack([point.theta[None], spec.candidates]))
+        else:  # the point fit's starts spread over several basins: every resample refines all
+            spec = spec._replace(first_refine=spec.n_refine)
     key = jax.random.key(seed)
     with jax.enable_x64(True):
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())

@@ -95,7 +95,8 @@ def fit_groups(
         n_resamples: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
             at ``level`` for every parameter and derived quantity, from converged resamples.
             The ``g``-th group (in table order) is resampled as ``jaxscale.bootstrap(group,
-            n_resamples=n_resamples, seed=seed + g)`` would resample it, so any row can be reproduced alone.
+            n_resamples=n_resamples, seed=seed + g, staged=False)`` would resample it (every
+            resample refines its best ``n_refine``), so any row can be reproduced alone.
             With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
         chunk_size: most groups per kernel call (bounds memory: the largest bucket's data is
             ``chunk_size x size x (inputs + 2)`` floats, 34 MB for 2,048 groups of 512 runs);

@@ -56,6 +56,11 @@ VANISHED_LOG = -30.0
 # A free parameter whose change by 1 moves no run's predicted log-loss by more than this has
 # dropped out of the law with its term (|d log L / d theta| is ~0.01-10 at a real optimum).
 INERT_TOL = 1e-6
+# A bootstrap stages its resamples (runner.escalate) only where at least this share of the
+# point fit's refined starts reached its optimum: data whose starts spread over several basins
+# give resamples that do too, and there a few agreeing starts can share a worse one
+# (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
+STAGE_AGREEMENT = 0.5
 GROUP_RESAMPLE_CHUNK = 1024  # most group resamples per call: each carries its group's data
 
 
@@ -119,6 +124,12 @@ def keep_better(solved: Solved, rows: np.ndarray, again: Solved) -> Solved:
 def first_pass(spec: Spec) -> int:
     """Starts each problem refines at first: ``spec.first_refine``, or all when not staged."""
     return min(spec.first_refine, spec.n_refine)
+
+
+def may_stage(n_at_optimum: int, n_starts: int) -> bool:
+    """Whether resamples of data whose fit had ``n_at_optimum`` of ``n_starts`` refined starts at
+    its optimum may be staged (:data:`STAGE_AGREEMENT`)."""
+    return n_at_optimum >= STAGE_AGREEMENT * n_starts
 
 
 def escalate(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:

@@ -26,7 +26,7 @@ N_REFINE_MANY = 8
 N_REFINE_WARM = 2
 # Many problems refine this many of their screened starts first, and all ``n_refine`` only
 # where that first pass leaves doubt (see runner.escalate).
-N_REFINE_FIRST = 2
+N_REFINE_FIRST = 3
 LANES = 512  # starts iterated side by side; fixed, it keeps results independent of chunking
 CHUNK_SIZE = 2048  # most problems per kernel call (bounds memory)
 DTYPES = ("float64", "float32")

@@ -52,7 +52,9 @@ def test_bootstrap_draws_do_not_depend_on_the_cpu_split(tmp_path):
     out = {}
     for n in (1, 3):
         path = tmp_path / f"{n}.npy"
-        done = subprocess.run([sys.executable, "-c", code, str(n), str(path)], capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(n), str(path)], capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr
         out[n] = np.load(path)
     np.testing.assert_array_equal(out[1], out[3])

@@ -23,14 +23,20 @@ def test_rosenbrock_from_many_starts_matches_scipy():
         res = jax.vmap(lambda x0: newton.minimize(rosenbrock, x0, max_steps=500))(jnp.asarray(starts))
         assert np.all(np.asarray(res.status) == solver.CONVERGED)
         for x0, x in zip(starts, np.asarray(res.x), strict=True):
-            ref = scipy_minimize(lambda z: float(rosenbrock(jnp.asarray(z))), x0, method="BFGS", options={"gtol": 1e-10})
+            ref = scipy_minimize(
+                lambda z: float(rosenbrock(jnp.asarray(z))), x0, method="BFGS", options={"gtol": 1e-10}
+            )
             np.testing.assert_allclose(x, ref.x, rtol=0, atol=5e-5)  # scipy stops up to ~1e-5 short
             np.testing.assert_allclose(x, np.ones(2), rtol=0, atol=1e-9)
-        res4 = jax.vmap(lambda x0: newton.minimize(rosenbrock, x0, max_steps=500))(jnp.asarray(rng.uniform(-2, 2, (16, 4))))
+        res4 = jax.vmap(lambda x0: newton.minimize(rosenbrock, x0, max_steps=500))(
+            jnp.asarray(rng.uniform(-2, 2, (16, 4)))
+        )
         assert np.all(np.asarray(res4.status) == solver.CONVERGED)
         for x in np.asarray(res4.x):
             assert np.linalg.eigvalsh(np.asarray(jax.hessian(rosenbrock)(jnp.asarray(x)))).min() > 0
-            assert np.abs(np.asarray(jax.grad(rosenbrock)(jnp.asarray(x)))).max() <= 1e-5  # gtol, or sqrt(gtol) once flat
+            assert (
+                np.abs(np.asarray(jax.grad(rosenbrock)(jnp.asarray(x)))).max() <= 1e-5
+            )  # gtol, or sqrt(gtol) once flat
         value = np.asarray(res4.value)  # the global minimum 0 at (1, 1, 1, 1) or the local one, 3.7014286
         assert np.all((value < 1e-20) | (np.abs(value - 3.7014286) < 1e-6)) and (value < 1e-20).any()
 
