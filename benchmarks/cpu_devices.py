@@ -41,7 +41,7 @@ print(f"{{jax.device_count():>3}} devices: bootstrap {{tb:7.2f}} s (draws sum {{
 def main() -> None:
     top = int(sys.argv[1]) if len(sys.argv) > 1 else len(os.sched_getaffinity(0))
     counts = sorted({1, top} | {2**k for k in range(1, 8) if 2**k < top})
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
     for n in counts:
         done = subprocess.run(
             [sys.executable, "-c", JOB.format(root=str(ROOT), n=n)], env=env, text=True, capture_output=True

@@ -38,3 +38,13 @@ for name in frontier bootstrap float32 fit isoflop groups; do
         -o filterwarnings=default --benchmark-json="$out/bench_$name.json" >>"$out/log.txt" 2>&1
     echo "benchmarks/test_bench_$name.py: exit $? at $((SECONDS - start)) s" >>"$out/log.txt"
 done
+# Then, with what is left: iterations of both solvers (GPU), and the CPU split into 1..16 devices.
+for script in solver_steps cpu_devices; do
+    left=$((budget - (SECONDS - start)))
+    if [ "$left" -lt 60 ]; then
+        echo "benchmarks/$script.py: skipped, $left s left" >>"$out/log.txt"
+        continue
+    fi
+    timeout "$left" "$py" "benchmarks/$script.py" >>"$out/log.txt" 2>&1
+    echo "benchmarks/$script.py: exit $? at $((SECONDS - start)) s" >>"$out/log.txt"
+done

@@ -10,7 +10,12 @@ Families: the 4,000 seed-0 Epoch resamples (js.bootstrap's draws), and synthetic
 benchmarks/groups_data.py (2,000 groups each, noise 1%, 3%, 0.3%, 5%, as RESULTS.md's
 "Refined starts" measured agreement of 2).
 
-Usage: python benchmarks/refine_policy.py [n_resamples] [n_groups]   (about 15 min on 2 cores)
+And the policy as shipped (js.bootstrap's default: staged with the point estimate, gated by
+runner.may_stage) against staged=False and the best 64, on 15 small synthetic groups of 20-60
+runs, 24 resamples each (small_groups).
+
+Usage: python benchmarks/refine_policy.py [n_resamples] [n_groups]   (about 25 min on 2 cores)
+       python benchmarks/refine_policy.py small                       (about 5 min)
 """
 
 from __future__ import annotations
@@ -85,6 +90,28 @@ def _escalated(spec, data, weights, n) -> int:
     return int(np.sum(doubt | (first.n_at_optimum < first.n_starts)))
 
 
+def small_groups() -> None:
+    from tests.test_groups import synthetic_groups
+
+    archive_df, _ = make_archive(12, min_points=20, max_points=60, noise=0.02, seed=5)
+    three = synthetic_groups([30, 45, 30], noise=0.01)
+    sets = [js.read_runs(three[three["group"] == g]) for g in range(3)]
+    sets += [
+        js.read_runs(archive_df[archive_df["group"] == g], N="N", D="D") for g in sorted(archive_df["group"].unique())
+    ]
+    above = {"staged=False": 0, "default": 0}
+    for i, runs in enumerate(sets):
+        options = dict(n_resamples=24, seed=7 + i, progress=False)
+        best = js.bootstrap(runs, staged=False, n_refine=64, **options).objective
+        for name, extra in (("staged=False", {"staged": False}), ("default", {})):
+            value = js.bootstrap(runs, **extra, **options).objective
+            above[name] += worse(value, best)
+        point = js.fit(runs)
+        agree = f"point fit {point.n_at_optimum} of 64 starts at its optimum"
+        print(f"  group {i:2d} ({runs.n_points} runs, {agree}): {above}")
+        jax.clear_caches()
+
+
 def archive(n_groups: int, noise: float, seed: int) -> None:
     df, _ = make_archive(n_groups, noise=noise, seed=seed)
     runs = js.read_runs(df, N="N", D="D", loss="loss", group=["group"])
@@ -107,9 +134,14 @@ def archive(n_groups: int, noise: float, seed: int) -> None:
             value[b.ids] = b.solved.value
         results[policy] = (value, took, -1)
     report(f"archive of {n_groups} groups, noise {noise:.1%}, seed {seed}", results)
+    jax.clear_caches()  # each archive compiles its own buckets: memory would run out
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["small"]:
+        print("15 small groups, resamples above the best 64 starts' optimum (cumulative):")
+        small_groups()
+        sys.exit()
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
     g = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     print(f"jax {jax.__version__}, {jax.devices()}")

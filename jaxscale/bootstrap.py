@@ -92,7 +92,8 @@ def bootstrap(
             where the data are least informative.
         staged: with screened starts, refine the best 3 candidates (the point estimate is one)
             first and all ``n_refine`` only where they disagree, do not converge or a term
-            vanishes (default; not where the point fit's starts spread over several basins);
+            vanishes (default; not where the point fit's starts spread over several basins,
+            nor with ``dtype="float32"``);
             ``False``: every resample refines its best ``n_refine``.
         chunk_size: resamples per kernel call (bounds memory, whatever ``n_resamples``: the call's
             screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
@@ -152,7 +153,8 @@ def bootstrap(
         chunk_size=chunk_size,
         devices=devices,
         dtype=dtype,
-        staged=staged and not warm,
+        # A float32 search's refined starts agree only to float32's precision: not staged.
+        staged=staged and not warm and dtype == "float64",
     )
     point = fit(
         runs,
@@ -165,18 +167,7 @@ def bootstrap(
         gtol=gtol,
         solver=solver,
     )
-    if warm:
-        # The point estimate and the grid compete in each resample's screening; the point
-        # estimate nearly always ranks first, the best grid start second.
-        candidates = np.vstack([point.theta[None], spec.candidates])
-        spec = spec._replace(candidates=candidates, n_refine=specs.N_REFINE_WARM)
-    elif runner.first_pass(spec) < spec.n_refine:
-        if runner.may_stage(point.n_at_optimum, point.n_starts) and np.all(np.isfinite(point.theta)):
-            # The point estimate competes in every resample's screening, so the first pass
-            # refines it and the best grid starts (runner.escalate says when that is not enough).
-            spec = spec._replace(candidates=np.vstack([point.theta[None], spec.candidates]))
-        else:  # the point fit's starts spread over several basins: every resample refines all
-            spec = spec._replace(first_refine=spec.n_refine)
+    spec = runner.with_point_estimate(spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm)
     key = jax.random.key(seed)
     with jax.enable_x64(True):
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())

@@ -184,6 +184,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compilation_cache() -> None:
+    """Keep compiled kernels on disk, so that the next command with the same shapes skips most
+    compilation (JAX's persistent cache): in ``$JAXSCALE_CACHE_DIR``, by default
+    ``~/.cache/jaxscale`` (``$XDG_CACHE_HOME`` respected); ``JAXSCALE_CACHE_DIR=`` turns it off.
+    JAX's own ``JAX_COMPILATION_CACHE_DIR``, where set, wins."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxscale")
+    path = os.environ.get("JAXSCALE_CACHE_DIR", default)
+    if path:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", path)
+
+
 def _commands():
     """The commands' module, imported once the arguments parsed (it imports JAX)."""
     from . import _cli_commands
@@ -233,10 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_on_interrupt()  # before anything imports JAX (jaxscale's package imports it only when used)
     try:
         args = _parser().parse_args(argv)
-        if argv is None:  # the command owns the process: one JAX device per core where that pays
-            from .cpu import use_cpu_cores
+        if argv is None:  # the command owns the process: one JAX device per core where that pays,
+            from .cpu import use_cpu_cores  # and compiled kernels kept for the next command
 
             use_cpu_cores()
+            _compilation_cache()
         select = "--train" if args.command == "validate" else "--where"
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

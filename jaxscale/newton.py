@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .solver import RUNNING, SolverResult, backtrack, status_code
+from .solver import RUNNING, SolverResult, backtrack, result, status_code  # result: the same fields
 
 ARMIJO = 1e-4  # sufficient-decrease constant, as the BFGS's
 EIG_FLOOR = 1e-8  # |eigenvalue| floor relative to the largest: bounds the step along flat directions
@@ -114,10 +114,6 @@ def step(value_grad_hess: Callable, s: State, *, max_steps: int, gtol: float, xt
     new = State(x, f, g, p, jnp.where(accept, jnp.ones_like(s.t), t_shrunk), k, status)
     running = s.status == RUNNING
     return jax.tree.map(lambda a, b: jnp.where(running, a, b), new, s)
-
-
-def result(s: State) -> SolverResult:
-    return SolverResult(s.x, s.f, jnp.max(jnp.abs(s.g), axis=-1), s.k, s.status)
 
 
 def minimize(

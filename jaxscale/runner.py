@@ -42,6 +42,7 @@ from . import batches, identify, polish, problem
 from .solver import CONVERGED
 from .specs import (
     N_REFINE_MANY,
+    N_REFINE_WARM,
     Spec,
 )
 
@@ -130,6 +131,26 @@ def may_stage(n_at_optimum: int, n_starts: int) -> bool:
     """Whether resamples of data whose fit had ``n_at_optimum`` of ``n_starts`` refined starts at
     its optimum may be staged (:data:`STAGE_AGREEMENT`)."""
     return n_at_optimum >= STAGE_AGREEMENT * n_starts
+
+
+def with_point_estimate(spec: Spec, theta: np.ndarray, n_at_optimum: int, n_starts: int, *, warm: bool) -> Spec:
+    """A bootstrap's spec once its point fit (``theta``, and ``n_at_optimum`` of its ``n_starts``
+    refined starts at its optimum) is known.
+
+    ``warm``: the point estimate and the grid compete in each resample's screening and the best
+    :data:`~jaxscale.specs.N_REFINE_WARM` are refined (nearly always the point estimate and the
+    best grid start). Staged (``spec.first_refine < spec.n_refine``): the point estimate joins
+    the candidates of the first pass where :func:`may_stage` allows; elsewhere, and where the
+    point fit failed, staging is off and every resample refines all ``n_refine``.
+    """
+    point = np.asarray(theta, dtype=np.float64)[None]
+    if warm:
+        return spec._replace(candidates=np.vstack([point, spec.candidates]), n_refine=N_REFINE_WARM)
+    if first_pass(spec) >= spec.n_refine:
+        return spec
+    if may_stage(n_at_optimum, n_starts) and np.all(np.isfinite(point)):
+        return spec._replace(candidates=np.vstack([point, spec.candidates]))
+    return spec._replace(first_refine=spec.n_refine)
 
 
 def escalate(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:

@@ -6,6 +6,7 @@ before JAX (whose import a SIGINT would interrupt with a traceback) starts loadi
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,18 @@ def test_functions_that_share_their_module_name_stay_functions():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="has no attribute 'fitt'"):
         js.fitt  # noqa: B018
+
+
+def test_the_command_keeps_compiled_kernels_in_its_cache_dir(tmp_path):
+    """JAXSCALE_CACHE_DIR (default ~/.cache/jaxscale) holds the command's compiled kernels; empty turns it off."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    command = [sys.executable, "-m", "jaxscale.cli", "example", "chinchilla"]
+    for cache, expect_files in ((tmp_path / "cache", True), ("", False)):
+        done = subprocess.run(
+            command, env=env | {"JAXSCALE_CACHE_DIR": str(cache)}, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0 and "converged in" in done.stdout, done.stderr
+        assert (cache != "" and any(Path(cache).iterdir())) == expect_files

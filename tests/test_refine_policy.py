@@ -19,17 +19,17 @@ def solved(values, status, n_at_optimum, theta=None):
         steps=np.full(b, 10),
         grad_norm=np.zeros(b),
         sensitivity=np.ones((b, LAW.n_params)),
-        n_starts=np.full(b, 2),
+        n_starts=np.full(b, 3),
         n_at_optimum=np.asarray(n_at_optimum),
     )
 
 
 def test_escalate_solves_again_exactly_the_problems_in_doubt():
     spec = specs.make_spec(LAW, n_refine=8, staged=True)
-    assert (runner.first_pass(spec), spec.n_refine) == (2, 8)
+    assert (runner.first_pass(spec), spec.n_refine) == (specs.N_REFINE_FIRST, 8) == (3, 8)
     theta = np.zeros((5, LAW.n_params))
     theta[3, 0] = -40.0  # a log coefficient below VANISHED_LOG: its term vanished
-    first = solved([1.0, 2.0, 3.0, 4.0, 5.0], [0, 1, 0, 0, 0], [2, 2, 1, 2, 2], theta)
+    first = solved([1.0, 2.0, 3.0, 4.0, 5.0], [0, 1, 0, 0, 0], [3, 3, 1, 3, 3], theta)
     asked = []
 
     def solve_rows(rows, k):
@@ -39,7 +39,7 @@ def test_escalate_solves_again_exactly_the_problems_in_doubt():
     out = runner.escalate(spec, first, solve_rows)
     assert asked == [([1, 2, 3], 8)]  # not converged, disagreeing, vanished; rows 0 and 4 agreed
     np.testing.assert_array_equal(out.value, [1.0, 0.5, 3.0, 3.0, 5.0])
-    assert out.n_at_optimum.tolist() == [2, 8, 1, 8, 2]
+    assert out.n_at_optimum.tolist() == [3, 8, 1, 8, 3]
 
 
 def test_unstaged_spec_never_escalates():
@@ -52,7 +52,7 @@ def test_unstaged_spec_never_escalates():
 
 
 def test_staged_bootstrap_reaches_the_unstaged_optima_on_the_epoch_points():
-    """The default (point estimate + best grid start, 8 where they disagree) against every
+    """The default (point estimate + best two grid starts, 8 where they disagree) against every
     resample's best 8 screened starts: the same optima to 1e-9 (4,000 resamples: see
     benchmarks/RESULTS.md, "Refinement policy")."""
     runs = js.datasets.chinchilla()
