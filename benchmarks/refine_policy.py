@@ -1,7 +1,7 @@
 """The staged refinement policy against refining every problem's best 8 and best 64 starts.
 
 Staged: each problem refines its best 2 screened starts, and its best 8 only where that pass
-leaves doubt (jaxscale.runner.escalate: not converged, a term vanished, or the 2 disagree).
+leaves doubt (jaxscale.refinement.escalate: not converged, a term vanished, or the 2 disagree).
 Counts, per problem family, the problems whose objective is above the 64-start optimum (by
 more than 1e-9 relative) under each policy, how many were escalated, and the time of each
 (warm: every policy's kernels compiled first on a small batch).
@@ -11,7 +11,7 @@ benchmarks/groups_data.py (2,000 groups each, noise 1%, 3%, 0.3%, 5%, as RESULTS
 "Refined starts" measured agreement of 2).
 
 And the policy as shipped (js.bootstrap's default: staged with the point estimate, gated by
-runner.may_stage) against staged=False and the best 64, on 15 small synthetic groups of 20-60
+refinement.may_stage) against staged=False and the best 64, on 15 small synthetic groups of 20-60
 runs, 24 resamples each (small_groups).
 
 Usage: python benchmarks/refine_policy.py [n_resamples] [n_groups]   (about 25 min on 2 cores)
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jaxscale as js  # noqa: E402
 from benchmarks.groups_data import make_archive  # noqa: E402
-from jaxscale import runner, specs  # noqa: E402
+from jaxscale import refinement, runner, specs  # noqa: E402
 from jaxscale.fit import match_inputs  # noqa: E402
 
 RTOL = 1e-9
@@ -83,10 +83,10 @@ def resamples(n: int) -> None:
 
 def _escalated(spec, data, weights, n) -> int:
     """How many problems the staged policy solved again (-1: not staged)."""
-    if runner.first_pass(spec) >= spec.n_refine:
+    if refinement.first_pass(spec) >= spec.n_refine:
         return -1
     first = runner.solve_resamples(spec._replace(n_refine=spec.first_refine, retry=False), data, weights, n)
-    doubt = (first.status != 0) | runner.vanished(spec, first.theta, first.sensitivity).any(axis=1)
+    doubt = (first.status != 0) | refinement.vanished(spec, first.theta, first.sensitivity).any(axis=1)
     return int(np.sum(doubt | (first.n_at_optimum < first.n_starts)))
 
 

@@ -9,10 +9,10 @@ whatever the chunk size or device count.
 Every resample screens the law's whole start grid, and the point estimate, by its own
 objective. By default (``staged``) it refines its best 3 candidates first, nearly always the
 point estimate and the best two grid starts, and its best ``n_refine`` whenever those
-disagree, fail or lose a term (:func:`jaxscale.runner.escalate`): an honest multi-start refit
+disagree, fail or lose a term (:func:`jaxscale.refinement.escalate`): an honest multi-start refit
 wherever the resample's optimum may have moved to another basin, at the cost of three starts
 where it has not. Data whose point fit ended in several basins (fewer than half its starts at
-its optimum: :func:`jaxscale.runner.may_stage`) are not staged (benchmarks/RESULTS.md,
+its optimum: :func:`jaxscale.refinement.may_stage`) are not staged (benchmarks/RESULTS.md,
 "Refinement policy").
 
 Example:
@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import checks, runner, specs
+from . import checks, refinement, runner, specs
 from ._progress import progress_bar
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
@@ -167,7 +167,7 @@ def bootstrap(
         gtol=gtol,
         solver=solver,
     )
-    spec = runner.with_point_estimate(spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm)
+    spec = refinement.with_point_estimate(spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm)
     key = jax.random.key(seed)
     with jax.enable_x64(True):
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())

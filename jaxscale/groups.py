@@ -90,7 +90,7 @@ def fit_groups(
             kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
         retry: refit each group whose best start did not converge, or stopped where a term of
             the law vanished (see ``FitResult.vanished``), from 8 times as many screened starts (64 by
-            default; :func:`jaxscale.runner.retry`), keeping whichever result is better; groups
+            default; :func:`jaxscale.refinement.retry`), keeping whichever result is better; groups
             that still fail stay in the table with their status.
         n_resamples: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
             at ``level`` for every parameter and derived quantity, from converged resamples.

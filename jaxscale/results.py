@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, identify, reports, runner, specs
+from . import checks, identify, refinement, reports, specs
 from .allocation import chinchilla_allocation
 from .laws import Law
 from .solver import CONVERGED, NONFINITE, STATUS_NAMES
@@ -62,7 +62,7 @@ class FitResult(NamedTuple):
         return tuple(
             name
             for name, value, logged in zip(self.law.natural, self.theta, self.law.log_scale, strict=True)
-            if (logged and value < runner.VANISHED_LOG) or name in self.inert
+            if (logged and value < refinement.VANISHED_LOG) or name in self.inert
         )
 
     @property
@@ -260,7 +260,7 @@ def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping
     return out
 
 
-def fit_result(spec: specs.Spec, solved: runner.Solved, i: int, *, n_points: int) -> FitResult:
+def fit_result(spec: specs.Spec, solved: refinement.Solved, i: int, *, n_points: int) -> FitResult:
     """Problem ``i`` the runner solved under ``spec`` as a :class:`FitResult` (``n_points``:
     runs with non-zero weight)."""
     law, cfg = spec.cfg.law, spec.cfg
@@ -268,7 +268,7 @@ def fit_result(spec: specs.Spec, solved: runner.Solved, i: int, *, n_points: int
     inert = tuple(
         name
         for name, sens, is_free in zip(law.natural, np.asarray(solved.sensitivity[i]), free, strict=True)
-        if sens < runner.INERT_TOL and is_free
+        if sens < refinement.INERT_TOL and is_free
     )
     theta = np.asarray(solved.theta[i])
     natural = np.asarray(law.to_natural(theta))

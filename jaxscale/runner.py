@@ -10,11 +10,11 @@ solve here:
 * :func:`solve_groups`: one problem per group of runs, ragged groups padded to buckets, and
   optionally resamples of every group.
 
-The policies live here and nowhere else (the refinement counts with the spec, in
-:mod:`jaxscale.specs`): which problems are solved again from more starts and which result is
-kept (:func:`retry`), which converged resamples are flagged unidentified (:func:`flag_flat`),
-and how resamples are drawn (:func:`resample_weights`). Padding and chunking over devices are
-in :mod:`jaxscale.batches`, the compiled kernel in :mod:`jaxscale.engine`.
+Which problems are solved again from more starts, and which result is kept, is
+:mod:`jaxscale.refinement`'s; the refinement counts are the spec's (:mod:`jaxscale.specs`).
+Here: which converged resamples are flagged unidentified (:func:`flag_flat`), and how
+resamples are drawn (:func:`resample_weights`). Padding and chunking over devices are in
+:mod:`jaxscale.batches`, the compiled kernel in :mod:`jaxscale.engine`.
 
 Example:
     >>> import jax, numpy as np
@@ -39,155 +39,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import batches, identify, polish, problem
-from .solver import CONVERGED
-from .specs import (
-    N_REFINE_MANY,
-    N_REFINE_WARM,
-    Spec,
+from .refinement import (
+    Solved,
+    escalate,
+    first_pass,
+    replace_rows,
+    retry,
+    solved_from,
+    vanished,
 )
+from .solver import CONVERGED
+from .specs import N_REFINE_MANY, Spec
 
-# A problem whose best start did not converge, or stopped where a term of the law vanished,
-# is solved again from this many times more screened starts: a few best starts can all stop
-# on the same plateau, reported converged at a worse objective, and more starts escape it.
-RETRY_FACTOR = 8
-# Two optima are the same when their objectives agree to this relative tolerance.
-SAME_OPTIMUM_RTOL = 1e-9
-# A coefficient fitted as a log below this (natural value < 1e-13) has gone to 0.
-VANISHED_LOG = -30.0
-# A free parameter whose change by 1 moves no run's predicted log-loss by more than this has
-# dropped out of the law with its term (|d log L / d theta| is ~0.01-10 at a real optimum).
-INERT_TOL = 1e-6
-# A bootstrap stages its resamples (runner.escalate) only where at least this share of the
-# point fit's refined starts reached its optimum: data whose starts spread over several basins
-# give resamples that do too, and there a few agreeing starts can share a worse one
-# (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
-STAGE_AGREEMENT = 0.5
 GROUP_RESAMPLE_CHUNK = 1024  # most group resamples per call: each carries its group's data
-
-
-class Solved(NamedTuple):
-    """Each problem's best start (host arrays, one row per problem)."""
-
-    theta: np.ndarray  # [B, p] the law's fitted parameters
-    value: np.ndarray  # [B] objective
-    status: np.ndarray  # [B] solver status code (identify.UNIDENTIFIED_CODE once flagged)
-    steps: np.ndarray  # [B]
-    grad_norm: np.ndarray  # [B]
-    sensitivity: np.ndarray  # [B, p] see problem.sensitivity
-    n_starts: np.ndarray  # [B] starts refined
-    n_at_optimum: np.ndarray  # [B] refined starts whose objective matches the best one
-
-
-def solved_from(best: problem.Best) -> Solved:
-    """An engine outcome as :class:`Solved` (the refined starts' objectives reduced to counts)."""
-    values = np.asarray(best.start_values, dtype=np.float64)
-    value = np.asarray(best.value, dtype=np.float64)
-    tol = SAME_OPTIMUM_RTOL * np.maximum(np.abs(value), 1e-300)
-    at_optimum = np.isfinite(values) & (values <= (value + tol)[:, None])
-    return Solved(
-        theta=np.asarray(best.theta),
-        value=np.asarray(best.value),
-        status=np.asarray(best.status),
-        steps=np.asarray(best.steps),
-        grad_norm=np.asarray(best.grad_norm),
-        sensitivity=np.asarray(best.sensitivity),
-        n_starts=np.full(value.shape, values.shape[1]),
-        n_at_optimum=at_optimum.sum(axis=1),
-    )
-
-
-def replace_rows(solved: Solved, rows: np.ndarray, other: Solved) -> Solved:
-    """``solved`` with problems ``rows`` taken from ``other`` (one row of ``other`` per row)."""
-    out = []
-    for mine, theirs in zip(solved, other, strict=True):
-        a = np.array(mine)
-        a[rows] = theirs
-        out.append(a)
-    return Solved(*out)
-
-
-def vanished(spec: Spec, theta: np.ndarray, sensitivity: np.ndarray) -> np.ndarray:
-    """``[B, p]``: free parameters whose term vanished (a log coefficient below
-    :data:`VANISHED_LOG`, or no prediction moves with it: :data:`INERT_TOL`)."""
-    free = np.isin(np.arange(spec.cfg.law.n_params), spec.cfg.free)
-    gone = np.asarray(spec.cfg.law.log_scale) & (np.asarray(theta, dtype=np.float64) < VANISHED_LOG)
-    return free & (gone | (np.asarray(sensitivity) < INERT_TOL))
-
-
-def keep_better(solved: Solved, rows: np.ndarray, again: Solved) -> Solved:
-    """``solved`` with problems ``rows`` solved ``again``, unless the first result is strictly
-    better (the same start can end in other last bits)."""
-    first = np.asarray(solved.value, dtype=np.float64)[rows]
-    take = (again.value <= first * (1 + SAME_OPTIMUM_RTOL)) | ~np.isfinite(first)
-    return replace_rows(solved, rows[take], Solved(*(np.asarray(a)[take] for a in again)))
-
-
-def first_pass(spec: Spec) -> int:
-    """Starts each problem refines at first: ``spec.first_refine``, or all when not staged."""
-    return min(spec.first_refine, spec.n_refine)
-
-
-def may_stage(n_at_optimum: int, n_starts: int) -> bool:
-    """Whether resamples of data whose fit had ``n_at_optimum`` of ``n_starts`` refined starts at
-    its optimum may be staged (:data:`STAGE_AGREEMENT`)."""
-    return n_at_optimum >= STAGE_AGREEMENT * n_starts
-
-
-def with_point_estimate(spec: Spec, theta: np.ndarray, n_at_optimum: int, n_starts: int, *, warm: bool) -> Spec:
-    """A bootstrap's spec once its point fit (``theta``, and ``n_at_optimum`` of its ``n_starts``
-    refined starts at its optimum) is known.
-
-    ``warm``: the point estimate and the grid compete in each resample's screening and the best
-    :data:`~jaxscale.specs.N_REFINE_WARM` are refined (nearly always the point estimate and the
-    best grid start). Staged (``spec.first_refine < spec.n_refine``): the point estimate joins
-    the candidates of the first pass where :func:`may_stage` allows; elsewhere, and where the
-    point fit failed, staging is off and every resample refines all ``n_refine``.
-    """
-    point = np.asarray(theta, dtype=np.float64)[None]
-    if warm:
-        return spec._replace(candidates=np.vstack([point, spec.candidates]), n_refine=N_REFINE_WARM)
-    if first_pass(spec) >= spec.n_refine:
-        return spec
-    if may_stage(n_at_optimum, n_starts) and np.all(np.isfinite(point)):
-        return spec._replace(candidates=np.vstack([point, spec.candidates]))
-    return spec._replace(first_refine=spec.n_refine)
-
-
-def escalate(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
-    """After a first pass of :func:`first_pass` starts, solve again from all ``spec.n_refine``
-    the problems it leaves in doubt: the best start did not converge, a term vanished, or the
-    refined starts did not all reach the same optimum (a sign of several basins, where more
-    starts may find a lower one)."""
-    if first_pass(spec) >= spec.n_refine:
-        return solved
-    doubt = (solved.status != CONVERGED) | vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
-    doubt |= solved.n_at_optimum < solved.n_starts
-    rows = np.flatnonzero(doubt)
-    return keep_better(solved, rows, solve_rows(rows, spec.n_refine)) if rows.size else solved
-
-
-def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
-    """Solve again, from :data:`RETRY_FACTOR` times more screened starts (which include the
-    first pass's), each problem whose best start stopped where a term vanished (and, with
-    ``spec.retry_failed``, each that did not converge): a vanished term is a real outcome
-    (the runs do not need it) or a plateau that the solver took for an optimum, and more
-    starts tell them apart. The retry's result is kept unless the first is strictly better
-    (the same start can end in other last bits).
-
-    A fit of one data set (``fit``) and bootstrap resamples are not solved again when they
-    fail to converge: a budget the caller set (``max_steps``) is theirs to raise, and a
-    failed resample is counted as failed. Groups are (``fit_groups``): with only a few
-    starts each, another basin often converges where the first few did not."""
-    more = min(len(spec.candidates), RETRY_FACTOR * spec.n_refine)
-    if not spec.retry or more <= spec.n_refine:
-        return solved
-    again = vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
-    if spec.retry_failed:
-        again |= solved.status != CONVERGED
-    rows = np.flatnonzero(again)
-    if rows.size == 0:
-        return solved
-    return keep_better(solved, rows, solve_rows(rows, more))
 
 
 def flag_flat(spec: Spec, data, solved: Solved, weights_of: Callable[[np.ndarray], np.ndarray], **grouped) -> Solved:

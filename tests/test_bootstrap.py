@@ -233,7 +233,7 @@ def test_resamples_that_stop_where_a_term_vanished_are_refitted():
     import jax.numpy as jnp
 
     from jaxscale.fit import match_inputs
-    from jaxscale.runner import INERT_TOL
+    from jaxscale.refinement import INERT_TOL
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.groups_data import make_archive

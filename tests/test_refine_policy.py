@@ -1,10 +1,10 @@
-"""The staged refinement policy (runner.escalate): which problems get all their starts, and what it costs in quality."""
+"""The staged refinement policy (refinement.escalate): which problems get all their starts, and at what cost."""
 
 import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import runner, specs
+from jaxscale import refinement, specs
 
 LAW = js.get_law("chinchilla")
 
@@ -12,7 +12,7 @@ LAW = js.get_law("chinchilla")
 def solved(values, status, n_at_optimum, theta=None):
     b = len(values)
     theta = np.zeros((b, LAW.n_params)) if theta is None else np.asarray(theta, dtype=float)
-    return runner.Solved(
+    return refinement.Solved(
         theta=theta,
         value=np.asarray(values, dtype=float),
         status=np.asarray(status),
@@ -26,7 +26,7 @@ def solved(values, status, n_at_optimum, theta=None):
 
 def test_escalate_solves_again_exactly_the_problems_in_doubt():
     spec = specs.make_spec(LAW, n_refine=8, staged=True)
-    assert (runner.first_pass(spec), spec.n_refine) == (specs.N_REFINE_FIRST, 8) == (3, 8)
+    assert (refinement.first_pass(spec), spec.n_refine) == (specs.N_REFINE_FIRST, 8) == (3, 8)
     theta = np.zeros((5, LAW.n_params))
     theta[3, 0] = -40.0  # a log coefficient below VANISHED_LOG: its term vanished
     first = solved([1.0, 2.0, 3.0, 4.0, 5.0], [0, 1, 0, 0, 0], [3, 3, 1, 3, 3], theta)
@@ -36,7 +36,7 @@ def test_escalate_solves_again_exactly_the_problems_in_doubt():
         asked.append((rows.tolist(), k))
         return solved([0.5, 3.5, 3.0], [0, 0, 0], [8, 8, 8])  # row 2 ends worse: its first result stays
 
-    out = runner.escalate(spec, first, solve_rows)
+    out = refinement.escalate(spec, first, solve_rows)
     assert asked == [([1, 2, 3], 8)]  # not converged, disagreeing, vanished; rows 0 and 4 agreed
     np.testing.assert_array_equal(out.value, [1.0, 0.5, 3.0, 3.0, 5.0])
     assert out.n_at_optimum.tolist() == [3, 8, 1, 8, 3]
@@ -45,10 +45,10 @@ def test_escalate_solves_again_exactly_the_problems_in_doubt():
 def test_unstaged_spec_never_escalates():
     spec = specs.make_spec(LAW, n_refine=8)
     first = solved([1.0], [1], [1])
-    assert runner.first_pass(spec) == 8
-    assert runner.escalate(spec, first, lambda rows, k: pytest.fail("no second pass")) is first
+    assert refinement.first_pass(spec) == 8
+    assert refinement.escalate(spec, first, lambda rows, k: pytest.fail("no second pass")) is first
     grid = specs.make_spec(LAW, starts="grid", staged=True)  # every start refined: nothing to stage
-    assert runner.first_pass(grid) == grid.n_refine == len(grid.candidates)
+    assert refinement.first_pass(grid) == grid.n_refine == len(grid.candidates)
 
 
 def test_staged_bootstrap_reaches_the_unstaged_optima_on_the_epoch_points():
