@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jaxscale import cpu  # noqa: E402  (imports no JAX)
+
 JOB = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
@@ -39,7 +43,7 @@ print(f"{{jax.device_count():>3}} devices: bootstrap {{tb:7.2f}} s (draws sum {{
 
 
 def main() -> None:
-    top = int(sys.argv[1]) if len(sys.argv) > 1 else len(os.sched_getaffinity(0))
+    top = int(sys.argv[1]) if len(sys.argv) > 1 else cpu.cores()
     counts = sorted({1, top} | {2**k for k in range(1, 8) if 2**k < top})
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
     for n in counts:

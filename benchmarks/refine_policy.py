@@ -86,8 +86,7 @@ def _escalated(spec, data, weights, n) -> int:
     if refinement.first_pass(spec) >= spec.n_refine:
         return -1
     first = runner.solve_resamples(spec._replace(n_refine=spec.first_refine, retry=False), data, weights, n)
-    doubt = (first.status != 0) | refinement.vanished(spec, first.theta, first.sensitivity).any(axis=1)
-    return int(np.sum(doubt | (first.n_at_optimum < first.n_starts)))
+    return int(np.sum(refinement.in_doubt(spec, first)))
 
 
 def small_groups() -> None:

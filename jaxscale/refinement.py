@@ -135,16 +135,20 @@ def with_point_estimate(spec: Spec, theta: np.ndarray, n_at_optimum: int, n_star
     return spec._replace(first_refine=spec.n_refine)
 
 
+def in_doubt(spec: Spec, solved: Solved) -> np.ndarray:
+    """``[B]``: problems a first pass leaves in doubt: the best start did not converge, a term
+    vanished, or the refined starts did not all reach the same optimum (a sign of several
+    basins, where more starts may find a lower one)."""
+    doubt = (solved.status != CONVERGED) | vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
+    return doubt | (solved.n_at_optimum < solved.n_starts)
+
+
 def escalate(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
     """After a first pass of :func:`first_pass` starts, solve again from all ``spec.n_refine``
-    the problems it leaves in doubt: the best start did not converge, a term vanished, or the
-    refined starts did not all reach the same optimum (a sign of several basins, where more
-    starts may find a lower one)."""
+    the problems :func:`in_doubt`."""
     if first_pass(spec) >= spec.n_refine:
         return solved
-    doubt = (solved.status != CONVERGED) | vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
-    doubt |= solved.n_at_optimum < solved.n_starts
-    rows = np.flatnonzero(doubt)
+    rows = np.flatnonzero(in_doubt(spec, solved))
     return keep_better(solved, rows, solve_rows(rows, spec.n_refine)) if rows.size else solved
 
 
