@@ -87,8 +87,10 @@ def frontier(
     Args:
         result: a :class:`~jaxscale.FitResult`, a :class:`~jaxscale.BootstrapResult`
             (adds ``<quantity>_lower`` / ``_upper`` percentile columns at ``level``, over the
-            resamples that converged), or a dict of natural parameters with ``law=...``
-            (e.g. a published fit).
+            resamples that converged), a dict of natural parameters with ``law=...``
+            (e.g. a published fit), or a table of :func:`~jaxscale.isoflop` (Approach 2's
+            power laws extrapolated, one row per group and budget, with bands over its
+            resamples: :func:`jaxscale.isoflop_report.extrapolate`).
         compute: budgets in FLOPs.
         flops: FLOPs as a function of (N, D), linear in D (default ``6 N D``).
         method: ``"closed"`` (Chinchilla under 6ND only), ``"numeric"``, or ``"auto"``.
@@ -104,9 +106,15 @@ def frontier(
     """
     import pandas as pd
 
+    from . import isoflop_report
+
+    if isoflop_report.is_isoflop_table(result):
+        if law is not None or flops is not None or inputs or method != "auto":
+            raise ValueError("an isoflop table carries its own power laws: law, flops, method and inputs do not apply")
+        return isoflop_report.extrapolate(result, compute, level=level)
     if not isinstance(result, Mapping | FitResult | BootstrapResult):
         raise TypeError(
-            "result must be a FitResult, a BootstrapResult or a dict of natural parameters "
+            "result must be a FitResult, a BootstrapResult, an isoflop table or a dict of natural parameters "
             f"(with law=...); got {result!r} ({type(result).__name__})"
         )
     checks.frontier_arguments(result, law=law, compute=compute, flops=flops, level=level, n_range=n_range, **inputs)
