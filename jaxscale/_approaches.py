@@ -87,14 +87,17 @@ def uniform_below(bits: jax.Array, n: jax.Array) -> jax.Array:
     return ((bits.astype(jnp.uint64) * n.astype(jnp.uint64)) >> 32).astype(n.dtype)
 
 
-def power_law(log_c: jax.Array, log_v: jax.Array, use: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Least-squares ``log_v = intercept + slope · log_c`` over the budgets in ``use`` (NaN if < 2)."""
-    u = use.astype(log_c.dtype)
+def power_law(
+    log_c: jax.Array, log_v: jax.Array, use: jax.Array, weight: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Least-squares ``log_v = intercept + slope · log_c`` over the budgets in ``use`` (NaN if < 2),
+    each budget weighted by ``weight`` (default 1)."""
+    u = use.astype(log_c.dtype) if weight is None else jnp.where(use, weight, 0.0).astype(log_c.dtype)
     n = jnp.sum(u, axis=-1)
-    mc = jnp.sum(u * log_c, axis=-1) / jnp.maximum(n, 1)
-    mv = jnp.sum(u * log_v, axis=-1) / jnp.maximum(n, 1)
+    mc = jnp.sum(u * log_c, axis=-1) / jnp.where(n > 0, n, 1)
+    mv = jnp.sum(u * log_v, axis=-1) / jnp.where(n > 0, n, 1)
     dc = u * (log_c - mc[..., None])
-    sxx = jnp.sum(dc * dc, axis=-1)
-    ok = (n >= 2) & (sxx > 0)
+    sxx = jnp.sum(dc * (log_c - mc[..., None]), axis=-1)
+    ok = (jnp.sum(use, axis=-1) >= 2) & (sxx > 0)
     slope = jnp.sum(dc * (log_v - mv[..., None]), axis=-1) / jnp.where(ok, sxx, 1.0)
     return jnp.where(ok, slope, jnp.nan), jnp.where(ok, mv - slope * mc, jnp.nan)

@@ -41,33 +41,23 @@ import numpy as np
 import pandas as pd
 
 from . import _approaches as shared
-from . import budgets, checks, optima
+from . import budgets, checks, optima, seed_noise
 from . import isoflop_report as report
-from .io import read_runs, read_table
+from .io import read_table
+from .isoflop_data import Padded, prepare
 from .isoflop_report import EdgeOfRangeWarning, IsoflopWarning, isoflop_to_dicts
 
 __all__ = ["EdgeOfRangeWarning", "IsoflopWarning", "isoflop", "isoflop_to_dicts"]
 
 
-class _Padded(NamedTuple):
-    """Every group's budgets and points, padded to ``[G, K, P]`` (points sorted by the first side per budget).
-
-    A side is the input whose optimum is found per budget: N, D, or both (``[S, ...]`` arrays).
-    """
-
-    x: np.ndarray  # [S,G,K,P] log N or log D minus the budget's center: keeps the normal equations well conditioned
-    y: np.ndarray  # [G,K,P] loss
-    mask: np.ndarray  # [G,K,P] 1.0 for a real point, 0.0 for padding
-    weight: np.ndarray  # [G,K,P] the point's weight in its parabola (the mask unless weights are given)
-    center: np.ndarray  # [S,G,K] the mean of the side's log values in the budget
-    log_c: np.ndarray  # [G,K] log of the budget (0 on padding)
-    budget_id: np.ndarray  # [G,K] the budget's rank among all its group's budgets: its PRNG stream
-    group_id: np.ndarray  # [G] hash of the group's key: its PRNG stream
+def _optimum(method: str):
+    """A budget's optimum ``(x, loss, ok)`` by ``method`` (:mod:`jaxscale.optima`)."""
+    return optima.parabola if method == "parabola" else lambda x, y, w: optima.akima(x, y, w)[:3]
 
 
-def _fit(data: _Padded, w: jax.Array, log_fpt: jax.Array, sides: tuple[str, ...], use=True) -> dict[str, jax.Array]:
+def _fit(data: Padded, w: jax.Array, log_fpt: jax.Array, sides: tuple[str, ...], method: str, use=True):
     """Every budget's optimum on every side, then both power laws, for point weights ``w [G,K,P]``."""
-    xv, yv, ok = jax.vmap(optima.parabola, in_axes=(0, None, None))(data.x, data.y, w)
+    xv, yv, ok = jax.vmap(_optimum(method), in_axes=(0, None, None))(data.x, data.y, w)
     present = (w > 0)[None]
     lo = jnp.min(jnp.where(present, data.x, jnp.inf), axis=-1)
     hi = jnp.max(jnp.where(present, data.x, -jnp.inf), axis=-1)
@@ -87,7 +77,7 @@ def _fit(data: _Padded, w: jax.Array, log_fpt: jax.Array, sides: tuple[str, ...]
     return out | {"a": a, "b": b, "log_kn": log_kn, "log_kd": log_kd}
 
 
-def _resample_weights(key: jax.Array, i: jax.Array, data: _Padded) -> jax.Array:
+def _resample_weights(key: jax.Array, i: jax.Array, data: Padded) -> jax.Array:
     """Multinomial counts ``[G,K,P]`` for resample ``i``: each budget's points drawn with replacement.
 
     Every draw has its own key (resample → group hash → budget rank → slot), so a group's
@@ -110,16 +100,29 @@ def _resample_weights(key: jax.Array, i: jax.Array, data: _Padded) -> jax.Array:
     return jax.vmap(group)(data.group_id, data.budget_id, n)
 
 
-@partial(jax.jit, static_argnames=("n_resamples", "chunk", "sides"))
-def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_resamples: int, chunk: int, sides: tuple[str, ...]):
-    point = _fit(data, data.weight, log_fpt, sides)
+class Options(NamedTuple):
+    """The static choices of one isoflop call (how optima, intervals and power laws are made)."""
+
+    sides: tuple[str, ...]  # fitted sides: ("N",), ("D",) or ("N", "D")
+    method: str  # "parabola" or "akima"
+    resample: str  # "runs" or "noise"
+    median: bool  # observations: the median of the noise replicates' optima (else the optimum)
+    weighted: bool  # power laws weighted by 1 / spread² of each optimum
+
+
+@partial(jax.jit, static_argnames=("n_resamples", "chunk", "options"))
+def _kernel(data: Padded, key: jax.Array, log_fpt: jax.Array, noise: jax.Array, *, n_resamples, chunk, options):
+    sides, method = options.sides, options.method
+    point = _fit(data, data.weight, log_fpt, sides, method)
     if not n_resamples:
         return point, {}
+    if options.resample == "noise":
+        return _noise_kernel(data, key, log_fpt, noise, point, n_resamples, chunk, options)
 
     # The bootstrap refits the budgets the point estimate used; a resample drops a budget whose
     # parabola it leaves non-convex or undetermined (and we count how often that happens).
     def fit_one(i):  # only what the intervals need: keeps the [n_resamples, G, K] outputs small
-        out = _fit(data, _resample_weights(key, i, data) * data.weight, log_fpt, sides, point["ok"])
+        out = _fit(data, _resample_weights(key, i, data) * data.weight, log_fpt, sides, method, point["ok"])
         return {k: out[k] for k in ("a", "b", "log_kn", "log_kd", "ok", "edge")}
 
     boot = shared.chunked_resamples(fit_one, n_resamples, chunk)
@@ -131,105 +134,27 @@ def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_resamples: i
     return point, boot
 
 
-def _read(df: pd.DataFrame, *, flops: str, N: str | None, D: str | None, loss: str, by: list[str], weights, budget):
-    """The runs' columns as arrays (bad values named by column and row) and the sides fitted."""
-    if N is None and D is None:
-        raise ValueError("name the model-size column N=..., the tokens column D=..., or both")
-    sides = tuple(s for s, col in (("N", N), ("D", D)) if col is not None)
-    wanted = (flops, loss, *by, *([N] if N else []), *([D] if D else []), *([weights] if weights else []))
-    missing = [c for c in (*wanted, *([budget] if budget else [])) if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"missing column(s) {missing}; available columns: {list(df.columns)}. "
-            "Name yours with isoflop(..., flops=..., N=..., D=..., loss=..., by=..., weights=..., budget=...)"
-        )
-    inputs = {s: col for s, col in (("N", N), ("D", D)) if col is not None}
-    extra = {"w": weights} if weights else {}
-    # names the column and rows of bad values
-    runs = read_runs(df, loss=loss, flops=flops, check_duplicates=False, **inputs, **extra)
-    column = {name: runs.x[:, i] for i, name in enumerate(runs.inputs)}
-    return sides, column, runs.y
-
-
-def _prepare(
-    df: pd.DataFrame,
-    flops: str,
-    N: str | None,
-    loss: str,
-    by: list[str],
-    window: float | None,
-    weights: str | None = None,
-    *,
-    D: str | None = None,
-    budget: str | None = None,
-    budget_rtol: float | None = None,
-    bins_per_decade: float | None = None,
-):
-    """Validate, group, bin, window and pad the points; returns (padded arrays, per-budget table, group info)."""
-    sides, column, y = _read(df, flops=flops, N=N, D=D, loss=loss, by=by, weights=weights, budget=budget)
-    gid, keys = shared.group_keys(df, by)
-    pts = pd.DataFrame({"g": gid, "run_c": column["flops"], "y": y})
-    for s in sides:
-        pts[f"log_{s}"] = np.log(column[s])
-    pts["w"] = column["w"] if weights else 1.0
-    names = df[budget].to_numpy() if budget else None
-    pts["label"], pts["c"] = 0, 0.0
-    binning = {"method": "exact"}
-    for g in range(len(keys)):  # budgets are formed within each group
-        rows = np.flatnonzero(gid == g)
-        named = None if names is None else names[rows]
-        made = budgets.assign(column["flops"][rows], names=named, rtol=budget_rtol, per_decade=bins_per_decade)
-        pts.loc[rows, "label"], pts.loc[rows, "c"], binning = made.label, made.compute, made.binning
-        if names is not None:
-            pts.loc[rows, "name"] = names[rows]
-    first = f"log_{sides[0]}"
-    pts = pts.sort_values(["g", "c", "label", first], kind="stable", ignore_index=True)
-    pts["b"] = pts.groupby(["g", "c", "label"], sort=True).ngroup()
-    # The budget's rank among all its group's budgets names its PRNG stream, whatever is skipped.
-    pts["rank"] = pts.groupby("g")["b"].rank(method="dense").astype(np.int64) - 1
-    if window is not None:  # keep points within `window` (in log N or log D) of the budget's lowest loss
-        best = pts.loc[pts.groupby("b")["y"].idxmin()].set_index("b")[first]
-        pts = pts[(pts[first] - pts["b"].map(best)).abs() <= window]
-    few = np.zeros(len(pts), bool)
-    for s in sides:  # a parabola needs 3 distinct sizes
-        few |= pts.groupby("b")[f"log_{s}"].transform("nunique").to_numpy() < optima.MIN_SIZES
-    skipped = pts[few].groupby("g")["b"].nunique().reindex(range(len(keys)), fill_value=0).to_numpy()
-    pts = pts[~few].reset_index(drop=True)
-    if pts.empty:
-        sizes = "model sizes" if sides[0] == "N" else "token counts"
-        raise ValueError(
-            f"no budget has at least 3 distinct {sizes}{' within the window' if window else ''}: a parabola "
-            f"needs 3; check that column {flops!r} holds the same value for runs of one budget, or form "
-            "budgets with budget_rtol=..., bins_per_decade=... or budget=<column naming the budget>"
-        )
-    pts["k"] = pts.groupby("g")["b"].rank(method="dense").astype(np.int64) - 1
-    pts["slot"] = pts.groupby("b").cumcount()
-    grouped = pts.groupby("b", sort=True)
-    agg = {"g": ("g", "first"), "k": ("k", "first"), "rank": ("rank", "first"), "compute": ("c", "first")}
-    agg |= {"n_runs": ("y", "size"), "flops_min": ("run_c", "min"), "flops_max": ("run_c", "max")}
-    if budget:
-        agg["name"] = ("name", "first")
-    table = grouped.agg(**agg)
-    lowest = pts.loc[grouped["y"].idxmin()].set_index("b")
-    for s in sides:
-        table[f"center_{s}"] = grouped[f"log_{s}"].mean()
-        table[f"lo_{s}"], table[f"hi_{s}"] = grouped[f"log_{s}"].min(), grouped[f"log_{s}"].max()
-        table[f"best_{s}"] = lowest[f"log_{s}"]  # where the lowest observed loss is
-    G, K, P = len(keys), int(pts["k"].max()) + 1, int(pts["slot"].max()) + 1
-    at = (pts["g"].to_numpy(), pts["k"].to_numpy(), pts["slot"].to_numpy())
-    bat = (table["g"].to_numpy(), table["k"].to_numpy())
-    S = len(sides)
-    x, center = np.zeros((S, G, K, P)), np.zeros((S, G, K))
-    y, mask, weight = np.zeros((G, K, P)), np.zeros((G, K, P)), np.zeros((G, K, P))
-    log_c, budget_id = np.zeros((G, K)), np.zeros((G, K), np.int64)
-    log_c[bat], budget_id[bat] = np.log(table["compute"]), table["rank"]
-    for i, s in enumerate(sides):
-        center[i][bat] = table[f"center_{s}"]
-        x[i][at] = pts[f"log_{s}"].to_numpy() - center[i][at[:2]]
-    y[at], mask[at], weight[at] = pts["y"], 1.0, pts["w"]
-    padded = _Padded(x, y, mask, weight, center, log_c, budget_id, shared.group_ids(keys))
-    info = {"keys": keys, "skipped": skipped, "n_points": np.bincount(at[0], minlength=G), "sides": sides}
-    return padded, table, info | {"binning": binning}
+def _noise_kernel(data, key, log_fpt, noise, point, n, chunk, options):
+    """Intervals (and, with ``options.median``/``weighted``, the point estimate) from the
+    seed-noise bootstrap (:mod:`jaxscale.seed_noise`)."""
+    optimum = _optimum(options.method)
+    reps = shared.chunked_resamples(lambda i: seed_noise.replicate(key, i, data, noise, optimum), n, chunk)
+    log_opt, interior = reps
+    point_log = jnp.stack([point["log_n"] if s == "N" else point["log_d"] for s in options.sides])
+    obs, spread, used, n_int = seed_noise.summarise(log_opt, interior, data, point["ok"], options.median, point_log)
+    args = (data.log_c, obs, spread, used, log_fpt, options.sides, options.weighted)
+    a, log_kn, b, log_kd = seed_noise.power_laws(*args)
+    other = data.log_c - log_fpt - obs[0]
+    log_n, log_d = {("N",): (obs[0], other), ("D",): (other, obs[0]), ("N", "D"): (obs[0], obs[-1])}[options.sides]
+    point = point | {"ok": used, "log_n": jnp.where(used, log_n, 0.0), "log_d": jnp.where(used, log_d, 0.0)}
+    point |= {"a": a, "log_kn": log_kn, "b": b, "log_kd": log_kd}
+    draws = seed_noise.paired_draws(
+        log_opt, interior, used, n_int, spread, *args[:1], log_fpt, options.sides, options.weighted
+    )
+    dropped = 1 - jnp.min(n_int, axis=0) / n  # [G, K]: replicates not interior on some side
+    boot = dict(zip(("a", "log_kn", "b", "log_kd"), draws, strict=True))
+    boot |= {"dropped": dropped, "edge": dropped, "any_dropped": jnp.mean(jnp.isnan(draws[0]), axis=0)}
+    return point, boot
 
 
 @checks.renamed(n_boot="n_resamples")
@@ -244,14 +169,24 @@ def isoflop(
     budget: str | None = None,
     budget_rtol: float | None = None,
     bins_per_decade: float | None = None,
+    budget_range: tuple[float, float] | None = None,
     window: float | None = None,
     weights: str | None = None,
+    method: str = "parabola",
+    resample: str = "runs",
+    noise: float | tuple[tuple[float, float], tuple[float, float]] | None = None,
+    observation: str = "point",
+    weighted: bool = False,
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
     flops_per_token: float = 6.0,
 ) -> pd.DataFrame:
     """Approach 2 of Hoffmann et al. (2022): isoFLOP parabolas, then N* ∝ C^a and D* ∝ C^b.
+
+    Porian et al. (2024)'s procedure is ``method="akima", resample="noise", noise=σ,
+    observation="median", weighted=True`` with both ``N`` and ``D`` (σ = 0.002 for their
+    RefinedWeb runs, 0.01 for OpenWebText2: what their code's noise schedule gives).
 
     Args:
         source: a DataFrame or a CSV/Parquet/JSON/JSONL file, one row per (budget, model) run.
@@ -270,13 +205,26 @@ def isoflop(
             of column ``name``. A formed budget's C is the geometric mean of its runs' compute;
             each entry of ``budgets`` gives its runs' smallest and largest. A budget needs at
             least 3 distinct sizes (after ``window``), else it is skipped and counted.
+        budget_range: ``(smallest, largest)`` compute of the budgets fitted; others are left out.
         window: keep only runs within ``window`` of the budget's lowest-loss run in natural
             log N (log D with ``D`` only): ``np.log(4)`` is a factor of 4 either side, for
             curves that are not parabolic far from their minimum.
         weights: optional column of positive per-run weights for the parabola fits (e.g. to
             down-weight runs far from the minimum); resampling multiplies them by the counts.
-        n_resamples: bootstrap resamples (0: no intervals); each resamples the runs within every
-            budget and refits every parabola and both power laws.
+        method: each budget's optimum (:mod:`jaxscale.optima`): ``"parabola"`` (its vertex, the
+            default) or ``"akima"`` (the lowest point of an Akima interpolant of log loss on a
+            grid of 25 points per gap between sizes; a budget whose lowest point is an end of
+            the grid has no interior optimum and is left out). Akima needs one run per size in a
+            budget: keep the lowest loss of repeated sizes first.
+        resample: how intervals are made: ``"runs"`` resamples the runs within every budget and
+            refits everything; ``"noise"`` perturbs the losses with seed noise of standard
+            deviation ``noise`` (a number, or two ``(loss, σ)`` anchors, log-linear between) and
+            finds each budget's optimum again (:mod:`jaxscale.seed_noise`: replicates without an
+            interior optimum are discarded, and a budget with fewer than half interior is left out).
+        observation: ``"point"`` (each budget's optimum) or ``"median"`` (the median of its noise
+            replicates' optima); weighted: power laws weighted by 1 / spread² of each budget's
+            optimum over its noise replicates. Both need ``resample="noise"``.
+        n_resamples: bootstrap resamples or noise replicates (0: no intervals).
         level: level of the percentile intervals; seed: PRNG seed. A group's resamples depend
             only on the seed, its key and its runs, not on the other groups in the call.
         flops_per_token: the implied side: N · D = C / flops_per_token (6 for C = 6ND).
@@ -318,22 +266,28 @@ def isoflop(
     if window is not None and not window > 0:
         raise ValueError(f"window is a distance in natural log N and must be > 0 (e.g. np.log(4)); got {window}")
     budgets.check_options(budget=budget, rtol=budget_rtol, per_decade=bins_per_decade)
+    schedule = _check_methods(method, resample, noise, observation, weighted, n_resamples, budget_range)
     df = source if isinstance(source, pd.DataFrame) else read_table(source)
-    data, table, info = _prepare(
+    data, table, info = prepare(
         df, flops, N, loss, by_cols, window, weights, D=D, budget=budget, budget_rtol=budget_rtol,
-        bins_per_decade=bins_per_decade,
+        bins_per_decade=bins_per_decade, budget_range=budget_range, one_per_size=method == "akima",
     )  # fmt: skip
     sides = info["sides"]
-    G, K, P = data.y.shape
-    chunk = shared.boot_chunk(n_resamples, G * K * P * P)  # a resample's one-hot draws [G, K, P, P]
+    options = Options(sides, method, resample, observation == "median", weighted)
+    S, G, K, P = data.x.shape
+    # A resample's largest intermediate: its one-hot draws [G, K, P, P], or the Akima grid's
+    # interval search [S, G, K, 25 (P - 1), P].
+    per_resample = G * K * P * P if method == "parabola" else S * G * K * optima.AKIMA_PER_GAP * P * P
+    chunk = shared.boot_chunk(n_resamples, per_resample)
     with jax.enable_x64(True):
         point, boot = _kernel(
             jax.tree.map(jnp.asarray, data),
             jax.random.key(seed),
             jnp.log(jnp.asarray(flops_per_token, jnp.float64)),
+            jnp.asarray(schedule, jnp.float64),
             n_resamples=n_resamples,
             chunk=chunk,
-            sides=sides,
+            options=options,
         )
         point, boot = jax.tree.map(np.asarray, (point, boot))
     gk = (table["g"].to_numpy(), table["k"].to_numpy())
@@ -346,7 +300,7 @@ def isoflop(
     for g, key in enumerate(info["keys"]):
         mine = table[table["g"] == g]
         label = shared.group_label(by_cols, key)
-        report.warn_budgets(label, mine, int(info["skipped"][g]), bool(np.isfinite(point["a"][g])), sides)
+        report.warn_budgets(label, mine, int(info["skipped"][g]), bool(np.isfinite(point["a"][g])), options)
         draws = np.full((0, 4), np.nan)
         ci = {q: (np.nan, np.nan) for q in ("a", "b")}
         if n_resamples:
@@ -373,5 +327,34 @@ def isoflop(
         rows.append(row)
     out = pd.DataFrame(rows)
     out.attrs = {"by": by_cols, "n_resamples": n_resamples, "level": level, "seed": seed, "window": window}
-    out.attrs |= {"binning": info["binning"], "flops_per_token": flops_per_token}
+    out.attrs |= {"binning": info["binning"], "flops_per_token": flops_per_token, "budget_range": budget_range}
+    out.attrs |= {"method": method, "resample": resample, "noise": noise, "observation": observation}
+    out.attrs["weighted"] = weighted
     return out
+
+
+def _check_methods(method, resample, noise, observation, weighted, n_resamples, budget_range) -> tuple:
+    """The method options, checked; returns the noise schedule for the kernel."""
+    for name, value, allowed in (
+        ("method", method, ("parabola", "akima")),
+        ("resample", resample, ("runs", "noise")),
+        ("observation", observation, ("point", "median")),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    if (resample == "noise") != (noise is not None):
+        raise ValueError(
+            "noise=... (the loss's standard deviation across seeds, e.g. 0.002) goes with resample='noise', "
+            "and resample='noise' needs it"
+        )
+    if (observation == "median" or weighted) and (resample != "noise" or not n_resamples):
+        raise ValueError(
+            "observation='median' and weighted=True use the noise replicates: add resample='noise', noise=..."
+        )
+    if budget_range is not None:
+        lo, hi = budget_range
+        if not (0 < lo <= hi < np.inf):
+            raise ValueError(
+                f"budget_range is (smallest, largest) compute, 0 < smallest <= largest; got {budget_range}"
+            )
+    return seed_noise.noise_schedule(noise) if noise is not None else (0.0, 1.0, 0.0, 1.0)

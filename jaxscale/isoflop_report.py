@@ -55,8 +55,10 @@ def _side_name(side: str) -> str:
     return "model sizes" if side == "N" else "token counts"
 
 
-def warn_budgets(label: str, rows: pd.DataFrame, skipped: int, a_ok: bool, sides: tuple[str, ...]) -> None:
-    """One warning per group and kind of problem, naming the budgets."""
+def warn_budgets(label: str, rows: pd.DataFrame, skipped: int, a_ok: bool, options) -> None:
+    """One warning per group and kind of problem, naming the budgets (``options``: the call's
+    :class:`jaxscale.isoflop.Options`)."""
+    sides = options.sides
     ok = rows["ok"].to_numpy()
     for side in sides:
         opt = rows["log_n" if side == "N" else "log_d"].to_numpy()
@@ -82,7 +84,13 @@ def warn_budgets(label: str, rows: pd.DataFrame, skipped: int, a_ok: bool, sides
         problems.append(f"{skipped} budget(s) skipped for having fewer than 3 distinct {_side_name(sides[0])}")
     if (~ok).any():
         listed = ", ".join(f"{c:.3g}" for c in rows["compute"][~ok])
-        problems.append(f"budget(s) C={listed} excluded: their parabola is not convex (no minimum)")
+        if options.method == "parabola":
+            why = "their parabola is not convex (no minimum)"
+        else:
+            why = "no interior optimum (the interpolant is lowest at an end of the sizes)"
+        if options.resample == "noise":
+            why += ", or fewer than half their noise replicates have one"
+        problems.append(f"budget(s) C={listed} excluded: {why}")
     if not a_ok:
         problems.append("fewer than 2 usable budgets remain, so a and b are NaN")
     if problems:

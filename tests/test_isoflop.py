@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import jaxscale as js
+from jaxscale import isoflop_data
 from tests.conftest import shared_file
 from tests.test_cli import run
 
@@ -140,7 +141,7 @@ def test_results_do_not_depend_on_chunk_size(monkeypatch):
 
 def test_resample_weights_are_multinomial_within_each_budget():
     df = ragged_groups()
-    data, _, _ = ISOFLOP_MODULE._prepare(df, "flops", "params", "loss", ["law"], None)
+    data, _, _ = isoflop_data.prepare(df, "flops", "params", "loss", ["law"], None)
     with jax.enable_x64(True):
         w = np.asarray(ISOFLOP_MODULE._resample_weights(jax.random.key(0), 7, jax.tree.map(np.asarray, data)))
     np.testing.assert_array_equal(w.sum(-1), data.mask.sum(-1))  # each budget keeps its number of points

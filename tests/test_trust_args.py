@@ -268,7 +268,7 @@ ARGUMENTS = [
     ("frontier-compute-nan", lambda c: js.frontier(c.fit, compute=[1e21, float("nan")]), ValueError, "got nan at position 1"),
     ("frontier-level", lambda c: js.frontier(c.boot, compute=[1e21], level=0), ValueError, "level must be a number between 0 and 1"),
     ("frontier-n_range", lambda c: js.frontier(c.fit, compute=[1e21], method="numeric", n_range=(1e16, 1e4)), ValueError, "n_range must be two finite numbers 0 < low < high"),
-    ("frontier-result-type", lambda c: js.frontier("fit.json", compute=[1e21]), TypeError, "result must be a FitResult, a BootstrapResult or a dict"),
+    ("frontier-result-type", lambda c: js.frontier("fit.json", compute=[1e21]), TypeError, "result must be a FitResult, a BootstrapResult, an isoflop table or a dict"),
     ("frontier-dict-params", lambda c: js.frontier({"E": 1.7, "A": 400.0}, compute=[1e21], law="chinchilla"), ValueError, "missing ['B', 'alpha', 'beta']"),
     ("frontier-input", lambda c: js.frontier(c.fit, compute=[1e21], method="numeric", U=-1.0), ValueError, "the input U=-1.0 must be a finite number > 0"),
     ("frontier-flops", lambda c: js.frontier(c.fit, compute=[1e21], flops=6), TypeError, "flops must be a function or None; got 6 (int)"),
