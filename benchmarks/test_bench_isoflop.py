@@ -143,3 +143,53 @@ def test_isoflop_porian_vs_numpy_loop(benchmark):
     assert list(table["n_budgets"]) == [int(p[2].sum()) for p in points]
     assert rel_a <= 1e-8 and rel_b <= 1e-8
     assert np.all(table["a_lower"] < table["a_upper"])
+
+
+# Porian et al.'s procedure (tests/test_isoflop_porian.py): seed noise per dataset.
+SIGMA = {"rw": 0.002, "owt2": 0.01}
+NOISE_OPTIONS = dict(N="params", method="akima", resample="noise", observation="median", weighted=True)
+NOISE_LOOP_SAMPLE = 2 if QUICK else 20  # replicates per budget timed in the scipy loop
+
+
+@pytest.mark.benchmark(group="isoflop")
+def test_seed_noise_porian_vs_scipy_loop(benchmark):
+    """15 configurations x 1,000 seed-noise replicates (N side, Akima optima, median observations,
+    weighted power laws) against tests/reference.seed_noise_exponent (scipy's Akima per
+    replicate and budget), timed on a sample of replicates and extrapolated."""
+    from tests.reference import seed_noise_exponent
+
+    df = pd.read_csv(PORIAN)
+
+    def ours():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", js.IsoflopWarning)
+            return [
+                js.isoflop(df[df["dataset"] == d], by=CONFIG, noise=s, n_resamples=N_BOOT, **NOISE_OPTIONS)
+                for d, s in SIGMA.items()
+            ]
+
+    start = time.perf_counter()
+    ours()
+    first_call = time.perf_counter() - start
+    tables = benchmark.pedantic(ours, rounds=1)
+    steady = benchmark.stats.stats.mean
+    start = time.perf_counter()
+    loop_a = []
+    for (dataset, _), part in df.groupby(CONFIG):
+        budgets = [(c, np.log(g["params"].to_numpy()), g["loss"].to_numpy()) for c, g in part.groupby("flops")]
+        loop_a.append(seed_noise_exponent(budgets, SIGMA[dataset], n=NOISE_LOOP_SAMPLE)[0])
+    loop_sample = time.perf_counter() - start
+    loop_total = loop_sample * N_BOOT / NOISE_LOOP_SAMPLE  # the loop's time is its replicates'
+    figures = {
+        "machine": _machine(),
+        "configurations x replicates": f"{sum(len(t) for t in tables)} x {N_BOOT}",
+        "jaxscale_first_call_s": round(first_call, 2),
+        "jaxscale_steady_s": round(steady, 2),
+        "scipy_loop_sample_replicates": NOISE_LOOP_SAMPLE,
+        "scipy_loop_extrapolated_s": round(loop_total, 1),
+        "ratio_vs_scipy_loop_steady": round(loop_total / steady, 1),
+        "ratio_vs_scipy_loop_first_call": round(loop_total / first_call, 1),
+    }
+    benchmark.extra_info.update(figures)
+    print("\n" + json.dumps(figures, indent=2))
+    assert sum(len(t) for t in tables) == 15 == len(loop_a)

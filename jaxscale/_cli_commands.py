@@ -176,20 +176,44 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _isoflop(args: argparse.Namespace) -> int:
     from .isoflop import isoflop, isoflop_to_dicts
+    from .isoflop_report import extrapolate
 
+    if args.noise is not None and len(args.noise) not in (1, 4):
+        raise ValueError("--noise takes a standard deviation, or LOSS1 SD1 LOSS2 SD2 (log-linear between)")
+    noise = None
+    if args.noise is not None:  # a standard deviation, or two (loss, standard deviation) anchors
+        noise = (
+            args.noise[0] if len(args.noise) == 1 else ((args.noise[0], args.noise[1]), (args.noise[2], args.noise[3]))
+        )
     start = time.perf_counter()
     table = isoflop(
-        args.data, flops=args.flops, N=args.N, loss=args.loss, by=args.by, window=args.window,
-        n_resamples=args.resamples, level=args.level, seed=args.seed,
+        args.data, flops=args.flops, N=args.N or (None if args.D else "params"), D=args.D, loss=args.loss,
+        by=args.by, where=args.where, budget=args.budget, budget_rtol=args.budget_rtol,
+        bins_per_decade=args.bins_per_decade, budget_range=args.budget_range, window=args.window,
+        method=args.method, resample="noise" if noise is not None else "runs", noise=noise,
+        observation=args.observation, weighted=args.weighted, n_resamples=args.resamples, level=args.level,
+        seed=args.seed,
     )  # fmt: skip
     took = time.perf_counter() - start
+    front = extrapolate(table, args.compute, level=args.level) if args.compute else None
     if args.json:
         docs = isoflop_to_dicts(table)
+        if front is not None:  # extrapolate() gives each row's budgets in turn
+            m = len(args.compute)
+            for i, doc in enumerate(docs):
+                doc["frontier"] = out.records(front.iloc[i * m : (i + 1) * m].drop(columns=table.attrs["by"]))
         print(out.dumps(docs if args.by else docs[0]))
         return 0
-    shown = table.drop(columns=["budgets", "k_N", "k_D"])
-    print(f"isoFLOP profiles (Approach 2): N* ~ C^a, D* ~ C^b; {args.resamples} resamples, {args.level:.0%} intervals")
+    shown = table.drop(columns=["budgets", "draws", "interval_warning"])  # doubts go to stderr as warnings
+    kind = "noise replicates" if noise is not None else "resamples"
+    print(
+        f"isoFLOP profiles (Approach 2, {args.method}): N* = k_N C^a, D* = k_D C^b; "
+        f"{args.resamples} {kind}, {args.level:.0%} intervals; budgets: {table.attrs['binning']['method']}"
+    )
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if front is not None:
+        print("extrapolated (bands over the resamples):")
+        print(front.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"  ({took:.2f} s including compilation)")
     return 0
 

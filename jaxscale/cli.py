@@ -60,6 +60,11 @@ VALIDATE_EPILOG = """examples:
 ISOFLOP_EPILOG = """examples:
   jaxscale isoflop runs.csv --flops C --N params --loss loss
   jaxscale isoflop runs.csv --by dataset --resamples 2000 --json
+  jaxscale isoflop runs.csv --N params --D tokens --budget-rtol 0.2     fit D* on the tokens too; bin logged compute
+  jaxscale isoflop llama3.csv --D training_tokens --compute 3.8e25      D* fitted, N* = C/(6 D*); extrapolated
+  Porian et al.'s procedure, on their RefinedWeb runs:
+  jaxscale isoflop porian.csv --where "dataset == 'rw'" --by dataset experiment --N params --D tokens \\
+      --method akima --noise 0.002 --observation median --weighted
 """
 
 
@@ -169,11 +174,30 @@ def _parser() -> argparse.ArgumentParser:
     p_iso = _sub(sub, "isoflop", "Approach 2: a parabola per isoFLOP budget, then N* ~ C^a, D* ~ C^b", ISOFLOP_EPILOG)
     p_iso.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per (budget, model) run")
     p_iso.add_argument("--flops", default="flops", help="column with the compute budget C (default: flops)")
-    p_iso.add_argument("--N", default="params", help="column with parameter counts (default: params)")
+    p_iso.add_argument("--N", default=None, help="column with parameter counts (default: params, unless --D is given)")
+    p_iso.add_argument("--D", default=None, help="column with token counts: D* fitted on them (N* too, with --N)")
     p_iso.add_argument("--loss", default="loss", help="column with losses (default: loss)")
     p_iso.add_argument("--by", nargs="+", default=None, metavar="COL", help="one result per group of these columns")
+    p_iso.add_argument("--where", default=None, metavar="QUERY", help="rows to use, e.g. \"dataset == 'rw'\"")
+    budgets = p_iso.add_mutually_exclusive_group()
+    budgets.add_argument(
+        "--budget-rtol", type=float, default=None, help="runs within this relative compute share a budget"
+    )
+    budgets.add_argument("--bins-per-decade", type=float, default=None, help="log-spaced budget bins per factor of 10")
+    budgets.add_argument("--budget", default=None, metavar="COL", help="column naming each run's budget")
+    p_iso.add_argument("--budget-range", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="budgets fitted")
     p_iso.add_argument("--window", type=float, default=None, help="keep runs within this distance in ln N of the best")
-    _resample_args(p_iso, default=1000, help="bootstrap resamples (default 1000; 0: none)")
+    p_iso.add_argument("--method", choices=["parabola", "akima"], default="parabola", help="each budget's optimum")
+    p_iso.add_argument(
+        "--noise", type=float, nargs="+", default=None, metavar="X",
+        help="seed-noise intervals instead of resampling runs: a standard deviation, or LOSS1 SD1 LOSS2 SD2",
+    )  # fmt: skip
+    p_iso.add_argument(
+        "--observation", choices=["point", "median"], default="point", help="median: of noise replicates"
+    )
+    p_iso.add_argument("--weighted", action="store_true", help="weight the power laws by 1/spread² (with --noise)")
+    p_iso.add_argument("--compute", type=float, nargs="+", default=None, metavar="C", help="extrapolate to budgets")
+    _resample_args(p_iso, default=1000, help="bootstrap resamples or noise replicates (default 1000; 0: none)")
     p_iso.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p_iso.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
     p_iso.add_argument("--json", action="store_true", help="print one JSON document instead of a table")

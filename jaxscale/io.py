@@ -124,7 +124,7 @@ _HELPER_INPUTS = ("flops", "tokens", "w")
 _OPTIONS = ("loss", "C", "flops_per_token", "where", "group", "min_points", "check_duplicates", "inputs")
 
 
-def _select(df: pd.DataFrame, where) -> pd.DataFrame:
+def select_rows(df: pd.DataFrame, where) -> pd.DataFrame:
     """Rows picked by a pandas query string or a boolean mask; the original index labels are kept."""
     if isinstance(where, str):
         try:
@@ -253,7 +253,7 @@ def read_runs(
     if min_points is not None and (isinstance(min_points, bool) or not isinstance(min_points, int | np.integer)):
         raise ValueError(f"min_points must be an integer (got {min_points!r}), e.g. min_points=6")
     if where is not None:
-        df = _select(df, where)
+        df = select_rows(df, where)
         if len(df) == 0:
             raise ValueError(f"where={where!r} selected no rows: loosen the condition")
     labels = df.index.to_numpy()

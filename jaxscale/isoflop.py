@@ -43,7 +43,7 @@ import pandas as pd
 from . import _approaches as shared
 from . import budgets, checks, optima, seed_noise
 from . import isoflop_report as report
-from .io import read_table
+from .io import read_table, select_rows
 from .isoflop_data import Padded, prepare
 from .isoflop_report import EdgeOfRangeWarning, IsoflopWarning, isoflop_to_dicts
 
@@ -166,6 +166,7 @@ def isoflop(
     D: str | None = None,
     loss: str = "loss",
     by: str | Sequence[str] | None = None,
+    where=None,
     budget: str | None = None,
     budget_rtol: float | None = None,
     bins_per_decade: float | None = None,
@@ -198,6 +199,7 @@ def isoflop(
             each fitted on the observed values, so b is estimated, not set to 1 - a. The
             ``a_source`` and ``b_source`` columns say which (``"fitted"`` or ``"implied"``).
         by: a column or list of columns; one result row per group (default: one group).
+        where: a pandas query string or boolean mask picking the runs to use.
         budget, budget_rtol, bins_per_decade: how runs form budgets (:mod:`jaxscale.budgets`;
             at most one): by default runs with the exact same ``flops`` share a budget;
             ``budget_rtol=0.1``: runs within 10% of a budget's smallest compute;
@@ -268,6 +270,8 @@ def isoflop(
     budgets.check_options(budget=budget, rtol=budget_rtol, per_decade=bins_per_decade)
     schedule = _check_methods(method, resample, noise, observation, weighted, n_resamples, budget_range)
     df = source if isinstance(source, pd.DataFrame) else read_table(source)
+    if where is not None:
+        df = select_rows(df, where)
     data, table, info = prepare(
         df, flops, N, loss, by_cols, window, weights, D=D, budget=budget, budget_rtol=budget_rtol,
         bins_per_decade=bins_per_decade, budget_range=budget_range, one_per_size=method == "akima",

@@ -1,6 +1,7 @@
 """Approach 2 as Porian et al. (2024) run it: Akima optima, the seed-noise bootstrap, weighted
 power laws; against scipy and the paper's published exponents."""
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -137,3 +138,28 @@ def test_akima_refuses_repeated_sizes_and_budget_range_selects():
         js.isoflop(pd.concat([df, df[df["flops"] == 1e20].head(1)]), method="akima", n_resamples=0)
     row = js.isoflop(df, budget_range=(5e18, 2e20), n_resamples=0).iloc[0]
     assert [b["compute"] for b in row["budgets"]] == [1e19, 1e20]
+
+
+def test_cli_reproduces_porian_table_and_extrapolates(tmp_path):
+    from tests.test_cli import run
+
+    rows = []
+    for dataset, sigma in SIGMA.items():
+        out = run(
+            "isoflop", str(PORIAN), "--where", f"dataset == '{dataset}'", "--by", "dataset", "experiment",
+            "--N", "params", "--D", "tokens", "--method", "akima", "--noise", str(sigma), "--observation", "median",
+            "--weighted", "--compute", "5.88e23", "--json",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        rows += json.loads(out.stdout)
+    assert len(rows) == 15
+    for doc in rows:
+        key = (doc["group"]["dataset"], doc["group"]["experiment"])
+        if key in PUBLISHED:
+            _, lo, hi = PUBLISHED[key]
+            assert lo <= doc["a"] <= hi, key
+        assert doc["a_source"] == doc["b_source"] == "fitted"
+        (far,) = doc["frontier"]  # N* at 5.88e23 FLOPs, as the paper's Figure 1 gives it
+        assert far["status"] == "extrapolated" and far["N_opt_lower"] < far["N_opt"] < far["N_opt_upper"]
+    bad = run("isoflop", str(PORIAN), "--noise", "0.1", "0.2")
+    assert bad.returncode == 2 and "--noise takes a standard deviation, or LOSS1 SD1 LOSS2 SD2" in bad.stderr
