@@ -20,6 +20,7 @@ from typing import Any
 # Each public name and the module that defines it.
 _HOMES = {
     "BootstrapResult": "results",
+    "CheckpointWarning": "checkpoints",
     "EdgeOfRangeWarning": "isoflop",
     "EnvelopeResult": "envelope",
     "EnvelopeWarning": "envelope",
@@ -37,6 +38,7 @@ _HOMES = {
     "frontier": "frontier",
     "get_law": "laws",
     "isoflop": "isoflop",
+    "isoflop_points": "checkpoints",
     "isoflop_to_dicts": "isoflop",
     "load": "saving",
     "make_law": "zoo",

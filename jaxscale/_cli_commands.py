@@ -238,7 +238,18 @@ _CLI_WORDS = [
     (r"map them in read_runs, e.g. read_runs\(df, (\w+)='your_column', \.\.\.\)", r"name the column, e.g. --\1 COL"),
     (r"read_runs\(\.\.\., group='col' or \['col', \.\.\.\]\)", "--by COL [COL ...]"),
     (r"read_runs\(\.\.\., (\w+)='[^']*'\)", r"--\1 COL"),
-    (r"isoflop\(\.\.\., flops=\.\.\., N=\.\.\., loss=\.\.\., by=\.\.\., weights=\.\.\.\)", "--flops --N --loss --by"),
+    (
+        r"isoflop\(\.\.\., flops=\.\.\., N=\.\.\., D=\.\.\., loss=\.\.\., by=\.\.\., weights=\.\.\., budget=\.\.\.\)",
+        "--flops --N --D --loss --by --budget",
+    ),
+    (
+        r"budget_rtol=\.\.\., bins_per_decade=\.\.\. or budget=<column naming the budget>",
+        "--budget-rtol R, --bins-per-decade K or --budget COL",
+    ),  # fmt: skip
+    (r"observation='median' and weighted=True", "--observation median and --weighted"),
+    (r"add resample='noise', noise=\.\.\.", "add --noise SD"),
+    (r"narrow them with window=\.\.\.", "narrow them with --window"),
+    (r"use method='parabola'", "use --method parabola"),
     (r"fixed=\{\.\.\.\}", "--fix NAME=VALUE"),
     (r"small='report'", "--small report"),
     (r", or read it with pd\.read_csv\(path, sep=\.\.\.\) and pass the DataFrame", ""),

@@ -116,7 +116,7 @@ CLI_CASES = [
     ("validate-bad-train", ["validate", "runs.csv", *COLS, "--train", "size < 1e9"], 2, "--train 'size < 1e9' could not be evaluated", "e.g. --train"),
     ("law-input-unmapped", ["fit", "runs.csv", *COLS, "--law", "data_constrained"], 2, "needs inputs ['N', 'D', 'U']", "e.g. --U COL"),
     ("input-is-the-loss", ["fit", "runs.csv", "--law", "power", "--x", "loss"], 2, "input x and the loss both read column 'loss'", None),
-    ("isoflop-missing-columns", ["isoflop", "runs.csv"], 2, "missing column(s) ['flops']", "--flops --N --loss --by"),
+    ("isoflop-missing-columns", ["isoflop", "runs.csv"], 2, "missing column(s) ['flops']", "--flops --N --D --loss --by --budget"),
     ("fix-unknown-parameter", ["fit", "five.csv", *COLS, "--fix", "C=1"], 2, "has no parameter 'C'", None),
     ("fix-bad-syntax", ["fit", "five.csv", *COLS, "--fix", "E"], 2, "usage: jaxscale fit", "expected NAME=VALUE"),
     ("fix-lets-five-runs-fit", ["fit", "five.csv", *COLS, "--fix", "A=406.4", "B=410.7", "--json"], 0, "", None),
