@@ -218,6 +218,29 @@ def _isoflop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _envelope(args: argparse.Namespace) -> int:
+    from .envelope import envelope
+
+    start = time.perf_counter()
+    table = envelope(
+        args.data, run=args.run[0] if len(args.run) == 1 else args.run, N=args.N, tokens=args.tokens,
+        loss=args.loss, flops=args.flops, by=args.by, n_budgets=args.budgets, n_resamples=args.resamples,
+        level=args.level, seed=args.seed,
+    )  # fmt: skip
+    took = time.perf_counter() - start
+    if args.json:
+        docs = [r.to_dict() for r in table["result"]]
+        print(out.dumps(docs if args.by else docs[0]))
+        return 0
+    print(
+        f"lower envelope of the training curves (Approach 1): N* ~ C^a, D* ~ C^b; {args.resamples} resamples "
+        f"over runs, {args.level:.0%} intervals"
+    )
+    print(table.drop(columns="result").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"  ({took:.2f} s including compilation)")
+    return 0
+
+
 def _example(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = fit(datasets.chinchilla(), law="chinchilla")
@@ -229,7 +252,14 @@ def _example(args: argparse.Namespace) -> int:
     return 0 if result.converged else 1
 
 
-COMMANDS = {"fit": _fit, "frontier": _frontier, "validate": _validate, "isoflop": _isoflop, "example": _example}
+COMMANDS = {
+    "fit": _fit,
+    "frontier": _frontier,
+    "validate": _validate,
+    "isoflop": _isoflop,
+    "envelope": _envelope,
+    "example": _example,
+}
 
 
 # The library's messages suggest Python keywords; the command line says its own flags instead.
@@ -250,6 +280,11 @@ _CLI_WORDS = [
     (r"add resample='noise', noise=\.\.\.", "add --noise SD"),
     (r"narrow them with window=\.\.\.", "narrow them with --window"),
     (r"use method='parabola'", "use --method parabola"),
+    (
+        r"envelope\(\.\.\., run=\.\.\., N=\.\.\., tokens=\.\.\., loss=\.\.\., flops=\.\.\., by=\.\.\.\)",
+        "--run --N --tokens --loss --flops --by",
+    ),
+    (r"run=\[\.\.\.\] takes several columns", "--run takes several columns"),
     (r"fixed=\{\.\.\.\}", "--fix NAME=VALUE"),
     (r"small='report'", "--small report"),
     (r", or read it with pd\.read_csv\(path, sep=\.\.\.\) and pass the DataFrame", ""),

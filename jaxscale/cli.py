@@ -28,6 +28,7 @@ EPILOG = """examples:
   jaxscale frontier runs.csv --compute 1e21 1e23  compute-optimal N, D and loss at those budgets
   jaxscale validate runs.csv --train "N < 1e9"    fit the small models, predict the large ones
   jaxscale isoflop runs.csv --by dataset --json   Approach 2 (isoFLOP parabolas): N* ~ C^a per dataset
+  jaxscale envelope curves.csv --run run          Approach 1 (envelope of training curves)
 
 errors go to stderr as "jaxscale: error: ..." with exit status 2; a fit that did not converge exits 1;
 Ctrl-C stops with "jaxscale: interrupted" and exit status 130. --out and --plot files are written whole
@@ -55,6 +56,11 @@ VALIDATE_EPILOG = """examples:
   jaxscale validate runs.csv --N params --D tokens --train "params < 1e9" --out errors.csv
 
 --train is a pandas query over the file's columns (names as in the file, e.g. params, not N).
+"""
+
+ENVELOPE_EPILOG = """examples:
+  jaxscale envelope curves.csv --run run --N params --tokens tokens --loss loss
+  jaxscale envelope li2025.csv --run model total_steps peak_lr sweep --N N --tokens D --json
 """
 
 ISOFLOP_EPILOG = """examples:
@@ -201,6 +207,24 @@ def _parser() -> argparse.ArgumentParser:
     p_iso.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p_iso.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
     p_iso.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+
+    p_env = _sub(sub, "envelope", "Approach 1: the lower envelope of training curves, then N* ~ C^a", ENVELOPE_EPILOG)
+    p_env.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per checkpoint")
+    p_env.add_argument(
+        "--run", nargs="+", default=["run"], metavar="COL", help="column(s) identifying a run (default: run)"
+    )
+    p_env.add_argument("--N", default="params", help="column with parameter counts (default: params)")
+    p_env.add_argument("--tokens", default="tokens", help="column with tokens seen (default: tokens)")
+    p_env.add_argument("--loss", default="loss", help="column with losses (default: loss)")
+    p_env.add_argument("--flops", default=None, help="column with each checkpoint's compute (default: 6 N tokens)")
+    p_env.add_argument("--by", nargs="+", default=None, metavar="COL", help="one result per group of these columns")
+    p_env.add_argument(
+        "--budgets", type=int, default=50, metavar="K", help="log-spaced budgets on the grid (default 50)"
+    )
+    _resample_args(p_env, default=1000, help="cluster-bootstrap resamples over runs (default 1000; 0: none)")
+    p_env.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p_env.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
+    p_env.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
     p_ex = _sub(sub, "example", "run a bundled example", "examples:\n  jaxscale example chinchilla --json\n")
     p_ex.add_argument("name", choices=["chinchilla"], help="which example")

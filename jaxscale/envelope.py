@@ -203,11 +203,18 @@ def _kernel(data: _Padded, key: jax.Array, log_fpt: jax.Array, *, n_resamples: i
     return point, jax.tree.map(lambda v: v.T, shared.chunked_resamples(one, n_resamples, chunk))
 
 
-def _budget_range(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float] | None:
-    """Lowest and highest log C covered by >= 2 runs' checkpoint ranges [lo, hi] (None if no range)."""
+def _budget_range(lo: np.ndarray, hi: np.ndarray, size: np.ndarray) -> tuple[float, float] | None:
+    """Lowest and highest log C covered by the checkpoint ranges [lo, hi] of runs of >= 2
+    different sizes ``size`` (None if no range): where one size is left (however many runs of
+    it, e.g. learning rates), the envelope says nothing about which size is optimal."""
+    sizes = np.unique(size)
+
+    def cover(x):  # distinct sizes whose runs cover each x
+        covering = (lo[None, :] <= x[:, None]) & (x[:, None] <= hi[None, :])
+        return (covering[:, :, None] & (size[None, :, None] == sizes[None, None, :])).any(axis=1).sum(axis=1)
+
     # Coverage rises only at a run's first checkpoint and falls only after its last one, so the
     # ends of the region covered twice are among those points.
-    cover = lambda x: ((lo[None, :] <= x[:, None]) & (x[:, None] <= hi[None, :])).sum(1)  # noqa: E731
     starts, ends = lo[cover(lo) >= 2], hi[cover(hi) >= 2]
     return (starts.min(), ends.max()) if len(starts) and starts.min() < ends.max() else None
 
@@ -215,26 +222,30 @@ def _budget_range(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float] | None:
 def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: float, n_budgets: int):
     """Validate, group, sort and pad the checkpoints and lay out each group's budget grid."""
     run, N, loss, flops, tokens = (cols[k] for k in ("run", "N", "loss", "flops", "tokens"))
-    missing = [c for c in dict.fromkeys([run, N, loss, flops or tokens, *by]) if c not in df.columns]
+    run_cols = [run] if isinstance(run, str) else list(run)
+    missing = [c for c in dict.fromkeys([*run_cols, N, loss, flops or tokens, *by]) if c not in df.columns]
     if missing:
         raise ValueError(
             f"missing column(s) {missing}; available columns: {list(df.columns)}. "
             "Name yours with envelope(..., run=..., N=..., tokens=..., loss=..., flops=..., by=...)"
         )
     labels = df.index.to_numpy()
-    bad = df[run].isna().to_numpy()
+    bad = df[run_cols].isna().any(axis=1).to_numpy()
     if bad.any():
+        named = f"column {run!r}" if isinstance(run, str) else f"columns {run_cols}"
         raise ValueError(
-            f"column {run!r} has {int(bad.sum())} missing run ids ({describe_rows(labels, bad)}): "
-            "label every checkpoint with the run it belongs to"
+            f"{named} {'has' if isinstance(run, str) else 'have'} {int(bad.sum())} missing run ids "
+            f"({describe_rows(labels, bad)}): label every checkpoint with the run it belongs to"
         )
+    # Several run columns: a run is a combination of their values (a tuple key).
+    run_key = df[run_cols[0]] if len(run_cols) == 1 else pd.Series(list(zip(*(df[c] for c in run_cols), strict=True)))
     inputs = {"N": N, "flops": flops} if flops else {"N": N, "tokens": tokens}
     runs = read_runs(
         df, loss=loss, check_duplicates=False, **inputs
     )  # names the column and rows of non-numeric/NaN/inf/≤0 values
     c = runs.x[:, 1] if flops else fpt * runs.x[:, 0] * runs.x[:, 1]
     gid, keys = shared.group_keys(df, by)
-    pts = pd.DataFrame({"g": gid, "run": df[run].to_numpy(), "n": runs.x[:, 0], "c": c, "y": runs.y})
+    pts = pd.DataFrame({"g": gid, "run": run_key.to_numpy(), "n": runs.x[:, 0], "c": c, "y": runs.y})
     # A training curve has one model size; the run's most common N is taken as the intended one.
     usual = pts.groupby(["g", "run"], sort=False)["n"].transform(lambda s: s.mode().iloc[0]).to_numpy()
     bad = pts["n"].to_numpy() != usual
@@ -254,7 +265,8 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
         same = dup & (pts["run"] == r).to_numpy()
         raise ValueError(
             f"run {python_value(r)!r} has several checkpoints at the same compute ({describe_rows(labels, same)}): "
-            "drop the duplicates or average their losses first"
+            "drop the duplicates or average their losses first; if they are different runs (another learning "
+            "rate or seed), name them apart: run=[...] takes several columns"
         )
     pts["log_c"], pts["log_n"], pts["log_l"] = np.log(pts["c"]), np.log(pts["n"]), np.log(pts["y"])
     pts["order"] = pts.groupby(["g", "run"], sort=False).ngroup()
@@ -274,11 +286,11 @@ def _prepare(df: pd.DataFrame, cols: dict[str, str | None], by: list[str], fpt: 
                 f"only 1 run{where} (column {run!r}: {python_value(mine['run'].iloc[0])!r}): "
                 "the envelope compares training curves and needs at least 2 runs"
             )
-        span = _budget_range(mine["lo"].to_numpy(), mine["hi"].to_numpy())
+        span = _budget_range(mine["lo"].to_numpy(), mine["hi"].to_numpy(), mine["n"].to_numpy())
         if span is None:
             raise ValueError(
-                f"the checkpoints of no 2 runs{where} overlap over a range of compute: the envelope needs "
-                f"curves that share budgets (check columns {N!r} and {flops or tokens!r})"
+                f"the checkpoints of no 2 runs of different sizes{where} overlap over a range of compute: the "
+                f"envelope needs curves that share budgets (check columns {N!r} and {flops or tokens!r})"
             )
         grid[g] = np.linspace(*span, n_budgets)  # both ends exact: they are checkpoints
     pts = pts.merge(per_run[["g", "order", "r"]], on=["g", "order"]).sort_values(["g", "r", "log_c"])
@@ -325,7 +337,7 @@ def _warn(label: str, front: pd.DataFrame, sizes: np.ndarray) -> None:
 def envelope(
     curves: pd.DataFrame | str | os.PathLike,
     *,
-    run: str = "run",
+    run: str | Sequence[str] = "run",
     N: str = "params",
     tokens: str = "tokens",
     loss: str = "loss",
@@ -341,8 +353,10 @@ def envelope(
 
     Args:
         curves: a DataFrame or a CSV/Parquet/JSON/JSONL file, one row per checkpoint.
-        run, N, tokens, loss: the columns holding the run id, its parameter count (fixed per
-            run), the tokens seen at the checkpoint and the loss there.
+        run, N, tokens, loss: the columns holding the run id (or a list of columns whose values
+            together identify a run, e.g. ``["model", "lr"]``; the frontier's ``run`` is then a
+            tuple), its parameter count (fixed per run), the tokens seen at the checkpoint and
+            the loss there.
         flops: a column holding each checkpoint's compute; by default C = flops_per_token · N ·
             tokens (``tokens`` is then not needed). flops_per_token also gives D_opt = C /
             (flops_per_token · N_opt).

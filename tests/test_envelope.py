@@ -282,5 +282,45 @@ def test_bad_arguments_and_disjoint_curves():
     with pytest.raises(ValueError, match="n_budgets must be at least 2"):
         js.envelope(df, flops="flops", n_budgets=1)
     apart = df.assign(flops=np.where(df["run"] == "b", df["flops"] * 1e6, df["flops"]))
-    with pytest.raises(ValueError, match=r"no 2 runs overlap .*columns 'params' and 'flops'"):
+    with pytest.raises(ValueError, match=r"no 2 runs of different sizes overlap .*columns 'params' and 'flops'"):
         js.envelope(apart, flops="flops")
+
+
+def two_learning_rates():
+    """Each size trained at two learning rates, the higher 1% worse: runs are (model, lr) pairs."""
+    base = chinchilla_curves(np.logspace(7.5, 9.5, 7))
+    return pd.concat([base.assign(lr=1e-3), base.assign(lr=3e-3, loss=base["loss"] * 1.01)], ignore_index=True)
+
+
+@pytest.mark.filterwarnings("ignore::jaxscale.EnvelopeWarning")  # edge sizes: not what these test
+def test_several_run_columns_make_one_run_key():
+    df = two_learning_rates()
+    with pytest.raises(ValueError, match=r"several checkpoints at the same compute.*run=\[\.\.\.\] takes several"):
+        js.envelope(df, n_resamples=0)  # (model) alone mixes the two learning rates' curves
+    res = only(js.envelope(df, run=["run", "lr"], n_resamples=50))
+    alone = only(js.envelope(df[df["lr"] == 1e-3], n_resamples=0))
+    assert res.n_runs == 14
+    assert res.a == pytest.approx(alone.a, rel=1e-12)  # the better learning rate is the envelope
+    assert {lr for _, lr in res.frontier["run"]} == {1e-3}
+    with pytest.raises(ValueError, match=r"columns \['run', 'lr'\] have 1 missing run ids \(rows 3\)"):
+        js.envelope(df.assign(lr=df["lr"].where(df.index != 3, np.nan)), run=["run", "lr"], n_resamples=0)
+
+
+@pytest.mark.filterwarnings("ignore::jaxscale.EnvelopeWarning")  # edge sizes: not what these test
+def test_cli_envelope(tmp_path):
+    from tests.test_cli import run
+
+    path = tmp_path / "curves.csv"
+    two_learning_rates().to_csv(path, index=False)
+    out = run("envelope", str(path), "--run", "run", "lr", "--resamples", "50", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    api = only(js.envelope(path, run=["run", "lr"], n_resamples=50))
+    assert doc["a"] == pytest.approx(api.a, rel=1e-12) and doc["ci"]["a"] == pytest.approx(list(api.a_ci), rel=1e-12)
+    assert doc["n_runs"] == 14
+    table = run("envelope", str(path), "--run", "run", "lr", "--resamples", "0")
+    assert table.returncode == 0 and "n_budgets" in table.stdout
+    bad = run("envelope", str(path), "--run", "model")
+    assert bad.returncode == 2 and "missing column(s) ['model']" in bad.stderr and "--run --N --tokens" in bad.stderr
+    mixed = run("envelope", str(path), "--resamples", "0")
+    assert mixed.returncode == 2 and "--run takes several columns" in mixed.stderr
