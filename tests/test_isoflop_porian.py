@@ -163,3 +163,25 @@ def test_cli_reproduces_porian_table_and_extrapolates(tmp_path):
         assert far["status"] == "extrapolated" and far["N_opt_lower"] < far["N_opt"] < far["N_opt_upper"]
     bad = run("isoflop", str(PORIAN), "--noise", "0.1", "0.2")
     assert bad.returncode == 2 and "--noise takes a standard deviation, or LOSS1 SD1 LOSS2 SD2" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"method": "parabola"},
+        {"method": "akima"},
+        {"method": "parabola", "resample": "noise", "noise": 0.002},
+        {"method": "akima", "resample": "noise", "noise": 0.002, "observation": "median", "weighted": True},
+    ],
+    ids=["parabola-runs", "akima-runs", "parabola-noise", "akima-noise-median-weighted"],
+)
+def test_every_method_recovers_known_a_and_b(options):
+    alpha, beta = 0.30, 0.40
+    df = chinchilla_isoflops(1.8, 400.0, 2000.0, alpha, beta, budgets=np.logspace(18, 21, 7), sizes=11, spread=2.0)
+    df["tokens"] = df["flops"] / (6 * df["params"])
+    row = js.isoflop(df, N="params", D="tokens", n_resamples=200, seed=2, **options).iloc[0]
+    a, b = beta / (alpha + beta), alpha / (alpha + beta)
+    assert (row["a_source"], row["b_source"]) == ("fitted", "fitted")
+    assert abs(row["a"] - a) < 5e-3 and abs(row["b"] - b) < 5e-3, options
+    assert row["a_lower"] <= row["a"] <= row["a_upper"] and row["b_lower"] <= row["b"] <= row["b_upper"]
+    assert row["n_budgets"] == 7 and row["interval_warning"] == ""
