@@ -25,6 +25,17 @@ def _columns(args: argparse.Namespace) -> dict[str, str]:
     return {"N": args.N, **({} if "M" in extra else {"D": args.D}), **extra}
 
 
+def _objective(args: argparse.Namespace) -> dict:
+    """The objective's options (jaxscale.objective) from their flags."""
+    return {
+        "loss_fn": args.loss_fn,
+        "delta": args.delta,
+        "scale": args.scale,
+        "reduction": args.reduction,
+        "overestimate_penalty": args.overestimate_penalty,
+    }
+
+
 def _fixed(args: argparse.Namespace) -> dict[str, float] | None:
     return dict(args.fix) or None
 
@@ -55,10 +66,16 @@ def _fit_or_bootstrap(args: argparse.Namespace, runs):
     """``(fit result, bootstrap result or None)``; the bootstrap's bar shows only on a terminal."""
     if args.resamples:
         boot = bootstrap(
-            runs, law=args.law, n_resamples=args.resamples, seed=args.seed, starts=args.starts, fixed=_fixed(args)
+            runs,
+            law=args.law,
+            n_resamples=args.resamples,
+            seed=args.seed,
+            starts=args.starts,
+            fixed=_fixed(args),
+            **_objective(args),
         )
         return boot.point, boot
-    return fit(runs, law=args.law, starts=args.starts, fixed=_fixed(args)), None
+    return fit(runs, law=args.law, starts=args.starts, fixed=_fixed(args), **_objective(args)), None
 
 
 def _report(result, boot=None, level: float = 0.95) -> str:
@@ -107,7 +124,7 @@ def _fit_groups(args: argparse.Namespace, out_path) -> int:
     table = fit_groups(
         args.data, args.by, law, loss=args.loss, starts=args.starts, n_resamples=args.resamples, level=args.level,
         seed=args.seed, where=args.where, fixed=_fixed(args), small=args.small, progress=progress_bar(label, "groups"),
-        **_columns(args),
+        **_columns(args), **_objective(args),
     )  # fmt: skip
     options = {"n_resamples": args.resamples, "level": args.level}
     docs = out.group_docs(table, args.by, law, seed=args.seed, **options)
@@ -152,7 +169,7 @@ def _validate(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # the same rows again: what they warn about was said once above
         train = read_runs(args.data, loss=args.loss, where=args.train, **_columns(args))
     mask = np.isin(runs.rows, train.rows)
-    table = validate(runs, args.law, train=mask, starts=args.starts, fixed=_fixed(args))
+    table = validate(runs, args.law, train=mask, starts=args.starts, fixed=_fixed(args), **_objective(args))
     summary = table.attrs["summary"]
     plain = {k: out.json_safe(v) for k, v in summary.items()}
     params = {k: out.json_safe(v) for k, v in table.attrs["params"].items()}

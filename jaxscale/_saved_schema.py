@@ -18,7 +18,7 @@ import numpy as np
 from . import checks
 from .identify import RESAMPLE_STATUS_NAMES as CODES  # the solver's statuses and "unidentified"
 from .laws import Law, get_law
-from .objective import LOSSES
+from .objective import LOSSES, REDUCTIONS, SCALES
 from .solver import CONVERGED, STATUS_NAMES
 
 FORMAT = "jaxscale"
@@ -97,6 +97,9 @@ _FIT_FIELDS: dict[str, tuple] = {
     "unidentified_reason": (lambda v: isinstance(v, str), "a string (why the runs do not determine them)"),
     "min_curvature": _NUMBER,
     "condition": _NUMBER,
+    "scale": (lambda v: v in SCALES, f"one of {list(SCALES)}"),
+    "reduction": (lambda v: v in REDUCTIONS, f"one of {list(REDUCTIONS)}"),
+    "overestimate_penalty": (lambda v: _is_float(v) and v > 0, "a number > 0"),
 }
 _BOOT_FIELDS: dict[str, tuple] = {
     "point": (lambda v: isinstance(v, dict), "an object (the fit to all runs)"),
@@ -120,6 +123,8 @@ _COLUMN_FIELDS: dict[str, tuple] = {
 _KINDS = {"fit": _FIT_FIELDS, "bootstrap": _BOOT_FIELDS, "table": _TABLE_FIELDS}
 # Fields version 1 files may lack: recorded since (inert), or since version 2 (identifiability).
 _OPTIONAL_IN_V1 = {"inert", "unidentified", "unidentified_reason", "min_curvature", "condition"}
+# Written only where they differ from their defaults (jaxscale.saving), in any version.
+_OPTIONAL_ALWAYS = {"scale", "reduction", "overestimate_penalty"}
 
 
 def _shown(v) -> str:
@@ -254,7 +259,7 @@ def checked(doc: Any, name: str, law: Law | str | None) -> tuple[str, Law | None
     if kind not in _KINDS:
         raise ValueError(f"{name}: field 'kind' should be one of {list(_KINDS)}; got {_shown(kind)}")
     head = {"format", "version", "kind"} | ({HASH} if version >= 2 else set())
-    optional = _OPTIONAL_IN_V1 if version == 1 else frozenset()
+    optional = (_OPTIONAL_IN_V1 if version == 1 else frozenset()) | _OPTIONAL_ALWAYS
     problems = []
     if HASH in head and not (isinstance(doc.get(HASH), str) and len(doc[HASH]) == 64):
         got = "it is missing" if HASH not in doc else f"got {_shown(doc[HASH])}"

@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import checks, refinement, runner, specs
+from . import checks, objective, refinement, runner, specs
 from ._progress import progress_bar
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
@@ -61,6 +61,10 @@ def bootstrap(
     clusters: Sequence | np.ndarray | None = None,
     loss_fn: str = "huber",
     delta: float = 1e-3,
+    scale: str = "log",
+    reduction: str = "sum",
+    overestimate_penalty: float = 1.0,
+    weights: Sequence[float] | None = None,
     starts: str | np.ndarray = "screen",
     n_refine: int = specs.N_REFINE_MANY,
     fixed: Mapping[str, float] | None = None,
@@ -77,7 +81,10 @@ def bootstrap(
     """Bootstrap a fit: ``n_resamples`` resamples of the runs, each refitted from the start grid.
 
     Args:
-        runs, law, loss_fn, delta, fixed, max_steps, gtol: as in :func:`jaxscale.fit`.
+        runs, law, loss_fn, delta, scale, reduction, overestimate_penalty, fixed, max_steps, gtol:
+            as in :func:`jaxscale.fit`.
+        weights: per-run weights (default 1), multiplied into every resample's counts; the point
+            fit uses them as :func:`jaxscale.fit` does.
         n_resamples: number of resamples; seed: PRNG seed (same seed, same draws, any chunking).
         offset: draw resamples ``offset .. offset + n_resamples - 1`` of the seed's sequence, so that
             several processes (e.g. one per host) can each draw a disjoint share; merge the
@@ -139,10 +146,12 @@ def bootstrap(
     runs = as_runs(runs)
     cluster_ids = _cluster_ids(runs, clusters)
     warm = isinstance(starts, str) and starts == "warm"
+    objective_options = dict(
+        loss_fn=loss_fn, delta=delta, scale=scale, reduction=reduction, overestimate_penalty=overestimate_penalty
+    )
     spec = specs.make_spec(
         law,
-        loss_fn=loss_fn,
-        delta=delta,
+        **objective_options,
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
@@ -159,8 +168,8 @@ def bootstrap(
     point = fit(
         runs,
         law,
-        loss_fn=loss_fn,
-        delta=delta,
+        **objective_options,
+        weights=weights,
         starts="screen" if warm else starts,
         fixed=fixed,
         max_steps=max_steps,
@@ -172,16 +181,21 @@ def bootstrap(
     with jax.enable_x64(True):
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())
 
-    def weights(lo: int, hi: int) -> np.ndarray:
-        return runner.resample_weights(key, offset + lo, offset + hi, runs.n_points, cluster_ids)
+    run_weights = None if weights is None else checks.run_weights(weights, runs.n_points, spec.cfg)
+
+    def resample(lo: int, hi: int) -> np.ndarray:
+        counts = runner.resample_weights(key, offset + lo, offset + hi, runs.n_points, cluster_ids)
+        return counts if run_weights is None else counts * run_weights[None]
 
     bar = progress_bar("bootstrap", "resamples", enabled=progress)
-    solved = runner.solve_resamples(spec, data, weights, n_resamples, progress=bar)
+    solved = runner.solve_resamples(spec, data, resample, n_resamples, progress=bar)
+    # A mean is over each resample's total weight: its run count, times the runs' weights.
+    total = runs.n_points if run_weights is None else float(np.sum(run_weights))
     return BootstrapResult(
         law=law,
         point=point,
         draws=np.asarray(law.to_natural(np.asarray(solved.theta, dtype=np.float64))),
-        objective=np.asarray(solved.value, dtype=np.float64),
+        objective=objective.reported(np.asarray(solved.value, dtype=np.float64), total, spec.reduction),
         status=np.asarray(solved.status),
         seed=seed,
         cluster_count=None if cluster_ids is None else int(cluster_ids.max()) + 1,

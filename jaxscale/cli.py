@@ -100,6 +100,21 @@ def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
     )
     if where:
         p.add_argument("--where", default=None, metavar="QUERY", help='use only these rows, e.g. "tokens > 1e9"')
+    _objective_args(p)
+
+
+def _objective_args(p: argparse.ArgumentParser) -> None:
+    """The fit's objective (jaxscale.objective)."""
+    p.add_argument("--loss-fn", default="huber", choices=["huber", "squared"], help="loss of residuals (default huber)")
+    p.add_argument("--delta", type=float, default=1e-3, help="Huber threshold on residuals (default 1e-3)")
+    p.add_argument(
+        "--scale", default="log", choices=["log", "natural"], help="residuals of log loss (default) or of the loss"
+    )
+    p.add_argument("--reduction", default="sum", choices=["sum", "mean"], help="objective reported as a sum or mean")
+    p.add_argument(
+        "--overestimate-penalty", type=float, default=1.0, metavar="X",
+        help="loss factor where the law over-predicts (default 1; > 1 fits the lower envelope)",
+    )  # fmt: skip
 
 
 def _assignment(text: str) -> tuple[str, float]:

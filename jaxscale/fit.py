@@ -60,6 +60,9 @@ def fit(
     *,
     loss_fn: str = "huber",
     delta: float = 1e-3,
+    scale: str = "log",
+    reduction: str = "sum",
+    overestimate_penalty: float = 1.0,
     starts: str | np.ndarray | Sequence[Mapping[str, float]] = "screen",
     n_refine: int = specs.N_REFINE_ONE,
     fixed: Mapping[str, float] | None = None,
@@ -69,14 +72,20 @@ def fit(
     lanes: int = specs.LANES,
     solver: str = "bfgs",
 ) -> FitResult:
-    """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of log residuals.
+    """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of residuals (:mod:`jaxscale.objective`).
 
     Args:
         runs: a :class:`Runs` (see :func:`jaxscale.read_runs`), or a DataFrame / CSV path with
             columns ``N``, ``D``, ``loss``.
         law: a law name (``"chinchilla"``, ``"power"``) or a :class:`Law`.
         loss_fn: ``"huber"`` (Hoffmann et al.'s choice) or ``"squared"``.
-        delta: Huber threshold on log residuals (1e-3 as in Hoffmann et al.).
+        delta: Huber threshold on residuals (1e-3 on log residuals as in Hoffmann et al.).
+        scale: ``"log"`` (residuals of log loss, the default) or ``"natural"`` (of the loss itself,
+            as ``scipy.optimize.curve_fit`` fits: Gadre et al.'s error laws).
+        reduction: ``"sum"`` or ``"mean"`` (Brandfonbrener et al.): the same optimum; the
+            reported ``objective`` is the sum, or the sum over the runs' total weight.
+        overestimate_penalty: the loss of runs the law over-predicts is multiplied by this
+            (OLMo-core's option; > 1 fits the lower envelope of under-tuned runs; 1: symmetric).
         starts: ``"screen"`` evaluates the law's start grid and refines the ``n_refine`` starts
             with the lowest initial objective; ``"grid"`` refines every grid point (Epoch AI's
             4,500 for Chinchilla); or explicit starts (``[S, p]`` fitted parameters, or a list
@@ -101,6 +110,9 @@ def fit(
         law,
         loss_fn=loss_fn,
         delta=delta,
+        scale=scale,
+        reduction=reduction,
+        overestimate_penalty=overestimate_penalty,
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
@@ -114,5 +126,5 @@ def fit(
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())
         w = checks.run_weights(weights, runs.n_points, spec.cfg)
         solved, padded, w_padded = runner.solve_one(spec, data, w)
-        res = fit_result(spec, solved, 0, n_points=int(np.count_nonzero(w)))
+        res = fit_result(spec, solved, 0, n_points=int(np.count_nonzero(w)), total_weight=float(np.sum(w)))
         return identify.assess(res, spec.cfg, padded, w_padded)

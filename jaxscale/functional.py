@@ -49,10 +49,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, engine, problem, screening
+from . import checks, engine, objective, problem, screening
 from .allocation import Optimum, chinchilla_optimum, compute_optimal
 from .laws import Law, center
-from .objective import LOSSES, law_objective
+from .objective import law_objective
 from .solver import CONVERGED, MAX_STEPS, NONFINITE, STALLED, STATUS_NAMES, SolverResult, minimize
 from .specs import LANES, N_REFINE_MANY, free_indices, grid_starts
 
@@ -124,6 +124,9 @@ def fit(
     fixed: Mapping[str, object] | None = None,
     loss_fn: str = "huber",
     delta: float = 1e-3,
+    scale: str = "log",
+    reduction: str = "sum",
+    overestimate_penalty: float = 1.0,
     max_steps: int | jax.Array = 1000,
     gtol: float | jax.Array = 1e-10,
     failed_grad: str = "nan",
@@ -141,7 +144,9 @@ def fit(
             objective under ``weights`` and the best ``n_refine`` are refined; else all are.
         n_refine: starts refined (static); the default is ``jaxscale.bootstrap``'s.
         fixed: natural parameters held fixed, e.g. ``{"E": 1.69}`` (values may be traced).
-        loss_fn, delta: ``"huber"`` (with threshold ``delta`` on log residuals) or ``"squared"``.
+        loss_fn, delta: ``"huber"`` (with threshold ``delta`` on residuals) or ``"squared"``.
+        scale, reduction, overestimate_penalty: the objective's options, as in
+            :func:`jaxscale.fit` (static; with ``"mean"`` the ``objective`` is over ``sum(weights)``).
         max_steps, gtol: the solver's budget and gradient tolerance (may be traced).
         failed_grad: derivative of a problem that did not converge: ``"nan"`` or ``"zero"``.
 
@@ -152,7 +157,8 @@ def fit(
     The log inputs are centered on their mean before solving (a fixed reparameterisation
     that decorrelates each coefficient from its exponent; it does not change the optimum).
     """
-    cfg, data, starts_c, w = _setup(law, log_x, log_y, weights, starts, fixed, loss_fn, delta, failed_grad, n_refine)
+    options = Objective(loss_fn, delta, scale, reduction, overestimate_penalty)
+    cfg, data, starts_c, w = _setup(law, log_x, log_y, weights, starts, fixed, options, failed_grad, n_refine)
     # The search itself is not differentiated (its derivative is attached at the optimum).
     data_c, w_c = jax.lax.stop_gradient((data, w))
     k = min(n_refine, starts_c.shape[0])
@@ -163,7 +169,7 @@ def fit(
     values = jnp.where(jnp.isfinite(runs.value), runs.value, jnp.inf)
     best = jnp.argmin(values)
     pick = SolverResult(*(a[best] for a in runs))
-    return _solution(cfg, failed_grad, data, w, pick, values)
+    return _reduced(_solution(cfg, failed_grad, data, w, pick, values), w, reduction)
 
 
 def fit_batch(
@@ -177,6 +183,9 @@ def fit_batch(
     fixed: Mapping[str, object] | None = None,
     loss_fn: str = "huber",
     delta: float = 1e-3,
+    scale: str = "log",
+    reduction: str = "sum",
+    overestimate_penalty: float = 1.0,
     max_steps: int | jax.Array = 1000,
     gtol: float | jax.Array = 1e-10,
     failed_grad: str = "nan",
@@ -205,7 +214,8 @@ def fit_batch(
     weights = jnp.asarray(weights, jnp.asarray(log_y).dtype)
     if weights.ndim != 2:
         raise ValueError(f"weights must be [B, P] (one row per problem); got shape {weights.shape}")
-    cfg, data, starts_c, _ = _setup(law, log_x, log_y, weights[0], starts, fixed, loss_fn, delta, failed_grad, n_refine)
+    options = Objective(loss_fn, delta, scale, reduction, overestimate_penalty)
+    cfg, data, starts_c, _ = _setup(law, log_x, log_y, weights[0], starts, fixed, options, failed_grad, n_refine)
     checks.arguments(lanes=lanes)
     data_c, w_c = jax.lax.stop_gradient((data, weights))
     limits = problem.Limits(jnp.asarray(max_steps, jnp.int32), jnp.asarray(gtol, starts_c.dtype))
@@ -213,16 +223,31 @@ def fit_batch(
     best = engine.solve_chunk(cfg, data_c, starts_c, w_c, limits, k, lanes)
     x_best = center(law, best.theta, data_c.shift)[:, list(cfg.free)]
     picks = SolverResult(x_best, best.value, best.grad_norm, best.steps, best.status)
-    return jax.vmap(lambda w, pick, values: _solution(cfg, failed_grad, data, w, pick, values))(
+    return jax.vmap(lambda w, pick, values: _reduced(_solution(cfg, failed_grad, data, w, pick, values), w, reduction))(
         weights, picks, best.start_values
     )
 
 
-def _setup(law, log_x, log_y, weights, starts, fixed, loss_fn, delta, failed_grad, n_refine):
+def _reduced(sol: Solution, w, reduction: str) -> Solution:
+    """``sol`` with its objective reported as ``reduction`` says (:func:`jaxscale.objective.reported`)."""
+    return sol._replace(objective=objective.reported(sol.objective, jnp.sum(w), reduction))
+
+
+class Objective(NamedTuple):
+    """The objective's static options (:mod:`jaxscale.objective`)."""
+
+    loss_fn: str
+    delta: float
+    scale: str
+    reduction: str
+    penalty: float
+
+
+def _setup(law, log_x, log_y, weights, starts, fixed, options: Objective, failed_grad, n_refine):
     """Check the options and shapes (at trace time); the kernel's config, data, centered starts
     and weights of one problem."""
-    if loss_fn not in LOSSES:
-        raise ValueError(f"unknown loss_fn {loss_fn!r}; choose one of {LOSSES}")
+    loss_fn, delta, scale, reduction, penalty = options
+    objective.check(loss_fn=loss_fn, delta=delta, scale=scale, reduction=reduction, penalty=penalty)
     if failed_grad not in FAILED_GRAD:
         raise ValueError(f"failed_grad must be one of {FAILED_GRAD}; got {failed_grad!r}")
     checks.arguments(n_refine=n_refine)
@@ -238,7 +263,7 @@ def _setup(law, log_x, log_y, weights, starts, fixed, loss_fn, delta, failed_gra
     if w.shape != log_y.shape:
         raise ValueError(f"weights must have shape {log_y.shape} (one per run); got {w.shape}")
     free = free_indices(law, fixed)
-    cfg = problem.Config(law, loss_fn, float(delta), free, 0, 0.0)
+    cfg = problem.Config(law, loss_fn, float(delta), free, 0, 0.0, "bfgs", scale, float(penalty))
     starts = jnp.asarray(default_starts(law, fixed) if starts is None else starts, dtype)
     if starts.ndim != 2 or starts.shape[1] != law.n_params:
         raise ValueError(f"starts must be [S, {law.n_params}] (fitted parameters {law.params}); got {starts.shape}")

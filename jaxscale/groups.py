@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import checks, identify, runner, specs
+from . import checks, identify, objective, runner, specs
 from .fit import match_inputs
 from .io import read_runs
 from .laws import Law, get_law
@@ -56,6 +56,9 @@ def fit_groups(
     loss: str = "loss",
     loss_fn: str = "huber",
     delta: float = 1e-3,
+    scale: str = "log",
+    reduction: str = "sum",
+    overestimate_penalty: float = 1.0,
     starts: str | np.ndarray = "screen",
     n_refine: int = specs.N_REFINE_MANY,
     fixed: Mapping[str, float] | None = None,
@@ -83,7 +86,8 @@ def fit_groups(
             which takes ``loss``, ``where``, ``C``, ``flops_per_token`` and the input columns
             ``**inputs``, e.g. ``N="params"``), or :class:`Runs` read with ``group=``.
         by: the column(s) whose values key the groups.
-        law, loss_fn, delta, starts, n_refine, fixed, max_steps, gtol, solver: as ``law``,
+        law, loss_fn, delta, scale, reduction, overestimate_penalty, starts, n_refine, fixed,
+        max_steps, gtol, solver: as ``law``,
             ``loss``, ... of :func:`jaxscale.fit` (``loss`` here names the loss *column*),
             except that each group refines its best 8 screened starts by default (fit: 64).
         small: a group with no more runs than free parameters raises (``"error"``), or is
@@ -140,6 +144,9 @@ def fit_groups(
         law,
         loss_fn=loss_fn,
         delta=delta,
+        scale=scale,
+        reduction=reduction,
+        overestimate_penalty=overestimate_penalty,
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
@@ -190,7 +197,15 @@ def _bootstraps(law: Law, bucket: runner.Bucket, fits: dict, n: int, seed: int) 
     value = np.asarray(bucket.resamples.value).reshape(len(bucket.ids), n)
     status = np.asarray(bucket.resamples.status).reshape(len(bucket.ids), n)
     return {
-        g: BootstrapResult(law, fits[g], draws[j], value[j], status[j], seed + g, None)
+        g: BootstrapResult(
+            law,
+            fits[g],
+            draws[j],
+            objective.reported(value[j], fits[g].n_points, fits[g].reduction),
+            status[j],
+            seed + g,
+            None,
+        )
         for j, g in enumerate(bucket.ids)
     }
 

@@ -224,6 +224,23 @@ CHINCHILLA = Law(
     positive=("alpha", "beta"),
 )
 
+# Tied exponents (alpha = beta), as Gadre et al. and Li et al. fit them: the Chinchilla law
+# with one exponent for both terms, so N_opt and D_opt both grow as C^0.5 under C = 6ND.
+CHINCHILLA_TIED = Law(
+    name="chinchilla_tied",
+    inputs=("N", "D"),
+    params=("e", "a", "b", "alpha"),
+    natural=("E", "A", "B", "alpha"),
+    log_scale=(True, True, True, False),
+    log_predict=lse_linear(((0, ()), (1, ((3, 0),)), (2, ((3, 1),)))),
+    grid=(_E_GRID, _COEF_GRID, _COEF_GRID, _HALF),
+    center_pairs=((1, 3, 0), (2, 3, 1)),
+    formula="L(N, D) = E + A / N^alpha + B / D^alpha",
+    derived=lambda p: _frontier_exponents({**p, "beta": p["alpha"]}),
+    screen_float32=True,
+    positive=("alpha",),
+)
+
 POWER = Law(
     name="power",
     inputs=("x",),
@@ -238,7 +255,7 @@ POWER = Law(
     positive=("alpha",),
 )
 
-_REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, POWER)}
+_REGISTRY: dict[str, Law] = {law.name: law for law in (CHINCHILLA, CHINCHILLA_TIED, POWER)}
 
 
 def _with_zoo() -> dict[str, Law]:

@@ -47,6 +47,8 @@ class Config(NamedTuple):
     max_steps: int
     gtol: float
     method: str = "bfgs"  # one of METHODS
+    scale: str = "log"  # residuals of log loss or of loss (jaxscale.objective)
+    penalty: float = 1.0  # loss factor where the law over-predicts (jaxscale.objective)
 
 
 class Limits(NamedTuple):
@@ -92,7 +94,8 @@ def full_theta(cfg: Config, data: Data, x_free):
 def objective(cfg: Config, data: Data, x_free, weights):
     """The weighted, summed loss of :mod:`jaxscale.objective` at ``x_free`` (free, centered)."""
     theta = full_theta(cfg, data, x_free)
-    return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, loss_fn=cfg.loss_fn, delta=cfg.delta)
+    options = dict(loss_fn=cfg.loss_fn, delta=cfg.delta, scale=cfg.scale, penalty=cfg.penalty)
+    return law_objective(theta, cfg.law, data.log_x, data.log_y, weights, **options)
 
 
 def objective_value_and_grad(cfg: Config, data: Data, x_free, weights):

@@ -20,6 +20,10 @@ def fit_summary(res):
 def fit_report(res) -> str:
     width = max(len(n) for n in (*res.params, *res.derived))
     loss = f"Huber (delta={res.delta:g})" if res.loss_fn == "huber" else "squared"
+    loss += " loss on log residuals" if res.scale == "log" else " loss on residuals (natural scale)"
+    if res.overestimate_penalty != 1.0:
+        loss += f" (x{res.overestimate_penalty:g} where the law over-predicts)"
+    loss += ", mean" if res.reduction == "mean" else ", summed"
     if res.converged:
         verdict = f"converged in {res.steps} steps (max|grad| {res.grad_norm:.1e})"
     elif res.status == "unidentified":
@@ -35,7 +39,7 @@ def fit_report(res) -> str:
         )
     lines = [
         f"{res.law.name}: {res.law.formula}",
-        f"  {res.n_points} runs, {loss} loss on log residuals, summed",
+        f"  {res.n_points} runs, {loss}",
         f"  objective {res.objective:.10g}, {verdict}",
         f"  starts: {res.n_starts} refined of {res.n_candidates}; {res.n_at_optimum} reached the best optimum",
         "  parameters:",

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, identify, refinement, reports, specs
+from . import checks, identify, objective, refinement, reports, specs
 from .allocation import chinchilla_allocation
 from .laws import Law
 from .solver import CONVERGED, NONFINITE, STATUS_NAMES
@@ -44,6 +44,11 @@ class FitResult(NamedTuple):
     loss_fn: str
     delta: float
     inert: tuple[str, ...] = ()  # free parameters that move no prediction (see vanished)
+    # The objective's other options (jaxscale.objective): residual scale, reported reduction,
+    # the loss factor where the law over-predicts.
+    scale: str = "log"
+    reduction: str = "sum"
+    overestimate_penalty: float = 1.0
     # Parameters the runs do not determine (status "unidentified"), why, and the smallest
     # eigenvalue and condition of the unit-diagonal Hessian at the optimum: see jaxscale.identify.
     unidentified: tuple[str, ...] = ()
@@ -260,9 +265,11 @@ def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping
     return out
 
 
-def fit_result(spec: specs.Spec, solved: refinement.Solved, i: int, *, n_points: int) -> FitResult:
+def fit_result(
+    spec: specs.Spec, solved: refinement.Solved, i: int, *, n_points: int, total_weight: float | None = None
+) -> FitResult:
     """Problem ``i`` the runner solved under ``spec`` as a :class:`FitResult` (``n_points``:
-    runs with non-zero weight)."""
+    runs with non-zero weight; ``total_weight``: their weights' sum, default ``n_points``)."""
     law, cfg = spec.cfg.law, spec.cfg
     free = np.isin(np.arange(law.n_params), cfg.free)
     inert = tuple(
@@ -281,7 +288,9 @@ def fit_result(spec: specs.Spec, solved: refinement.Solved, i: int, *, n_points:
         law=law,
         params={n: float(v) for n, v in zip(law.natural, natural, strict=True)},
         theta=theta,
-        objective=float(solved.value[i]),
+        objective=float(
+            objective.reported(solved.value[i], n_points if total_weight is None else total_weight, spec.reduction)
+        ),
         status=STATUS_NAMES[status],
         steps=int(solved.steps[i]),
         grad_norm=float(solved.grad_norm[i]),
@@ -293,6 +302,9 @@ def fit_result(spec: specs.Spec, solved: refinement.Solved, i: int, *, n_points:
         loss_fn=cfg.loss_fn,
         delta=cfg.delta,
         inert=inert,
+        scale=cfg.scale,
+        reduction=spec.reduction,
+        overestimate_penalty=cfg.penalty,
     )
 
 
@@ -325,6 +337,9 @@ def fit_to_dict(res) -> dict[str, Any]:
         "diagnostics": {
             "loss_fn": res.loss_fn,
             "delta": res.delta,
+            "scale": res.scale,
+            "reduction": res.reduction,
+            "overestimate_penalty": res.overestimate_penalty,
             "steps": res.steps,
             "grad_norm": json_safe(res.grad_norm),
             "n_starts": res.n_starts,

@@ -80,7 +80,17 @@ def _fit_doc(res: FitResult) -> dict[str, Any]:
         "unidentified_reason": res.unidentified_reason,
         "min_curvature": _float(res.min_curvature),
         "condition": _float(res.condition),
+        # The objective's other options, written only where they differ from the defaults, so
+        # that files of default fits stay as earlier versions wrote them (and load there).
+        **{k: v for k, v in _objective_options(res).items() if v != _OBJECTIVE_DEFAULTS[k]},
     }
+
+
+_OBJECTIVE_DEFAULTS = {"scale": "log", "reduction": "sum", "overestimate_penalty": 1.0}
+
+
+def _objective_options(res: FitResult) -> dict[str, Any]:
+    return {"scale": res.scale, "reduction": res.reduction, "overestimate_penalty": float(res.overestimate_penalty)}
 
 
 def _fit_from(doc: dict[str, Any], law: Law) -> FitResult:
@@ -105,6 +115,7 @@ def _fit_from(doc: dict[str, Any], law: Law) -> FitResult:
         unidentified_reason=doc.get("unidentified_reason", ""),
         min_curvature=unfloat(doc.get("min_curvature", "nan")),
         condition=unfloat(doc.get("condition", "nan")),
+        **{k: doc.get(k, default) for k, default in _OBJECTIVE_DEFAULTS.items()},
     )
 
 

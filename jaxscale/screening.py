@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .objective import residual_loss
+from .objective import point_losses
 from .problem import Config, Data, full_theta
 from .selection import SORT_AT_MOST, smallest_k
 
@@ -27,8 +27,13 @@ def point_loss(cfg: Config, data: Data, starts_c, points=None):
     """Loss ``[S, P']`` of every start at every point (or at the given point indices)."""
     log_x, log_y = (data.log_x, data.log_y) if points is None else (data.log_x[points], data.log_y[points])
     return jax.vmap(
-        lambda x: residual_loss(
-            cfg.law.log_predict(full_theta(cfg, data, x), log_x) - log_y, loss_fn=cfg.loss_fn, delta=cfg.delta
+        lambda x: point_losses(
+            cfg.law.log_predict(full_theta(cfg, data, x), log_x),
+            log_y,
+            loss_fn=cfg.loss_fn,
+            delta=cfg.delta,
+            scale=cfg.scale,
+            penalty=cfg.penalty,
         )
     )(starts_c)
 

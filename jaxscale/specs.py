@@ -13,9 +13,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from . import problem
+from . import objective, problem
 from .laws import Law
-from .objective import LOSSES
 
 # Starts refined after screening the grid: a single fit affords many; each of many problems
 # (resamples, groups) a few, which already reach the full grid's optimum on the data measured
@@ -48,6 +47,7 @@ class Spec(NamedTuple):
     dtype: str  # "float64", or "float32" for a float32 search finished in float64
     retry: bool  # solve again the problems whose term vanished (see retry)
     retry_failed: bool  # ... and those that did not converge
+    reduction: str = "sum"  # the objective reported: the minimised sum, or its mean (jaxscale.objective)
 
 
 def make_spec(
@@ -55,6 +55,9 @@ def make_spec(
     *,
     loss_fn: str = "huber",
     delta: float = 1e-3,
+    scale: str = "log",
+    reduction: str = "sum",
+    overestimate_penalty: float = 1.0,
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
@@ -74,8 +77,7 @@ def make_spec(
     ``staged``: screened problems refine :data:`N_REFINE_FIRST` starts first and all
     ``n_refine`` only where the first pass leaves doubt (:func:`jaxscale.refinement.escalate`).
     """
-    if loss_fn not in LOSSES:
-        raise ValueError(f"unknown loss_fn {loss_fn!r}; choose one of {LOSSES}")
+    objective.check(loss_fn=loss_fn, delta=delta, scale=scale, reduction=reduction, penalty=overestimate_penalty)
     if solver not in problem.METHODS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {problem.METHODS}")
     if dtype not in DTYPES:
@@ -87,7 +89,9 @@ def make_spec(
         fixed_idx = [law.natural_index(n) for n in fixed]
         full = law.from_natural({**dict.fromkeys(law.natural, 1.0), **fixed})
         theta_fixed[fixed_idx] = full[fixed_idx]
-    cfg = problem.Config(law, loss_fn, float(delta), free, int(max_steps), float(gtol), solver)
+    cfg = problem.Config(
+        law, loss_fn, float(delta), free, int(max_steps), float(gtol), solver, scale, float(overestimate_penalty)
+    )
     candidates = _candidates(law, starts, free)
     screened = isinstance(starts, str) and starts == "screen"
     n_devices = len(jax.local_devices()) if devices is None else int(devices)
@@ -105,6 +109,7 @@ def make_spec(
         dtype=dtype,
         retry=bool(retry),
         retry_failed=bool(retry_failed),
+        reduction=reduction,
     )
 
 
