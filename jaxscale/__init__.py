@@ -32,6 +32,7 @@ _HOMES = {
     "UnitsWarning": "io",
     "bootstrap": "bootstrap",
     "broken_power_law": "zoo",
+    "compute_multiplier": "multiplier",
     "envelope": "envelope",
     "fit": "fit",
     "fit_groups": "groups",

@@ -258,6 +258,30 @@ def _envelope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _multiplier(args: argparse.Namespace) -> int:
+    from .io import read_runs
+    from .multiplier import compute_multiplier
+
+    _check_resamples(args)
+    base, base_boot = _fit_or_bootstrap(args, _read(args))
+    variant_runs = read_runs(args.variant, loss=args.loss, where=getattr(args, "where", None), **_columns(args))
+    variant, variant_boot = _fit_or_bootstrap(args, variant_runs)
+    for name, result in (("baseline", base), ("variant", variant)):
+        if not result.converged:
+            raise ValueError(f"the {name}'s fit is {result.status}: no multiplier from it")
+    table = compute_multiplier(base_boot or base, variant_boot or variant, args.compute, level=args.level)
+    if args.json:
+        print(
+            out.dumps(
+                {"multiplier": out.records(table), "baseline": out.fit_doc(base), "variant": out.fit_doc(variant)}
+            )
+        )
+        return 0
+    print(f"compute multiplier of {args.variant} over {args.data} (> 1: the variant needs less compute)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def _example(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = fit(datasets.chinchilla(), law="chinchilla")
@@ -275,6 +299,7 @@ COMMANDS = {
     "validate": _validate,
     "isoflop": _isoflop,
     "envelope": _envelope,
+    "multiplier": _multiplier,
     "example": _example,
 }
 

@@ -58,6 +58,11 @@ VALIDATE_EPILOG = """examples:
 --train is a pandas query over the file's columns (names as in the file, e.g. params, not N).
 """
 
+MULTIPLIER_EPILOG = """examples:
+  jaxscale multiplier baseline.csv variant.csv --compute 1e21 1e23 --resamples 500
+  (> 1: the variant reaches the baseline's compute-optimal loss with that many times less compute)
+"""
+
 ENVELOPE_EPILOG = """examples:
   jaxscale envelope curves.csv --run run --N params --tokens tokens --loss loss
   jaxscale envelope li2025.csv --run model total_steps peak_lr sweep --N N --tokens D --json
@@ -240,6 +245,13 @@ def _parser() -> argparse.ArgumentParser:
     p_env.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p_env.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
     p_env.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+
+    p_mul = _sub(sub, "multiplier", "compute multiplier of a variant's runs over a baseline's", MULTIPLIER_EPILOG)
+    _data_args(p_mul)
+    p_mul.add_argument("variant", help="the variant's runs (same columns as the baseline's)")
+    p_mul.add_argument("--compute", type=float, nargs="+", required=True, metavar="C", help="baseline budgets in FLOPs")
+    _boot_args(p_mul)
+    p_mul.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
     p_ex = _sub(sub, "example", "run a bundled example", "examples:\n  jaxscale example chinchilla --json\n")
     p_ex.add_argument("name", choices=["chinchilla"], help="which example")

@@ -71,6 +71,24 @@ def _point_and_draws(result, law) -> tuple[Law, np.ndarray, np.ndarray | None]:
     return result.law, np.array([[result.params[n] for n in result.law.natural]]), None
 
 
+def optimal_losses(result, compute: np.ndarray, *, law=None, flops: Flops | None = None, n_range=(1e4, 1e16), **inputs):
+    """The compute-optimal loss at each budget ``compute [K]`` of ``result``'s point estimate
+    ``[1, K]`` and of its converged bootstrap draws ``[n, K]`` (None without draws): what
+    :func:`frontier` computes, for callers that need it per draw (:mod:`jaxscale.multiplier`).
+    Closed form for Chinchilla under 6ND, numeric otherwise; NaN where no optimum exists."""
+    law, point, draws = _point_and_draws(result, law)
+    if law.name == "chinchilla" and flops is None:
+        solve = lambda natural: _closed(law, natural, compute)  # noqa: E731
+    else:
+        solve = lambda natural: _numeric(law, natural, compute, flops or six_nd, inputs, n_range)  # noqa: E731
+
+    def losses(natural):
+        _, _, loss, edge = solve(natural)
+        return np.where(np.asarray(edge, bool), np.nan, loss)
+
+    return law, losses(point), None if draws is None else losses(draws)
+
+
 def frontier(
     result,
     compute: Sequence[float],
