@@ -354,3 +354,6 @@ def _grid_columns(grid, params: tuple[str, ...]) -> list[tuple[float, ...]]:
 
 for _law in (KAPLAN, DATA_CONSTRAINED, BROKEN_POWER, OVERTRAINING):
     register(_law)
+
+# The downstream laws (accuracy and error from loss or compute) register with the zoo's.
+from . import accuracy  # noqa: E402, F401
