@@ -45,6 +45,7 @@ _HOMES = {
     "make_law": "zoo",
     "read_runs": "io",
     "register": "laws",
+    "rollout": "rollout",
     "save": "saving",
     "use_cpu_cores": "cpu",
     "validate": "validate",
