@@ -43,6 +43,7 @@ _HOMES = {
     "isoflop_to_dicts": "isoflop",
     "load": "saving",
     "make_law": "zoo",
+    "prediction_interval": "prediction",
     "read_runs": "io",
     "register": "laws",
     "rollout": "rollout",
