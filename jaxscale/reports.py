@@ -37,6 +37,12 @@ def fit_report(res) -> str:
             f"NOT CONVERGED: {res.status} after {res.steps} steps (max|grad| {res.grad_norm:.1e}); "
             "the parameters below are the best point reached, not an optimum"
         )
+        if res.status == "nonfinite":
+            verdict += (
+                ". The objective or a parameter stopped being finite: a law whose prediction is not "
+                "positive (e.g. a negative base raised to a power) has no log there; keep its parameters "
+                "in range (positive=..., fixed=...) or start elsewhere, or try solver='lbfgs'"
+            )
     lines = [
         f"{res.law.name}: {res.law.formula}",
         f"  {res.n_points} runs, {loss}",

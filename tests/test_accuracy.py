@@ -64,3 +64,15 @@ def test_two_step_with_paired_bands():
     assert np.all(np.abs(rel) < 0.1)
     with pytest.raises(ValueError, match="needs the loss law's inputs \\['N', 'D'\\]; missing \\['D'\\]"):
         two_step(loss, err, N=[1e9])
+
+
+def test_custom_law_is_nan_where_undefined_and_nonfinite_is_explained():
+    import jax.numpy as jnp
+
+    law = js.make_law(
+        lambda p, x: (x["L"] - p["E"]) ** p["k"], params=("E", "k"), inputs=("L",), grid={"E": [1.0], "k": [1.0]}
+    )
+    pred = np.asarray(law.predict(law.from_natural({"E": 2.0, "k": 1.5}), jnp.log(jnp.array([[1.5], [3.0]]))))
+    assert np.isnan(pred[0]) and pred[1] == pytest.approx(1.0)  # not 2.2e-308 below the base's zero
+    res = js.fit(js.datasets.chinchilla())._replace(status="nonfinite")
+    assert "prediction that is not positive" in str(res) and "NOT CONVERGED: nonfinite" in str(res)
