@@ -75,4 +75,4 @@ def test_custom_law_is_nan_where_undefined_and_nonfinite_is_explained():
     pred = np.asarray(law.predict(law.from_natural({"E": 2.0, "k": 1.5}), jnp.log(jnp.array([[1.5], [3.0]]))))
     assert np.isnan(pred[0]) and pred[1] == pytest.approx(1.0)  # not 2.2e-308 below the base's zero
     res = js.fit(js.datasets.chinchilla())._replace(status="nonfinite")
-    assert "prediction that is not positive" in str(res) and "NOT CONVERGED: nonfinite" in str(res)
+    assert "prediction is not positive" in str(res) and "NOT CONVERGED: nonfinite" in str(res)
