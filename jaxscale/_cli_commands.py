@@ -1,21 +1,50 @@
 """The command line's commands: each reads its arguments, calls the library, prints and writes.
 
 :mod:`jaxscale.cli` parses the arguments and imports this module only then, so that ``--help``
-and argument errors never wait for JAX.
+and argument errors never wait for JAX. This module imports no JAX either: a command reads and
+checks its input first (pandas only), so that a missing file, a wrong column or a bad ``--where``
+is said at once, and only then loads the law and the fitting code (:func:`_law`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 import time
 import warnings
+from collections.abc import Callable
 
 from . import _cli_output as out
 from . import datasets
 from ._progress import progress_bar
-from .bootstrap import bootstrap
-from .fit import fit
+
+# What the installed command does before JAX's first use (one CPU device per core, the compilation
+# cache); jaxscale.cli.main puts it here when it owns the process, and jax_ready runs it once: at
+# the start of a command, or, for those in READS_FIRST, once their input is read (in _law).
+BEFORE_JAX: list[Callable[[], None]] = []
+READS_FIRST = {"fit", "frontier", "validate", "multiplier", "rollout"}
+
+
+def jax_ready() -> None:
+    while BEFORE_JAX:
+        BEFORE_JAX.pop(0)()
+
+
+def _law(args: argparse.Namespace):
+    """``--law`` as a Law, once the input is read: a registered name, or ``module:function`` or
+    ``file.py:function`` (a module in the working directory imports, as under ``python -m``)."""
+    jax_ready()  # before the user's module runs: it may compute with JAX
+    from .laws import get_law
+
+    if ":" not in args.law or os.getcwd() in sys.path:
+        return get_law(args.law)
+    sys.path.insert(0, os.getcwd())
+    try:
+        return get_law(args.law)
+    finally:
+        sys.path.remove(os.getcwd())
 
 
 def _columns(args: argparse.Namespace) -> dict[str, str]:
@@ -49,10 +78,11 @@ def _targets(args: argparse.Namespace, *options: str) -> list:
     ]
 
 
-def _read(args: argparse.Namespace):
+def _read(args: argparse.Namespace, **options):
     from .io import read_runs
 
-    return read_runs(args.data, loss=args.loss, where=getattr(args, "where", None), **_columns(args))
+    options = {"where": getattr(args, "where", None), **options}
+    return read_runs(args.data, loss=args.loss, check_duplicates=args.duplicate_check, **options, **_columns(args))
 
 
 def _check_resamples(args: argparse.Namespace) -> None:
@@ -64,10 +94,14 @@ def _check_resamples(args: argparse.Namespace) -> None:
 
 def _fit_or_bootstrap(args: argparse.Namespace, runs):
     """``(fit result, bootstrap result or None)``; the bootstrap's bar shows only on a terminal."""
+    law = _law(args)
+    from .bootstrap import bootstrap
+    from .fit import fit
+
     if args.resamples:
         boot = bootstrap(
             runs,
-            law=args.law,
+            law=law,
             n_resamples=args.resamples,
             seed=args.seed,
             starts=args.starts,
@@ -75,7 +109,7 @@ def _fit_or_bootstrap(args: argparse.Namespace, runs):
             **_objective(args),
         )
         return boot.point, boot
-    return fit(runs, law=args.law, starts=args.starts, fixed=_fixed(args), **_objective(args)), None
+    return fit(runs, law=law, starts=args.starts, fixed=_fixed(args), **_objective(args)), None
 
 
 def _report(result, boot=None, level: float = 0.95) -> str:
@@ -116,13 +150,13 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _fit_groups(args: argparse.Namespace, out_path) -> int:
+    runs = _read(args, group=args.by)
+    law = _law(args)
     from .groups import fit_groups
-    from .laws import get_law
 
-    law = get_law(args.law)
     label = "fit + bootstrap" if args.resamples else "fit"
     table = fit_groups(
-        args.data, args.by, law, loss=args.loss, starts=args.starts, n_resamples=args.resamples, level=args.level,
+        runs, args.by, law, loss=args.loss, starts=args.starts, n_resamples=args.resamples, level=args.level,
         seed=args.seed, where=args.where, fixed=_fixed(args), small=args.small, progress=progress_bar(label, "groups"),
         **_columns(args), **_objective(args),
     )  # fmt: skip
@@ -134,13 +168,13 @@ def _fit_groups(args: argparse.Namespace, out_path) -> int:
 
 
 def _frontier(args: argparse.Namespace) -> int:
-    from .frontier import frontier
-
     _check_resamples(args)
     out_path, plot_path = _targets(args, "out", "plot")
     if plot_path is not None:
         out.check_plotting()
     result, boot = _fit_or_bootstrap(args, _read(args))
+    from .frontier import frontier
+
     table = frontier(boot if boot is not None else result, args.compute, level=args.level)
     doc = {"fit": out.fit_doc(result, boot, args.level), "frontier": out.records(table)}
     if args.json:
@@ -160,16 +194,16 @@ def _frontier(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .io import read_runs
-    from .validate import validate
-
     (out_path,) = _targets(args, "out")
-    runs = read_runs(args.data, loss=args.loss, **_columns(args))
+    runs = _read(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same rows again: what they warn about was said once above
-        train = read_runs(args.data, loss=args.loss, where=args.train, **_columns(args))
+        train = _read(args, where=args.train)
     mask = np.isin(runs.rows, train.rows)
-    table = validate(runs, args.law, train=mask, starts=args.starts, fixed=_fixed(args), **_objective(args))
+    law = _law(args)
+    from .validate import validate
+
+    table = validate(runs, law, train=mask, starts=args.starts, fixed=_fixed(args), **_objective(args))
     summary = table.attrs["summary"]
     plain = {k: out.json_safe(v) for k, v in summary.items()}
     params = {k: out.json_safe(v) for k, v in table.attrs["params"].items()}
@@ -258,13 +292,43 @@ def _envelope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    from .rollout import rollout
+
+    _check_resamples(args)
+    out_path, plot_path = _targets(args, "out", "plot")
+    if plot_path is not None:
+        out.check_plotting()
+    runs = _read(args)
+    table = rollout(
+        runs, _law(args), rung=args.rung, rung_rtol=args.rung_rtol, rungs_per_decade=args.rungs_per_decade,
+        min_rungs=args.min_rungs, n_resamples=args.resamples, level=args.level, seed=args.seed, fixed=_fixed(args),
+        starts=args.starts, **_objective(args),
+    )  # fmt: skip
+    doc = {"rollout": out.records(table), **{k: out.json_safe(v) for k, v in table.attrs.items()}}
+    if args.json:
+        print(out.dumps(doc))
+    else:
+        print(
+            f"rollout of the {table.attrs['law']} law over rungs of {args.rung}: fit on the smaller, predict the next"
+        )
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    out.write_out(out_path, doc, table, force=args.force)
+    if plot_path is not None:
+        out.save_rollout_plot(plot_path, table, force=args.force)
+    return 0 if table["status"].isin(["converged", "too_few_runs"]).all() else 1
+
+
 def _multiplier(args: argparse.Namespace) -> int:
     from .io import read_runs
     from .multiplier import compute_multiplier
 
     _check_resamples(args)
-    base, base_boot = _fit_or_bootstrap(args, _read(args))
-    variant_runs = read_runs(args.variant, loss=args.loss, where=getattr(args, "where", None), **_columns(args))
+    base_runs = _read(args)
+    variant_runs = read_runs(
+        args.variant, loss=args.loss, where=args.where, check_duplicates=args.duplicate_check, **_columns(args)
+    )
+    base, base_boot = _fit_or_bootstrap(args, base_runs)
     variant, variant_boot = _fit_or_bootstrap(args, variant_runs)
     for name, result in (("baseline", base), ("variant", variant)):
         if not result.converged:
@@ -283,6 +347,8 @@ def _multiplier(args: argparse.Namespace) -> int:
 
 
 def _example(args: argparse.Namespace) -> int:
+    from .fit import fit
+
     start = time.perf_counter()
     result = fit(datasets.chinchilla(), law="chinchilla")
     took = time.perf_counter() - start
@@ -300,6 +366,7 @@ COMMANDS = {
     "isoflop": _isoflop,
     "envelope": _envelope,
     "multiplier": _multiplier,
+    "rollout": _rollout,
     "example": _example,
 }
 
@@ -308,6 +375,7 @@ COMMANDS = {
 _CLI_WORDS = [
     (r"read_runs\(\.\.\., ((?:\w+=\.\.\.(?:, )?)+)\)", lambda m: _flags(re.findall(r"(\w+)=", m.group(1)))),
     (r"map them in read_runs, e.g. read_runs\(df, (\w+)='your_column', \.\.\.\)", r"name the column, e.g. --\1 COL"),
+    (r"read_runs\(\.\.\., check_duplicates=False\)", "--no-duplicate-check"),
     (r"read_runs\(\.\.\., group='col' or \['col', \.\.\.\]\)", "--by COL [COL ...]"),
     (r"read_runs\(\.\.\., (\w+)='[^']*'\)", r"--\1 COL"),
     (

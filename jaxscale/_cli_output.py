@@ -25,10 +25,15 @@ from typing import Any
 
 import pandas as pd
 
-from .results import json_safe
-
 OUT_FORMATS = (".json", ".csv")
 PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def json_safe(v: Any) -> Any:
+    """:func:`jaxscale.results.json_safe`, imported when first used (that module imports JAX)."""
+    from .results import json_safe as safe
+
+    return safe(v)
 
 
 def dumps(doc: Any, **kwargs: Any) -> str:
@@ -282,6 +287,18 @@ def save_fit_plot(path: Path, result, runs, boot=None, level: float = 0.95, *, f
         plot_bootstrap(boot, names, level=level, axes=list(grid[: len(names)]))
     with atomic_path(path, force=force) as tmp:
         save_figure(axes, tmp)
+    plt.close("all")
+
+
+def save_rollout_plot(path: Path, table: pd.DataFrame, *, force: bool = False) -> None:
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+    from .rollout import plot_rollout
+
+    ax = plot_rollout(table)
+    with atomic_path(path, force=force) as tmp:
+        save_figure(ax, tmp)
     plt.close("all")
 
 

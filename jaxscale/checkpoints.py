@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from . import checks
-from .io import python_value, read_runs, read_table, select_rows
+from .io import python_value, read_runs, read_table
+from .queries import select_rows
 from .runs import describe_rows
 
 DEFAULT_RTOL = 0.1  # Porian et al.'s and Li et al.'s flop_tolerance

@@ -42,6 +42,8 @@ FIT_EPILOG = """examples:
   jaxscale fit runs.csv --by dataset model --resamples 200 --out fits.csv
   jaxscale fit runs.csv --where "tokens > 1e9" --resamples 500 --plot fit.png
   jaxscale fit runs.csv --law power --x compute            a one-input law
+  jaxscale fit runs.csv --law my_laws.py:my_law            your own law: a jaxscale.Law or a function returning one
+  jaxscale fit li.csv --law chinchilla_tied --no-duplicate-check   keep rows that repeat (a published fit's own)
 """
 
 FRONTIER_EPILOG = """examples:
@@ -56,6 +58,11 @@ VALIDATE_EPILOG = """examples:
   jaxscale validate runs.csv --N params --D tokens --train "params < 1e9" --out errors.csv
 
 --train is a pandas query over the file's columns (names as in the file, e.g. params, not N).
+"""
+
+ROLLOUT_EPILOG = """examples:
+  jaxscale rollout runs.csv --rung N --rungs-per-decade 4 --resamples 100 --plot rollout.png
+  jaxscale rollout runs.csv --rung C --min-rungs 3 --json
 """
 
 MULTIPLIER_EPILOG = """examples:
@@ -87,7 +94,11 @@ def _sub(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
 
 def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
     p.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per run")
-    p.add_argument("--law", default="chinchilla", help="law name (default: chinchilla)")
+    p.add_argument(
+        "--law", default="chinchilla",
+        help="law name (default: chinchilla), or your own: module:function or path/to/file.py:function "
+        "(a jaxscale.Law, or a function of no arguments returning one)",
+    )  # fmt: skip
     p.add_argument("--N", default="N", help="column with parameter counts (default: N)")
     p.add_argument("--D", default="D", help="column with training tokens (default: D)")
     p.add_argument("--x", default=None, help="input column for one-variable laws (law 'power')")
@@ -105,6 +116,10 @@ def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
     )
     if where:
         p.add_argument("--where", default=None, metavar="QUERY", help='use only these rows, e.g. "tokens > 1e9"')
+    p.add_argument(
+        "--no-duplicate-check", dest="duplicate_check", action="store_false",
+        help="keep rows that repeat another in every column used (refused by default, as a likely copy-paste slip)",
+    )  # fmt: skip
     _objective_args(p)
 
 
@@ -246,6 +261,20 @@ def _parser() -> argparse.ArgumentParser:
     p_env.add_argument("--seed", type=int, default=0, help="PRNG seed for the bootstrap (default 0)")
     p_env.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
+    p_roll = _sub(
+        sub, "rollout", "fit on the smaller rungs of a ladder, predict the next, for every rung", ROLLOUT_EPILOG
+    )
+    _data_args(p_roll)
+    p_roll.add_argument("--rung", default="N", help="the input whose values are the rungs, or C (6ND) (default N)")
+    rung_bins = p_roll.add_mutually_exclusive_group()
+    rung_bins.add_argument(
+        "--rung-rtol", type=float, default=None, help="values within this relative tolerance share a rung"
+    )
+    rung_bins.add_argument("--rungs-per-decade", type=float, default=None, help="log-spaced rung bins per factor of 10")
+    p_roll.add_argument("--min-rungs", type=int, default=2, help="the fewest rungs a fit uses (default 2)")
+    _boot_args(p_roll)
+    _out_args(p_roll, plot=True)
+
     p_mul = _sub(sub, "multiplier", "compute multiplier of a variant's runs over a baseline's", MULTIPLIER_EPILOG)
     _data_args(p_mul)
     p_mul.add_argument("variant", help="the variant's runs (same columns as the baseline's)")
@@ -274,8 +303,16 @@ def _compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", path)
 
 
+def _own_jax() -> None:
+    """One JAX device per core where that pays, and compiled kernels kept for the next command."""
+    from .cpu import use_cpu_cores
+
+    use_cpu_cores()
+    _compilation_cache()
+
+
 def _commands():
-    """The commands' module, imported once the arguments parsed (it imports JAX)."""
+    """The commands' module, imported once the arguments parsed (it imports pandas; JAX comes later)."""
     from . import _cli_commands
 
     return _cli_commands
@@ -323,11 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_on_interrupt()  # before anything imports JAX (jaxscale's package imports it only when used)
     try:
         args = _parser().parse_args(argv)
-        if argv is None:  # the command owns the process: one JAX device per core where that pays,
-            from .cpu import use_cpu_cores  # and compiled kernels kept for the next command
-
-            use_cpu_cores()
-            _compilation_cache()
+        if argv is None:  # the command owns the process: JAX is set up before its first use, and
+            commands = _commands()  # commands that read their input first do so without JAX
+            commands.BEFORE_JAX[:] = [_own_jax]
+            if args.command not in commands.READS_FIRST:
+                commands.jax_ready()
         select = "--train" if args.command == "validate" else "--where"
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

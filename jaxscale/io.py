@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .laws import registered_laws
+from .queries import select_rows
 from .runs import RowNames, Runs, check_positive_finite
 
 _TEXT = (".csv", ".tsv", ".txt")  # delimited text: the separator is sniffed from the header line
@@ -121,41 +121,8 @@ LOSS_CEILING = 25.0
 # Keywords that name a law input besides those of the registered laws: the columns that
 # isoflop() and envelope() read through read_runs.
 _HELPER_INPUTS = ("flops", "tokens", "w")
+_COMMON_INPUTS = ("N", "D", "x")  # the built-in laws' inputs (chinchilla, power): known without the registry
 _OPTIONS = ("loss", "C", "flops_per_token", "where", "group", "min_points", "check_duplicates", "inputs")
-
-
-def select_rows(df: pd.DataFrame, where) -> pd.DataFrame:
-    """Rows picked by a pandas query string or a boolean mask; the original index labels are kept."""
-    if isinstance(where, str):
-        try:
-            picked = df.query(where)
-        except Exception as err:  # pandas names the problem; say which expression it was
-            raise ValueError(
-                f"where={where!r} could not be evaluated: {err}. "
-                "Use a pandas query over the columns, e.g. where='tokens > 1e9'"
-            ) from err
-        if not isinstance(picked, pd.DataFrame):
-            raise ValueError(f"where={where!r} does not select rows: use a condition, e.g. where='tokens > 1e9'")
-        return picked
-    if isinstance(where, pd.Series):
-        if not where.index.equals(df.index):
-            if where.index.has_duplicates or not df.index.isin(where.index).all():
-                raise ValueError(
-                    "where= mask's index does not match the runs' index: build it from the same DataFrame, "
-                    "e.g. where=df['tokens'] > 1e9"
-                )
-            where = where.reindex(df.index)
-        mask = where.to_numpy()
-    else:
-        mask = np.asarray(where)
-    if mask.dtype != np.bool_:
-        raise ValueError(
-            f"where= mask must be boolean (got dtype {mask.dtype}): pass e.g. where=df['tokens'] > 1e9 "
-            "or a pandas query string"
-        )
-    if mask.shape != (len(df),):
-        raise ValueError(f"where= mask has shape {mask.shape} but there are {len(df)} rows: give one bool per row")
-    return df[mask]
 
 
 def _numeric(df: pd.DataFrame, col: str, names: RowNames) -> np.ndarray:
@@ -305,9 +272,17 @@ def _source_message(source) -> str:
 
 
 def _check_keywords(columns: dict[str, str], inputs: Mapping[str, str] | None) -> dict[str, str]:
-    """The input -> column mapping, refusing keywords that name no law input (typos)."""
-    known = dict.fromkeys(n for law in registered_laws() for n in law.inputs)
-    unknown = [k for k in columns if k not in known and k not in _HELPER_INPUTS]
+    """The input -> column mapping, refusing keywords that name no law input (typos).
+
+    The registry (which imports JAX) is consulted only for a name that is not a common input, so
+    that reading runs and its errors need no JAX.
+    """
+    unknown = [k for k in columns if k not in _COMMON_INPUTS and k not in _HELPER_INPUTS]
+    if unknown:
+        from .laws import registered_laws
+
+        known = dict.fromkeys(n for law in registered_laws() for n in law.inputs)
+        unknown = [k for k in unknown if k not in known]
     if unknown:
         raise TypeError(
             f"read_runs got unknown keyword(s) {unknown}. Law inputs: {', '.join(known)} "
@@ -322,14 +297,25 @@ def _check_keywords(columns: dict[str, str], inputs: Mapping[str, str] | None) -
 
 
 def _check_duplicates(df: pd.DataFrame, cols: list[str], names: RowNames, *, from_file: bool) -> None:
+    """Raise on rows repeated in every column of ``cols``, counting the surplus copies.
+
+    The message counts the rows that repeat an earlier one (the copies to delete), then every
+    row of the repeated sets, and names the first of those.
+    """
     cols = list(dict.fromkeys(cols))
-    dup = df.duplicated(subset=cols, keep=False).to_numpy()
-    if dup.any():
-        fix = "delete the repeated lines" if from_file else f"drop the copies with df.drop_duplicates(subset={cols})"
-        raise ValueError(
-            f"{int(dup.sum())} runs repeat another run in every column {cols} ({names(dup)}): "
-            f"{fix} (runs that differ only in loss, e.g. seeds, are fine){names.note}"
-        )
+    every = df.duplicated(subset=cols, keep=False).to_numpy()
+    if not every.any():
+        return
+    copies = int(df.duplicated(subset=cols, keep="first").sum())
+    n, sets, noun = int(every.sum()), int(every.sum()) - copies, names.noun
+    one = noun[:-1] if noun.endswith("s") else noun
+    repeat = f"{copies} {one} repeats an earlier {one}" if copies == 1 else f"{copies} {noun} repeat earlier {noun}"
+    fix = "delete the repeated lines" if from_file else f"drop the copies with df.drop_duplicates(subset={cols})"
+    raise ValueError(
+        f"{repeat} in every column {cols} ({n} {noun} in {sets} {'set' if sets == 1 else 'sets'}: {names(every)}): "
+        f"{fix}, or keep them with read_runs(..., check_duplicates=False) if the repeats are meant (runs that "
+        f"differ only in loss, e.g. seeds, are fine){names.note}"
+    )
 
 
 def _check_loss_scale(y: np.ndarray, loss: str) -> None:

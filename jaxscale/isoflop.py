@@ -43,9 +43,10 @@ import pandas as pd
 from . import _approaches as shared
 from . import budgets, checks, optima, seed_noise
 from . import isoflop_report as report
-from .io import read_table, select_rows
+from .io import read_table
 from .isoflop_data import Padded, prepare
 from .isoflop_report import EdgeOfRangeWarning, IsoflopWarning, isoflop_to_dicts
+from .queries import select_rows
 
 __all__ = ["EdgeOfRangeWarning", "IsoflopWarning", "isoflop", "isoflop_to_dicts"]
 

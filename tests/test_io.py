@@ -143,7 +143,8 @@ def test_duplicated_rows_are_named():
     df = pd.concat([frame(), frame().iloc[[1, 4]]], ignore_index=True)
     with pytest.raises(
         ValueError,
-        match=r"4 runs repeat another run .*\['params', 'tokens', 'loss'\] \(rows 1, 4, 7, 8\).*drop_duplicates",
+        match=r"2 rows repeat earlier rows in every column \['params', 'tokens', 'loss'\] \(4 rows in 2 sets: "
+        r"rows 1, 4, 7, 8\).*drop_duplicates.*check_duplicates=False",
     ):
         js.read_runs(df, N="params", D="tokens")
     seeds = pd.concat([frame(), frame().assign(loss=lambda d: d["loss"] + 0.01)], ignore_index=True)

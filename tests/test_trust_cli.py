@@ -107,7 +107,7 @@ CLI_CASES = [
     ("non-positive-by-line", ["fit", "nonpositive.csv", *COLS], 2, "column 'tokens' has 2 non-positive values (lines 3, 5 of nonpositive.csv)", None),
     ("negative-loss-hint", ["fit", "negloss.csv", *COLS], 2, "column 'loss' has 1 non-positive values (lines 2 of", "holds log-losses"),
     ("non-numeric-by-line", ["fit", "text.csv", *COLS], 2, "column 'params' has 1 non-numeric values (lines 2 of text.csv, e.g. '1.3B')", None),
-    ("duplicates-by-line", ["fit", "dup.csv", *COLS], 2, "2 runs repeat another run", "(lines 4, 7 of dup.csv): delete the repeated lines"),
+    ("duplicates-by-line", ["fit", "dup.csv", *COLS], 2, "1 line repeats an earlier line", "(2 lines in 1 set: lines 4, 7 of dup.csv): delete the repeated lines, or keep them with --no-duplicate-check"),
     ("too-few-points-fix-flag", ["fit", "five.csv", *COLS], 2, "5 runs cannot determine 5 free parameters", "--fix NAME=VALUE"),
     ("ragged-groups-flags", ["fit", "ragged.csv", *COLS, "--by", "half"], 2, "group ('b',) has 3 runs", "--small report"),
     ("small-needs-by", ["fit", "runs.csv", *COLS, "--small", "report"], 2, "--small decides what happens", None),
@@ -229,12 +229,12 @@ def test_help_states_the_overwrite_rule(capsys):
 
 
 def test_interrupt_in_process_exits_130_with_one_line(files, capsys, monkeypatch):
-    import jaxscale._cli_commands as commands
+    import jaxscale.fit  # noqa: F401  (the commands import fit from its module once the runs are read)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "fit", interrupted)
+    monkeypatch.setattr(sys.modules["jaxscale.fit"], "fit", interrupted)
     assert main(["fit", "runs.csv", *COLS, "--out", "fits.csv"]) == 130
     assert capsys.readouterr().err == "jaxscale: interrupted\n"
     assert not Path("fits.csv").exists()
