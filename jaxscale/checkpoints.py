@@ -12,9 +12,9 @@ itself over a grid).
 Example:
     >>> import numpy as np, pandas as pd
     >>> curve = pd.DataFrame({"run": "a", "params": 1e8, "tokens": [1e9, 2e9, 4e9], "loss": [4.0, 3.5, 3.2]})
-    >>> at = isoflop_points(curve, budgets=[6e17, 1.2e18, 5e18])
-    >>> at[["flops", "params", "tokens", "loss"]].values.tolist()
-    [[6e+17, 100000000.0, 1000000000.0, 4.0], [1.2e+18, 100000000.0, 2000000000.0, 3.5]]
+    >>> at = isoflop_points(curve, budgets=[6e17, 1.2e18, 2.6e18])  # the last within 10% of the end
+    >>> at["loss"].tolist(), (at["tokens"] / 1e9).round(3).tolist()
+    ([4.0, 3.5, 3.2], [1.0, 2.0, 4.333])
 """
 
 from __future__ import annotations
