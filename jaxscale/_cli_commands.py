@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import warnings
 from collections.abc import Callable
 
+from . import _cli_approaches as approaches
 from . import _cli_output as out
 from . import datasets
+from ._cli_words import cli_words
 from ._progress import progress_bar
 
 # What the installed command does before JAX's first use (one CPU device per core, the compilation
@@ -195,101 +196,80 @@ def _validate(args: argparse.Namespace) -> int:
     import numpy as np
 
     (out_path,) = _targets(args, "out")
-    runs = _read(args)
+    runs = _read(args, **({"group": args.by} if args.by else {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same rows again: what they warn about was said once above
-        train = _read(args, where=args.train)
-    mask = np.isin(runs.rows, train.rows)
+        train = np.isin(runs.rows, _read(args, where=_both(args.where, args.train)).rows)
+        held = (
+            None
+            if args.holdout is None
+            else np.isin(runs.rows, _read(args, where=_both(args.where, args.holdout)).rows)
+        )
     law = _law(args)
     from .validate import validate
 
-    table = validate(runs, law, train=mask, starts=args.starts, fixed=_fixed(args), **_objective(args))
+    options = dict(starts=args.starts, fixed=_fixed(args), **_objective(args))
+    if args.by:
+        return _validate_groups(args, runs, law, train, held, options, out_path)
+    table = validate(runs, law, train=train, holdout=held, **options)
     summary = table.attrs["summary"]
     plain = {k: out.json_safe(v) for k, v in summary.items()}
     params = {k: out.json_safe(v) for k, v in table.attrs["params"].items()}
-    doc = {"train": args.train, "summary": plain, "params": params, "runs": out.records(table, "row")}
+    doc = {"train": args.train, "holdout": args.holdout, "summary": plain, "params": params}
+    doc["runs"] = out.records(table, "row")
     if args.json:
         print(out.dumps(doc))
     else:
-        held = table[table["split"] == "held_out"].drop(columns=["split", "abs_rel_error"]).rename_axis("row")
+        shown = table[table["split"] == "held_out"].drop(columns=["split", "abs_rel_error"]).rename_axis("row")
         s = summary
+        scored = f"the {s['n_held_out']} with {args.holdout}" if args.holdout else f"the {s['n_held_out']} others"
         print(
-            f"{s['law']} law fitted on the {s['n_train']} runs with {args.train}, predicting the "
-            f"{s['n_held_out']} others ({s['status']}, objective {s['objective']:.6g})\n"
+            f"{s['law']} law fitted on the {s['n_train']} runs with {args.train}, predicting "
+            f"{scored} ({s['status']}, objective {s['objective']:.6g})\n"
             f"  held-out |relative error|: mean {s['mean_abs_rel_error']:.3%}, max {s['max_abs_rel_error']:.3%} "
             f"(train mean {s['train_mean_abs_rel_error']:.3%})\n"
             "  params: " + ", ".join(f"{k} {v:.4g}" for k, v in table.attrs["params"].items())
         )
-        print(held.to_string(float_format=lambda v: f"{v:.4g}"))
+        print(shown.to_string(float_format=lambda v: f"{v:.4g}"))
     out.write_out(out_path, doc, table.rename_axis("row").reset_index(), force=args.force)
     return 0 if summary["converged"] else 1
 
 
-def _isoflop(args: argparse.Namespace) -> int:
-    from .isoflop import isoflop, isoflop_to_dicts
-    from .isoflop_report import extrapolate
+def _both(where: str | None, query: str) -> str:
+    """``query`` within the rows ``--where`` keeps."""
+    return query if where is None else f"({where}) and ({query})"
 
-    if args.noise is not None and len(args.noise) not in (1, 4):
-        raise ValueError("--noise takes a standard deviation, or LOSS1 SD1 LOSS2 SD2 (log-linear between)")
-    noise = None
-    if args.noise is not None:  # a standard deviation, or two (loss, standard deviation) anchors
-        noise = (
-            args.noise[0] if len(args.noise) == 1 else ((args.noise[0], args.noise[1]), (args.noise[2], args.noise[3]))
+
+def _validate_groups(args, runs, law, train, held, options, out_path) -> int:
+    """One validation per group of ``--by``: a summary row each."""
+    import numpy as np
+    import pandas as pd
+
+    from .validate import validate
+
+    keys = [tuple(k) for k in runs.groups]
+    rows, docs = [], []
+    for key in sorted(set(keys), key=repr):
+        mine = np.array([k == key for k in keys])
+        sub = runs._replace(x=runs.x[mine], y=runs.y[mine], rows=runs.rows[mine], groups=runs.groups[mine])
+        table = validate(sub, law, train=train[mine], holdout=None if held is None else held[mine], **options)
+        summary = {**dict(zip(args.by, key, strict=True)), **table.attrs["summary"]}
+        rows.append(summary)
+        docs.append(
+            {
+                "group": dict(zip(args.by, key, strict=True)),
+                "summary": {k: out.json_safe(v) for k, v in summary.items()},
+            }
         )
-    start = time.perf_counter()
-    table = isoflop(
-        args.data, flops=args.flops, N=args.N or (None if args.D else "params"), D=args.D, loss=args.loss,
-        by=args.by, where=args.where, budget=args.budget, budget_rtol=args.budget_rtol,
-        bins_per_decade=args.bins_per_decade, budget_range=args.budget_range, window=args.window,
-        method=args.method, resample="noise" if noise is not None else "runs", noise=noise,
-        observation=args.observation, weighted=args.weighted, n_resamples=args.resamples, level=args.level,
-        seed=args.seed,
-    )  # fmt: skip
-    took = time.perf_counter() - start
-    front = extrapolate(table, args.compute, level=args.level) if args.compute else None
+    frame = pd.DataFrame(rows)
     if args.json:
-        docs = isoflop_to_dicts(table)
-        if front is not None:  # extrapolate() gives each row's budgets in turn
-            m = len(args.compute)
-            for i, doc in enumerate(docs):
-                doc["frontier"] = out.records(front.iloc[i * m : (i + 1) * m].drop(columns=table.attrs["by"]))
-        print(out.dumps(docs if args.by else docs[0]))
-        return 0
-    shown = table.drop(columns=["budgets", "draws", "interval_warning"])  # doubts go to stderr as warnings
-    kind = "noise replicates" if noise is not None else "resamples"
-    print(
-        f"isoFLOP profiles (Approach 2, {args.method}): N* = k_N C^a, D* = k_D C^b; "
-        f"{args.resamples} {kind}, {args.level:.0%} intervals; budgets: {table.attrs['binning']['method']}"
-    )
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if front is not None:
-        print("extrapolated (bands over the resamples):")
-        print(front.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"  ({took:.2f} s including compilation)")
-    return 0
-
-
-def _envelope(args: argparse.Namespace) -> int:
-    from .envelope import envelope
-
-    start = time.perf_counter()
-    table = envelope(
-        args.data, run=args.run[0] if len(args.run) == 1 else args.run, N=args.N, tokens=args.tokens,
-        loss=args.loss, flops=args.flops, by=args.by, n_budgets=args.budgets, n_resamples=args.resamples,
-        level=args.level, seed=args.seed,
-    )  # fmt: skip
-    took = time.perf_counter() - start
-    if args.json:
-        docs = [r.to_dict() for r in table["result"]]
-        print(out.dumps(docs if args.by else docs[0]))
-        return 0
-    print(
-        f"lower envelope of the training curves (Approach 1): N* ~ C^a, D* ~ C^b; {args.resamples} resamples "
-        f"over runs, {args.level:.0%} intervals"
-    )
-    print(table.drop(columns="result").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"  ({took:.2f} s including compilation)")
-    return 0
+        print(out.dumps(docs))
+    else:
+        print(f"{law.name} law fitted per group of {args.by} on the runs with {args.train}")
+        cols = [*args.by, "n_train", "n_held_out", "mean_abs_rel_error", "max_abs_rel_error", "status"]
+        print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    out.write_out(out_path, docs, frame, force=args.force)
+    return 0 if frame["converged"].all() else 1
 
 
 def _rollout(args: argparse.Namespace) -> int:
@@ -363,59 +343,9 @@ COMMANDS = {
     "fit": _fit,
     "frontier": _frontier,
     "validate": _validate,
-    "isoflop": _isoflop,
-    "envelope": _envelope,
+    "isoflop": approaches.isoflop_command,
+    "envelope": approaches.envelope_command,
     "multiplier": _multiplier,
     "rollout": _rollout,
     "example": _example,
 }
-
-
-# The library's messages suggest Python keywords; the command line says its own flags instead.
-_CLI_WORDS = [
-    (r"read_runs\(\.\.\., ((?:\w+=\.\.\.(?:, )?)+)\)", lambda m: _flags(re.findall(r"(\w+)=", m.group(1)))),
-    (r"map them in read_runs, e.g. read_runs\(df, (\w+)='your_column', \.\.\.\)", r"name the column, e.g. --\1 COL"),
-    (r"read_runs\(\.\.\., check_duplicates=False\)", "--no-duplicate-check"),
-    (r"read_runs\(\.\.\., group='col' or \['col', \.\.\.\]\)", "--by COL [COL ...]"),
-    (r"read_runs\(\.\.\., (\w+)='[^']*'\)", r"--\1 COL"),
-    (
-        r"isoflop\(\.\.\., flops=\.\.\., N=\.\.\., D=\.\.\., loss=\.\.\., by=\.\.\., weights=\.\.\., budget=\.\.\.\)",
-        "--flops --N --D --loss --by --budget",
-    ),
-    (
-        r"budget_rtol=\.\.\., bins_per_decade=\.\.\. or budget=<column naming the budget>",
-        "--budget-rtol R, --bins-per-decade K or --budget COL",
-    ),  # fmt: skip
-    (r"observation='median' and weighted=True", "--observation median and --weighted"),
-    (r"add resample='noise', noise=\.\.\.", "add --noise SD"),
-    (r"narrow them with window=\.\.\.", "narrow them with --window"),
-    (r"use method='parabola'", "use --method parabola"),
-    (
-        r"envelope\(\.\.\., run=\.\.\., N=\.\.\., tokens=\.\.\., loss=\.\.\., flops=\.\.\., by=\.\.\.\)",
-        "--run --N --tokens --loss --flops --by",
-    ),
-    (r"run=\[\.\.\.\] takes several columns", "--run takes several columns"),
-    (r"fixed=\{\.\.\.\}", "--fix NAME=VALUE"),
-    (r"small='report'", "--small report"),
-    (r", or read it with pd\.read_csv\(path, sep=\.\.\.\) and pass the DataFrame", ""),
-    (r"\(e\.g\. np\.log\(4\)\)", "(e.g. --window 1.39, that is ln 4)"),
-    (
-        r"pass them, e\.g\. frontier\(\.\.\., (\w+)=[^)]*\)",
-        r"the command line cannot give \1; use js.frontier in Python",
-    ),
-]
-_FLAGS = {"N": "--N", "D": "--D", "x": "--x", "U": "--U", "M": "--M", "loss": "--loss"}
-
-
-def _flags(keys: list[str]) -> str:
-    return " ".join(f"{_FLAGS[k]} COL" for k in keys if k in _FLAGS)
-
-
-def cli_words(message: str, select: str = "--where") -> str:
-    """``message`` with the library's Python hints (``fixed={...}``, ``where=...``) as this command's flags.
-
-    ``select`` is the flag that picks rows (``--where``; ``--train`` for validate).
-    """
-    for pattern, replacement in _CLI_WORDS:
-        message = re.sub(pattern, replacement, message)
-    return re.sub(r"\bwhere=(?=['\"])", f"{select} ", message).replace("where=", select)

@@ -208,8 +208,10 @@ def _parser() -> argparse.ArgumentParser:
     _out_args(p_front, plot=True)
 
     p_val = _sub(sub, "validate", "fit on some runs, report the errors predicting the others", VALIDATE_EPILOG)
-    _data_args(p_val, where=False)
+    _data_args(p_val)
     p_val.add_argument("--train", required=True, metavar="QUERY", help='rows to fit on, e.g. "N < 1e9"')
+    p_val.add_argument("--holdout", default=None, metavar="QUERY", help="rows to score (default: all not in --train)")
+    p_val.add_argument("--by", nargs="+", default=None, metavar="COL", help="validate each group of these columns")
     _out_args(p_val, plot=False)
 
     p_iso = _sub(sub, "isoflop", "Approach 2: a parabola per isoFLOP budget, then N* ~ C^a, D* ~ C^b", ISOFLOP_EPILOG)
@@ -318,9 +320,16 @@ def _commands():
     return _cli_commands
 
 
+def _words():
+    """The translation of the library's hints into flags (:mod:`jaxscale._cli_words`)."""
+    from . import _cli_words
+
+    return _cli_words
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """The data's problems, said once each, without a Python source line."""
-    print(f"jaxscale: warning: {_commands().cli_words(str(message))}", file=sys.stderr)
+    print(f"jaxscale: warning: {_words().cli_words(str(message))}", file=sys.stderr)
 
 
 def _exit_on_interrupt() -> None:
@@ -376,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 1
             except (ValueError, OSError) as err:
-                print(f"jaxscale: error: {_commands().cli_words(str(err), select)}", file=sys.stderr)
+                print(f"jaxscale: error: {_words().cli_words(str(err), select)}", file=sys.stderr)
                 return 2
     except KeyboardInterrupt:
         print("jaxscale: interrupted", file=sys.stderr)

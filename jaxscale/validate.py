@@ -24,7 +24,7 @@ import pandas as pd
 
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
-from .runs import Runs
+from .runs import Runs, describe_rows
 
 
 def validate(
@@ -32,6 +32,7 @@ def validate(
     law: str | Law = "chinchilla",
     *,
     train: Sequence[bool] | np.ndarray | Callable[[Runs], Sequence[bool]],
+    holdout: Sequence[bool] | np.ndarray | Callable[[Runs], Sequence[bool]] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Fit ``law`` on the ``train`` runs and predict every run; one row per run.
@@ -41,6 +42,9 @@ def validate(
         law: a law name or a :class:`Law`.
         train: a boolean mask over the runs (True = used in the fit), or a function of the
             :class:`Runs` returning one, e.g. ``lambda r: r.x[:, r.inputs.index("N")] < 1e9``.
+        holdout: the runs the errors are summarised over (a mask or a function, as ``train``;
+            default: every run not in ``train``). Runs in neither are predicted but marked
+            ``"unused"`` and left out of the summary (e.g. small runs that are not the target).
         **options: passed to :func:`jaxscale.fit` (``loss_fn``, ``delta``, ``starts``, ``fixed``, ...;
             not ``weights``, which the split sets).
 
@@ -58,6 +62,17 @@ def validate(
     law = get_law(law)
     runs = as_runs(runs)
     mask = _train_mask(train(runs) if callable(train) else train, runs.n_points)
+    held_mask = ~mask
+    if holdout is not None:
+        held_mask = _mask("holdout", holdout(runs) if callable(holdout) else holdout, runs.n_points)
+        both = held_mask & mask
+        if both.any():
+            raise ValueError(
+                f"{int(both.sum())} runs are in both train and holdout ({describe_rows(runs.rows, both)}): "
+                "a run the law was fitted on cannot test it"
+            )
+        if not held_mask.any():
+            raise ValueError("holdout selects no run: there is nothing to validate on")
     res = fit(runs, law, weights=mask.astype(np.float64), **options)
     log_x = match_inputs(runs, law)
     with jax.enable_x64(True):
@@ -71,15 +86,16 @@ def validate(
             "predicted": predicted,
             "rel_error": rel,
             "abs_rel_error": np.abs(rel),
-            "split": np.where(mask, "train", "held_out"),
+            "split": np.where(mask, "train", np.where(held_mask, "held_out", "unused")),
         },
         index=runs.rows,
     )
-    held = np.abs(rel[~mask])
+    held = np.abs(rel[held_mask])
     table.attrs["summary"] = {
         "law": law.name,
         "n_train": int(mask.sum()),
-        "n_held_out": int((~mask).sum()),
+        "n_held_out": int(held_mask.sum()),
+        "n_unused": int((~mask & ~held_mask).sum()),
         "mean_abs_rel_error": float(np.mean(held)),
         "max_abs_rel_error": float(np.max(held)),
         "train_mean_abs_rel_error": float(np.mean(np.abs(rel[mask]))),
@@ -92,13 +108,18 @@ def validate(
     return table
 
 
-def _train_mask(train, n_points: int) -> np.ndarray:
-    mask = np.asarray(train)
+def _mask(name: str, given, n_points: int) -> np.ndarray:
+    mask = np.asarray(given)
     if mask.shape != (n_points,) or mask.dtype != np.bool_:
         raise ValueError(
-            f"train must be {n_points} booleans (one per run, True = fit on it) or a function of the runs "
+            f"{name} must be {n_points} booleans (one per run) or a function of the runs "
             f"returning them; got dtype {mask.dtype}, shape {mask.shape}"
         )
+    return mask
+
+
+def _train_mask(train, n_points: int) -> np.ndarray:
+    mask = _mask("train", train, n_points)
     if mask.all():
         raise ValueError("train selects every run: nothing is held out to validate on")
     if not mask.any():

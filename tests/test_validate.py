@@ -2,6 +2,7 @@
 over-training law on the four small model sizes, predict the 1.4B and 6.9B runs."""
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,43 @@ def test_tokens_per_parameter_derived_from_n_and_d():
         np.testing.assert_allclose(with_d.params[name], value, rtol=1e-6, err_msg=name)
     with pytest.raises(ValueError, match=r"needs inputs \['N', 'M'\] but the runs have \['N'\]"):
         js.fit(js.read_runs(frame, N="params_N", loss="loss_c4_val"), law="overtraining")
+
+
+def test_holdout_selects_the_runs_scored():
+    frame = gadre()
+    c4 = frame[frame["train_dataset"] == "c4_original"]
+    runs = js.read_runs(c4, N="params_N", D="tokens_D", loss="loss_c4_val")
+    n = runs.x[:, 0]
+    table = js.validate(runs, train=n < 5e8, holdout=n > 5e9)
+    s = table.attrs["summary"]
+    assert (s["n_train"], s["n_held_out"], s["n_unused"]) == (31, 1, 2)  # the 7B run; the two 1.4B unused
+    assert set(table["split"]) == {"train", "held_out", "unused"}
+    seven_b = table[table["split"] == "held_out"]["abs_rel_error"].iloc[0]
+    assert s["max_abs_rel_error"] == s["mean_abs_rel_error"] == seven_b
+    with pytest.raises(ValueError, match=r"8 runs are in both train and holdout \(rows 0, 1, 2, 3, 4 and 3 more\)"):
+        js.validate(runs, train=n < 5e8, holdout=(n < 2e7))
+    with pytest.raises(ValueError, match="holdout selects no run"):
+        js.validate(runs, train=n < 5e8, holdout=n > 1e12)
+
+
+def test_cli_validate_where_holdout_by(tmp_path):
+    from tests.test_cli import run
+
+    path = tmp_path / "gadre.csv"
+    gadre().to_csv(path, index=False)
+    cols = ["--N", "params_N", "--D", "tokens_D", "--loss", "loss_c4_val"]
+    out = run(
+        "validate", str(path), *cols, "--train", "params_N < 5e8", "--holdout", "params_N > 5e9",
+        "--by", "train_dataset", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    docs = json.loads(out.stdout)
+    assert [d["group"]["train_dataset"] for d in docs] == ["c4_original", "rpj", "rw_original"]
+    assert all(d["summary"]["n_held_out"] == 1 for d in docs)
+    c4 = gadre()[gadre()["train_dataset"] == "c4_original"]
+    runs = js.read_runs(c4, N="params_N", D="tokens_D", loss="loss_c4_val")
+    api = js.validate(runs, train=runs.x[:, 0] < 5e8, holdout=runs.x[:, 0] > 5e9).attrs["summary"]
+    assert docs[0]["summary"]["max_abs_rel_error"] == pytest.approx(api["max_abs_rel_error"], rel=1e-9)
+    only = run("validate", str(path), *cols, "--where", "train_dataset == 'rpj'", "--train", "params_N < 5e8")
+    assert only.returncode == 0, only.stderr
+    assert "fitted on the 32 runs" in only.stdout and "predicting the 3 others" in only.stdout  # its 1.4B x 2, 7B
