@@ -159,6 +159,7 @@ def fit_groups(
         retry=retry,
         retry_failed=True,
     )
+    specs.check_zeros(runs.log_loss(), spec.cfg)
     order = np.argsort(gid, kind="stable")  # each group's runs in their original order
     members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
     few = [g for g, rows in enumerate(members) if specs.too_few_runs(len(rows), spec.cfg)]

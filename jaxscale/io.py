@@ -122,7 +122,7 @@ LOSS_CEILING = 25.0
 # isoflop() and envelope() read through read_runs.
 _HELPER_INPUTS = ("flops", "tokens", "w")
 _COMMON_INPUTS = ("N", "D", "x")  # the built-in laws' inputs (chinchilla, power): known without the registry
-_OPTIONS = ("loss", "C", "flops_per_token", "where", "group", "min_points", "check_duplicates", "inputs")
+_OPTIONS = ("loss", "C", "flops_per_token", "where", "group", "min_points", "check_duplicates", "allow_zero", "inputs")
 
 
 def _numeric(df: pd.DataFrame, col: str, names: RowNames) -> np.ndarray:
@@ -150,6 +150,7 @@ def read_runs(
     group: str | Sequence[str] | None = None,
     min_points: int | None = None,
     check_duplicates: bool = True,
+    allow_zero: bool = False,
     inputs: Mapping[str, str] | None = None,
     **columns: str,
 ) -> Runs:
@@ -174,6 +175,8 @@ def read_runs(
         min_points: the fewest runs a group (or, without ``group``, the whole set) may have.
         check_duplicates: raise on rows repeated in every mapped column (on by default; callers
             that group by other columns and check repeats themselves turn it off).
+        allow_zero: the ``loss`` column may hold zeros (an accuracy or an error rate: fit it on
+            the natural scale, ``scale="natural"``); no loss-scale warning then.
 
     Warns :class:`UnitsWarning` when every ``N`` or every ``D`` is below 1e4 (millions or billions?),
     and :class:`LossScaleWarning` when every loss is below 1.5 (log-losses?) or one is above 25
@@ -234,20 +237,23 @@ def read_runs(
         mapped["D"] = f"{C}/({fpt:g}*{columns['N']})"
     for name in (*mapped, "loss"):
         hint = f" (if {loss!r} holds log-losses, give the losses themselves: exp of it)" if name == "loss" else ""
-        check_positive_finite(values[name], loss if name == "loss" else mapped[name], names, hint)
+        zero_ok = allow_zero and name == "loss"
+        check_positive_finite(values[name], loss if name == "loss" else mapped[name], names, hint, allow_zero=zero_ok)
     runs = Runs.from_arrays(
         {k: values[k] for k in mapped},
         values["loss"],
         rows=labels,
         columns=mapped,
         loss_column=loss,
+        allow_zero=allow_zero,
     )
     # envelope() and isoflop() group by columns they do not pass here and check repeats
     # themselves with their own messages, so they turn this generic check off.
     if check_duplicates:
         _check_duplicates(df, [*wanted.values(), *by], names, from_file=names.noun != "rows")
     _check_units(runs)
-    _check_loss_scale(runs.y, loss)
+    if not allow_zero:  # an accuracy or error rate, not a loss: its scale is its own
+        _check_loss_scale(runs.y, loss)
     if by:
         _check_group_labels(df, by, names)
         keys = np.empty(len(df), dtype=object)

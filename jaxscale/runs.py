@@ -43,8 +43,10 @@ class Runs(NamedTuple):
         rows: Sequence | None = None,
         columns: Mapping[str, str] | None = None,
         loss_column: str = "loss",
+        allow_zero: bool = False,
     ) -> Runs:
-        """Build and validate runs from arrays; raises ``ValueError`` naming the bad rows."""
+        """Build and validate runs from arrays; raises ``ValueError`` naming the bad rows.
+        ``allow_zero``: the fitted values may be 0 (accuracies; fit them with ``scale="natural"``)."""
         names = tuple(inputs)
         cols = tuple((columns or {}).get(n, n) for n in names)
         y = _as_float(loss, loss_column)
@@ -54,14 +56,16 @@ class Runs(NamedTuple):
         labels = np.arange(y.shape[0]) if rows is None else np.asarray(rows)
         for j, c in enumerate(cols):
             check_positive_finite(x[:, j], c, labels)
-        check_positive_finite(y, loss_column, labels)
+        check_positive_finite(y, loss_column, labels, allow_zero=allow_zero)
         return Runs(x, y, names, labels, cols)
 
     def log_inputs(self) -> np.ndarray:
         return np.log(self.x)
 
     def log_loss(self) -> np.ndarray:
-        return np.log(self.y)
+        """``log y`` (``-inf`` for the zeros that ``allow_zero`` lets through)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.y)
 
 
 def _as_float(values, column: str) -> np.ndarray:
@@ -98,8 +102,11 @@ def describe_rows(labels: np.ndarray | RowNames, bad: np.ndarray) -> str:
     return _names(labels)(bad)
 
 
-def check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray | RowNames, hint: str = "") -> None:
-    """Raise naming the rows of missing, non-finite or non-positive ``values`` (``hint`` ends the second)."""
+def check_positive_finite(
+    values: np.ndarray, column: str, labels: np.ndarray | RowNames, hint: str = "", *, allow_zero: bool = False
+) -> None:
+    """Raise naming the rows of missing, non-finite or non-positive ``values`` (``hint`` ends the
+    second); ``allow_zero``: zeros pass (a fitted accuracy or error rate, on the natural scale)."""
     names = _names(labels)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -107,6 +114,11 @@ def check_positive_finite(values: np.ndarray, column: str, labels: np.ndarray | 
             f"column {column!r} has {int(bad.sum())} missing or non-finite values ({names(bad)}): "
             f"drop those runs or fill them in{names.note}"
         )
+    if allow_zero:
+        bad = values < 0
+        if bad.any():
+            raise ValueError(f"column {column!r} has {int(bad.sum())} negative values ({names(bad)}){names.note}")
+        return
     bad = values <= 0
     if bad.any():
         raise ValueError(

@@ -164,9 +164,20 @@ def too_few_runs(n_points: int, cfg: problem.Config) -> str | None:
     )
 
 
+def check_zeros(log_y: np.ndarray, cfg: problem.Config) -> None:
+    """Values of 0 (log -inf: accuracies, read with ``allow_zero=True``) only on the natural scale."""
+    zeros = np.isneginf(np.asarray(log_y))
+    if zeros.any() and cfg.scale == "log":
+        raise ValueError(
+            f"{int(zeros.sum())} runs have a fitted value of 0, which has no log: fit on the natural scale "
+            "(scale='natural', e.g. with loss_fn='squared')"
+        )
+
+
 def make_data(spec: Spec, log_x: np.ndarray, log_y: np.ndarray) -> problem.Data:
-    """The kernel's arrays for one data set (raises when it has too few runs)."""
+    """The kernel's arrays for one data set (raises when it has too few runs, or zeros on a log scale)."""
     reason = too_few_runs(len(log_y), spec.cfg)
     if reason:
         raise ValueError(reason)
+    check_zeros(log_y, spec.cfg)
     return problem.make_data(spec.cfg.law, log_x, log_y, spec.theta_fixed, spec.cfg.free)

@@ -76,3 +76,32 @@ def test_custom_law_is_nan_where_undefined_and_nonfinite_is_explained():
     assert np.isnan(pred[0]) and pred[1] == pytest.approx(1.0)  # not 2.2e-308 below the base's zero
     res = js.fit(js.datasets.chinchilla())._replace(status="nonfinite")
     assert "prediction is not positive" in str(res) and "NOT CONVERGED: nonfinite" in str(res)
+
+
+def test_zero_inclusive_accuracies_on_the_natural_scale():
+    from scipy.optimize import curve_fit
+
+    from tests.conftest import shared_file
+
+    acc = pd.read_csv(shared_file("gadre2024_overtraining/downstream_task_accuracy.csv"))
+    models = pd.read_csv(GADRE)
+    task = acc[acc["task"] == "jeopardy"].merge(models[["name", "loss_c4_val"]], on="name")
+    assert (task["accuracy"] == 0).sum() == 41  # 41 of the 104 runs score 0 on Jeopardy
+    with pytest.raises(ValueError, match=r"column 'accuracy' has 41 non-positive values"):
+        js.read_runs(task, x="loss_c4_val", loss="accuracy")
+    runs = js.read_runs(task, x="loss_c4_val", loss="accuracy", allow_zero=True)
+    with pytest.raises(ValueError, match="41 runs have a fitted value of 0, which has no log: fit on the natural"):
+        js.fit(runs, "sigmoid")
+    res = js.fit(runs, "sigmoid", **NATURAL)
+    assert res.converged and res.params["k"] < 0  # accuracy falls as the loss rises
+
+    def sigmoid(x, floor, span, k, x0):
+        return floor + span / (1 + np.exp(-k * (x - x0)))
+
+    x, y = task["loss_c4_val"].to_numpy(), task["accuracy"].to_numpy()
+    start = [res.params[n] for n in ("floor", "span", "k", "x0")]
+    ref, _ = curve_fit(sigmoid, x, y, p0=start, maxfev=20000)
+    sse = lambda p: 0.5 * np.sum((sigmoid(x, *p) - y) ** 2)  # noqa: E731
+    assert res.objective == pytest.approx(sse(start), rel=1e-9)
+    assert res.objective <= sse(ref) * (1 + 1e-7)  # curve_fit from our optimum finds nothing lower
+    print(f"\nJeopardy accuracy vs C4 loss (41 zeros), sigmoid on the natural scale: {res.params}")
