@@ -78,6 +78,11 @@ def test_gadre_rollout_over_model_sizes():
     # runs, 5.8% too low (an extrapolation the issue 24 note discusses).
     assert table["mean_abs_rel_error"].iloc[0] < 0.04 and table["mean_abs_rel_error"].iloc[1] < 0.02
     assert 0.03 < table["mean_abs_rel_error"].iloc[2] < 0.1 and table["mean_rel_error"].iloc[2] < 0
+    ax = plot_rollout(table, absolute=True)
+    assert [line.get_gid() for line in ax.lines] == ["zero", "error"] and len(ax.lines[1].get_xdata()) == 3
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
     print("\nGadre et al. (C4), rollout over model sizes:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
