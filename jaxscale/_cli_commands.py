@@ -86,6 +86,14 @@ def _read(args: argparse.Namespace, **options):
     return read_runs(args.data, loss=args.loss, check_duplicates=args.duplicate_check, **options, **_columns(args))
 
 
+def _weights(args: argparse.Namespace):
+    """``--weights``: the column's values for the rows read, or None."""
+    from .io import read_weights
+
+    column = getattr(args, "weights", None)  # fit and frontier have --weights
+    return None if column is None else read_weights(args.data, column, where=args.where)
+
+
 def _check_resamples(args: argparse.Namespace) -> None:
     if args.resamples < 0 or args.resamples == 1:
         raise ValueError(f"--resamples takes 0 (none) or at least 2; got {args.resamples}")
@@ -95,6 +103,7 @@ def _check_resamples(args: argparse.Namespace) -> None:
 
 def _fit_or_bootstrap(args: argparse.Namespace, runs):
     """``(fit result, bootstrap result or None)``; the bootstrap's bar shows only on a terminal."""
+    weights = _weights(args)
     law = _law(args)
     from .bootstrap import bootstrap
     from .fit import fit
@@ -107,10 +116,11 @@ def _fit_or_bootstrap(args: argparse.Namespace, runs):
             seed=args.seed,
             starts=args.starts,
             fixed=_fixed(args),
+            weights=weights,
             **_objective(args),
         )
         return boot.point, boot
-    return fit(runs, law=law, starts=args.starts, fixed=_fixed(args), **_objective(args)), None
+    return fit(runs, law=law, starts=args.starts, fixed=_fixed(args), weights=weights, **_objective(args)), None
 
 
 def _report(result, boot=None, level: float = 0.95) -> str:
@@ -142,8 +152,9 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_groups(args, out_path)
     runs = _read(args)
     result, boot = _fit_or_bootstrap(args, runs)
-    doc = out.fit_doc(result, boot, args.level)
-    print(out.dumps(doc) if args.json else _report(result, boot, args.level))
+    doc = out.fit_doc(result, boot, args.level) | ({"weights": args.weights} if args.weights else {})
+    weighted = f"\n  runs weighted by column {args.weights!r}" if args.weights else ""
+    print(out.dumps(doc) if args.json else _report(result, boot, args.level) + weighted)
     out.write_out(out_path, doc, out.fit_row(result, boot, args.level), force=args.force)
     if plot_path is not None:
         out.save_fit_plot(plot_path, result, runs, boot, args.level, force=args.force)
@@ -152,6 +163,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _fit_groups(args: argparse.Namespace, out_path) -> int:
     runs = _read(args, group=args.by)
+    weights = _weights(args)
     law = _law(args)
     from .groups import fit_groups
 
@@ -159,10 +171,12 @@ def _fit_groups(args: argparse.Namespace, out_path) -> int:
     table = fit_groups(
         runs, args.by, law, loss=args.loss, starts=args.starts, n_resamples=args.resamples, level=args.level,
         seed=args.seed, where=args.where, fixed=_fixed(args), small=args.small, progress=progress_bar(label, "groups"),
+        weights=weights,
         **_columns(args), **_objective(args),
     )  # fmt: skip
     options = {"n_resamples": args.resamples, "level": args.level}
     docs = out.group_docs(table, args.by, law, seed=args.seed, **options)
+    docs = [doc | {"weights": args.weights} for doc in docs] if args.weights else docs
     print(out.dumps(docs) if args.json else out.groups_text(table, args.by, law, **options))
     out.write_out(out_path, docs, table, force=args.force)
     return 0 if table["converged"].all() else 1

@@ -137,17 +137,26 @@ def solve(
     return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
 
 
-def pad_groups(cfg: problem.Config, theta_fixed: np.ndarray, log_x: np.ndarray, log_y: np.ndarray, members, size):
+def pad_groups(
+    cfg: problem.Config,
+    theta_fixed: np.ndarray,
+    log_x: np.ndarray,
+    log_y: np.ndarray,
+    members,
+    size: int,
+    run_weights: np.ndarray | None = None,
+):
     """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups of runs
     ``members`` (row indices per group): each padded to ``size`` with weight-0 copies of its
-    points (cycled) and centered on its own runs."""
+    points (cycled) and centered on its own runs; a run's weight is ``run_weights[row]`` (default 1)."""
     g, k = len(members), log_x.shape[1]
     xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
     shifts = np.empty((g, len(cfg.law.center_pairs)))
     for j, rows in enumerate(members):
         n = len(rows)
         take = np.resize(rows, size)  # padding cycles through the real points, with weight 0
-        xs[j], ys[j], ws[j, :n] = log_x[take], log_y[take], 1.0
+        xs[j], ys[j] = log_x[take], log_y[take]
+        ws[j, :n] = 1.0 if run_weights is None else run_weights[rows]
         shifts[j] = problem.center_shift(cfg.law, log_x[rows], cfg.free)
     thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
     return problem.Data(xs, ys, thetas, shifts), ws

@@ -123,6 +123,13 @@ def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
     _objective_args(p)
 
 
+def _weights_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights", default=None, metavar="COL",
+        help="column with a weight per run (default 1 each; 0 leaves a run out); multiplies resamples' counts",
+    )  # fmt: skip
+
+
 def _objective_args(p: argparse.ArgumentParser) -> None:
     """The fit's objective (jaxscale.objective)."""
     p.add_argument("--loss-fn", default="huber", choices=["huber", "squared"], help="loss of residuals (default huber)")
@@ -198,12 +205,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=["error", "report"],
         help="with --by, a group with too few runs stops the command (error) or is listed unfitted (report)",
     )
+    _weights_arg(p_fit)
     _boot_args(p_fit)
     _out_args(p_fit, plot=True)
 
     p_front = _sub(sub, "frontier", "compute-optimal N, D and loss at given budgets (C = 6ND)", FRONTIER_EPILOG)
     _data_args(p_front)
     p_front.add_argument("--compute", type=float, nargs="+", required=True, metavar="C", help="budgets in FLOPs")
+    _weights_arg(p_front)
     _boot_args(p_front)
     _out_args(p_front, plot=True)
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import checks, identify, objective, runner, specs
 from .fit import match_inputs
-from .io import read_runs
+from .io import read_runs, read_weights
 from .laws import Law, get_law
 from .results import BootstrapResult, FitResult, fit_result
 from .runs import Runs
@@ -77,6 +77,7 @@ def fit_groups(
     where=None,
     C: str | None = None,
     flops_per_token: float = 6.0,
+    weights: str | Sequence[float] | None = None,
     **inputs: str,
 ) -> pd.DataFrame:
     """Fit ``law`` to every group of runs; one row per group.
@@ -107,6 +108,11 @@ def fit_groups(
             a bucket is split into equal calls. lanes: starts iterated side by side.
         devices: local devices to shard chunks over (default: all); results do not depend on it.
         progress: called as ``progress(done, total)`` after each chunk.
+        weights: per-run weights (default 1; 0 leaves a run out): a column of ``source``
+            (read with :func:`jaxscale.io.read_weights`), or one number per run (per row of
+            ``source`` after ``where``). As :func:`jaxscale.fit`'s ``weights`` within each group:
+            ``n_points`` counts a group's runs of non-zero weight, a ``"mean"`` objective is over
+            their total weight, and resamples' counts are multiplied by them.
 
     Returns:
         DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
@@ -140,6 +146,7 @@ def fit_groups(
         raise ValueError(f"small must be 'error' or 'report'; got {small!r}")
     runs, by = _read(source, by, loss=loss, where=where, C=C, flops_per_token=flops_per_token, **inputs)
     keys, gid = _group_ids(runs)
+    w = _weights(source, runs, weights, where)
     spec = specs.make_spec(
         law,
         loss_fn=loss_fn,
@@ -162,28 +169,60 @@ def fit_groups(
     specs.check_zeros(runs.log_loss(), spec.cfg)
     order = np.argsort(gid, kind="stable")  # each group's runs in their original order
     members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
-    few = [g for g, rows in enumerate(members) if specs.too_few_runs(len(rows), spec.cfg)]
+    used = [int(np.count_nonzero(w[rows])) for rows in members]
+    few = [g for g, n in enumerate(used) if specs.too_few_runs(n, spec.cfg)]
     if few and small == "error":
-        raise ValueError(_too_few_message(law, spec, keys, members, few))
+        raise ValueError(_too_few_message(law, spec, keys, used, few, weighted=weights is not None))
     fits: dict[int, FitResult] = {}
     boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
         ids = sorted(set(range(len(keys))) - set(few))
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
         for bucket in runner.solve_groups(
-            spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress
+            spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress, run_weights=w
         ):
-            found = [fit_result(spec, bucket.solved, j, n_points=len(members[g])) for j, g in enumerate(bucket.ids)]
+            found = [
+                fit_result(spec, bucket.solved, j, n_points=used[g], total_weight=float(np.sum(w[members[g]])))
+                for j, g in enumerate(bucket.ids)
+            ]
             fits.update(
                 zip(bucket.ids, identify.assess_groups(spec.cfg, bucket.data, bucket.weights, found), strict=True)
             )
             if bucket.resamples is not None:
-                boots.update(_bootstraps(law, bucket, fits, n_resamples, seed))
-    return _table(law, by, keys, members, fits, boots, level)
+                totals = {g: float(np.sum(w[members[g]])) for g in bucket.ids}
+                boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
+    return _table(law, by, keys, used, fits, boots, level)
 
 
-def _too_few_message(law: Law, spec: specs.Spec, keys, members, few: list[int]) -> str:
-    shown = "; ".join(f"group {keys[g]!r} has {len(members[g])} runs" for g in few[:5])
+def _weights(source, runs: Runs, weights, where) -> np.ndarray:
+    """One weight per run (default 1): read from a column of ``source``, or given."""
+    if weights is None:
+        return np.ones(runs.n_points)
+    if isinstance(weights, str):
+        if isinstance(source, Runs):
+            raise ValueError(
+                f"weights={weights!r} names a column, but the source is Runs, which keeps no other columns: "
+                "give one weight per run (a list or array), or pass the DataFrame or file"
+            )
+        return read_weights(source, weights, where=where)
+    try:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights must be a column name or one number per run; got {type(weights).__name__}") from None
+    if w.shape != (runs.n_points,):
+        raise ValueError(f"weights must give one number per run: {runs.n_points} runs, {w.size} weights")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise ValueError(
+            f"weights must be finite and >= 0 (0 leaves a run out); the run labelled {runs.rows[bad[0]]!r} has "
+            f"{w[bad[0]]!r}"
+        )
+    return w
+
+
+def _too_few_message(law: Law, spec: specs.Spec, keys, used: list[int], few: list[int], *, weighted: bool) -> str:
+    runs = "runs of non-zero weight" if weighted else "runs"
+    shown = "; ".join(f"group {keys[g]!r} has {used[g]} {runs}" for g in few[:5])
     more = f" and {len(few) - 5} more" if len(few) > 5 else ""
     n_free = len(spec.cfg.free)
     return (
@@ -192,7 +231,7 @@ def _too_few_message(law: Law, spec: specs.Spec, keys, members, few: list[int]) 
     )
 
 
-def _bootstraps(law: Law, bucket: runner.Bucket, fits: dict, n: int, seed: int) -> dict[int, BootstrapResult]:
+def _bootstraps(law: Law, bucket: runner.Bucket, fits: dict, totals: dict, n: int, seed: int) -> dict:
     """Each group's resamples of a bucket as its :class:`BootstrapResult`."""
     draws = np.asarray(law.to_natural(bucket.resamples.theta)).reshape(len(bucket.ids), n, -1)
     value = np.asarray(bucket.resamples.value).reshape(len(bucket.ids), n)
@@ -202,7 +241,7 @@ def _bootstraps(law: Law, bucket: runner.Bucket, fits: dict, n: int, seed: int) 
             law,
             fits[g],
             draws[j],
-            objective.reported(value[j], fits[g].n_points, fits[g].reduction),
+            objective.reported(value[j], totals[g], fits[g].reduction),
             status[j],
             seed + g,
             None,
@@ -222,7 +261,7 @@ def _read(source, by, **read_options) -> tuple[Runs, list[str]]:
     return read_runs(source, group=by, **read_options), by
 
 
-def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, level: float) -> pd.DataFrame:
+def _table(law: Law, by: list[str], keys, used: list[int], fits: dict, boots: dict, level: float) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for g, key in enumerate(keys):
         row: dict[str, Any] = dict(zip(by, key, strict=True))
@@ -230,7 +269,7 @@ def _table(law: Law, by: list[str], keys, members, fits: dict, boots: dict, leve
         if res is None:
             row |= {"law": law.name, **dict.fromkeys((*law.natural, *law.derived_names), np.nan)}
             row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
-            row |= {"grad_norm": np.nan, "n_points": len(members[g]), "n_at_optimum": 0, "vanished": ""}
+            row |= {"grad_norm": np.nan, "n_points": used[g], "n_at_optimum": 0, "vanished": ""}
             row |= {"unidentified": "", "unidentified_reason": ""}
             if boots:
                 row |= _interval_columns(law, None, level)

@@ -264,6 +264,37 @@ def read_runs(
     return runs
 
 
+def read_weights(source: pd.DataFrame | str | os.PathLike, column: str, *, where=None) -> np.ndarray:
+    """Per-run weights from ``column`` of ``source``, in the order :func:`read_runs` gives the
+    runs of the same ``source`` and ``where``: finite and >= 0, or a ``ValueError`` naming the
+    rows (a weight of 0 leaves a run out).
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"N": [1e8, 1e9], "D": [1e9, 1e10], "loss": [3.0, 2.5], "w": [1.0, 0.5]})
+        >>> read_weights(df, "w").tolist()
+        [1.0, 0.5]
+    """
+    df = source if isinstance(source, pd.DataFrame) else read_table(source)
+    if column not in df.columns:
+        raise ValueError(
+            f"missing weights column {column!r}; available columns: {list(df.columns)}. Name the column "
+            "that holds one non-negative weight per run" + _separator_hint(df.columns)
+        )
+    if where is not None:
+        df = select_rows(df, where)
+    names = _row_names(source, df.index.to_numpy())
+    w = _numeric(df, column, names)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        raise ValueError(
+            f"column {column!r} has {int(bad.sum())} weights that are missing, infinite or negative "
+            f"({names(bad)}, e.g. {float(w[bad][0])!r}): a weight must be a number >= 0 "
+            f"(0 leaves a run out){names.note}"
+        )
+    return w
+
+
 def _source_message(source) -> str:
     what = type(source).__module__ + "." + type(source).__qualname__
     if isinstance(source, np.ndarray):

@@ -197,8 +197,10 @@ def solve_groups(
     n_resamples: int = 0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    run_weights: np.ndarray | None = None,
 ) -> list[Bucket]:
-    """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``): groups of
+    """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
+    ``run_weights`` [rows], default 1): groups of
     similar size share a bucket (padded to one size) and one kernel call per chunk of it;
     retried (:func:`retry`). ``n_resamples``: also solve that many resamples of every group,
     group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
@@ -210,7 +212,9 @@ def solve_groups(
         sizes.setdefault(batches.bucket_size(len(members[g])), []).append(g)
     out, done = [], 0
     for size, bucket in sorted(sizes.items()):
-        data, w = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in bucket], size)
+        data, w = batches.pad_groups(
+            spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in bucket], size, run_weights
+        )
 
         def solve_rows(rows: np.ndarray, k: int, data=data, w=w) -> Solved:
             part = problem.Data(*(np.asarray(a)[rows] for a in data))
@@ -229,7 +233,7 @@ def solve_groups(
 
         solved = solve_rows(np.arange(len(bucket)), first_pass(spec))
         solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
-        resamples = _group_resamples(spec, data, bucket, members, n_resamples, seed) if n_resamples else None
+        resamples = _group_resamples(spec, data, w, bucket, members, n_resamples, seed) if n_resamples else None
         out.append(Bucket(bucket, data, w, solved, resamples))
         done += len(bucket)
         if progress is not None:
@@ -237,8 +241,9 @@ def solve_groups(
     return out
 
 
-def _group_resamples(spec: Spec, data: problem.Data, ids: list[int], members, n: int, seed: int) -> Solved:
-    """``n`` resamples of every group of a bucket, as one grouped solve."""
+def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members, n: int, seed: int) -> Solved:
+    """``n`` resamples of every group of a bucket (run weights ``w [G, size]``), as one grouped
+    solve: a resample's counts times the run weights, as :func:`jaxscale.bootstrap` weighs them."""
     size = data.log_y.shape[1]
     # As bootstrap() does: screened starts refine a few, other start sets all of them.
     k = N_REFINE_MANY if spec.n_refine < len(spec.candidates) else spec.n_refine
@@ -251,9 +256,8 @@ def _group_resamples(spec: Spec, data: problem.Data, ids: list[int], members, n:
         for j in range(lo // n, (hi - 1) // n + 1):
             a, b = max(lo, j * n) - j * n, min(hi, (j + 1) * n) - j * n
             n_runs = len(members[ids[j]])
-            out[j * n + a - lo : j * n + b - lo, :n_runs] = resample_weights(
-                jax.random.key(seed + ids[j]), a, b, n_runs
-            )
+            counts = resample_weights(jax.random.key(seed + ids[j]), a, b, n_runs)
+            out[j * n + a - lo : j * n + b - lo, :n_runs] = counts * w[j, :n_runs]
         return out
 
     def weights_of(rows: np.ndarray) -> np.ndarray:

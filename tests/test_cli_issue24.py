@@ -266,3 +266,40 @@ def test_input_errors_are_said_before_jax_is_imported(tmp_path):
     assert done.stdout.strip() == "[2, 2, 2, 2] False False", done.stderr
     errors = done.stderr.splitlines()
     assert len(errors) == 4 and all(line.startswith("jaxscale: error: ") for line in errors), errors
+
+
+# --- --weights ----------------------------------------------------------------------------------------------
+
+
+def test_cli_weights_column_equals_python_weights(tmp_path, monkeypatch, capsys):
+    """--weights COL: the fit, a group's fit and a frontier are Python's with weights=that column."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    n = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 24))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 24))
+    loss = (1.8 + 400 / n**0.34 + 2000 / d**0.37) * np.exp(0.02 * rng.normal(size=24))
+    w = rng.choice([0.0, 1.0, 2.0], size=24)
+    df = pd.DataFrame({"params": n, "tokens": d, "loss": loss, "w": w, "half": np.arange(24) % 2})
+    df.to_csv("runs.csv", index=False)
+    code, out, err = cli(["fit", "runs.csv", *COLS, "--weights", "w", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    want = js.fit(js.read_runs(df, N="params", D="tokens"), weights=w)
+    assert doc["weights"] == "w"
+    assert doc["n_points"] == np.count_nonzero(w)
+    for name, value in want.params.items():
+        assert doc["params"][name] == pytest.approx(value, rel=1e-9), name
+    code, out, err = cli(["fit", "runs.csv", *COLS, "--weights", "w", "--where", "half == 1", "--by", "half"], capsys)
+    assert code == 0, err
+    part = df[df["half"] == 1]
+    want = js.fit(js.read_runs(part, N="params", D="tokens"), weights=part["w"].to_numpy(), n_refine=8)
+    assert f"{want.params['alpha']:.4g}" in out
+    code, out, err = cli(["frontier", "runs.csv", *COLS, "--weights", "w", "--compute", "1e21", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["fit"]["params"]["alpha"] == pytest.approx(js.fit(
+        js.read_runs(df, N="params", D="tokens"), weights=w).params["alpha"], rel=1e-9)  # fmt: skip
+    df.loc[3, "w"] = -2.0
+    df.to_csv("bad.csv", index=False)
+    code, _, err = cli(["fit", "bad.csv", *COLS, "--weights", "w"], capsys)
+    assert code == 2
+    assert "column 'w' has 1 weights that are missing, infinite or negative (lines 5 of bad.csv" in err

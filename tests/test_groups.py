@@ -349,3 +349,47 @@ def test_a_plateau_where_a_term_vanished_is_refitted_not_reported_as_the_optimum
     for name in ("A", "alpha", "a"):
         np.testing.assert_allclose(boot_table[f"{name}_lower"].iloc[0], ci.loc[name, "lower"], rtol=1e-6)
         np.testing.assert_allclose(boot_table[f"{name}_upper"].iloc[0], ci.loc[name, "upper"], rtol=1e-6)
+
+
+def test_run_weights_per_group_equal_weighted_fits_and_bootstraps():
+    df = synthetic_groups([30, 40, 30], noise=0.02, seed=4)
+    rng = np.random.default_rng(0)
+    df["w"] = rng.choice([0.0, 0.5, 1.0, 3.0], size=len(df))
+    table = js.fit_groups(df, by="group", weights="w", reduction="mean", n_resamples=16, level=0.9, seed=3)
+    unweighted = js.fit_groups(df, by="group", reduction="mean")
+    for g in range(3):
+        part = df[df["group"] == g]
+        w = part["w"].to_numpy()
+        alone = js.fit(js.read_runs(part), weights=w, reduction="mean")
+        assert table.loc[g, "n_points"] == np.count_nonzero(w) == alone.n_points
+        np.testing.assert_allclose(table.loc[g, "objective"], alone.objective, rtol=1e-9)
+        for name, value in alone.params.items():
+            np.testing.assert_allclose(table.loc[g, name], value, rtol=1e-6, err_msg=f"group {g} {name}")
+        # The weights matter: the unweighted fit of the same group lands elsewhere.
+        assert abs(unweighted.loc[g, "alpha"] - alone.params["alpha"]) > 1e-4
+        boot = js.bootstrap(js.read_runs(part), weights=w, n_resamples=16, seed=3 + g, staged=False)
+        ci = boot.ci(0.9)
+        for name in ("alpha", "beta", "a"):
+            np.testing.assert_allclose(table.loc[g, f"{name}_lower"], ci.loc[name, "lower"], rtol=1e-6)
+            np.testing.assert_allclose(table.loc[g, f"{name}_upper"], ci.loc[name, "upper"], rtol=1e-6)
+    # The same weights given as numbers, one per row: the same table.
+    as_array = js.fit_groups(df, by="group", weights=df["w"].to_numpy(), reduction="mean")
+    np.testing.assert_array_equal(as_array["alpha"], table["alpha"])
+
+
+def test_run_weights_errors_name_the_rows_and_the_fix():
+    df = synthetic_groups([12, 12], noise=0.01)
+    df["w"] = 1.0
+    df.loc[5, "w"] = -1.0
+    with pytest.raises(ValueError, match=r"column 'w' has 1 weights .*\(rows 5, e.g. -1.0\)"):
+        js.fit_groups(df, by="group", weights="w")
+    with pytest.raises(ValueError, match=r"missing weights column 'weight'.*available columns"):
+        js.fit_groups(df, by="group", weights="weight")
+    df["w"] = 1.0
+    df.loc[df["group"] == 1, "w"] = [1.0] * 5 + [0.0] * 7  # 5 runs left for 5 parameters
+    with pytest.raises(ValueError, match=r"group \(1,\) has 5 runs of non-zero weight"):
+        js.fit_groups(df, by="group", weights="w")
+    table = js.fit_groups(df, by="group", weights="w", small="report")
+    assert list(table["status"]) == ["converged", "too_few_runs"]
+    with pytest.raises(ValueError, match="one number per run: 24 runs, 3 weights"):
+        js.fit_groups(df, by="group", weights=[1.0, 2.0, 3.0])
