@@ -221,7 +221,7 @@ def group_docs(table: pd.DataFrame, by: list[str], law, *, n_resamples: int, lev
             "status": row["status"],
             "params": {k: json_safe(row[k]) for k in natural},
             "derived": {k: json_safe(row[k]) for k in derived},
-            "diagnostics": {k: json_safe(row[k]) for k in ("steps", "grad_norm", "n_at_optimum")},
+            "diagnostics": {k: json_safe(row[k]) for k in ("steps", "grad_norm", "n_starts", "n_at_optimum")},
             "unidentified": [n for n in str(row.get("unidentified", "")).split(",") if n],
             "unidentified_reason": row.get("unidentified_reason", ""),
         }

@@ -82,6 +82,8 @@ def solve(
     progress: Callable[[int, int], None] | None = None,
     grouped: bool = False,
     data_index: np.ndarray | None = None,
+    first_refine: int | None = None,
+    spread_first: bool = False,
 ) -> Best:
     """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time).
 
@@ -98,7 +100,10 @@ def solve(
     ``grouped``: each problem has its own data (host arrays in ``data`` with a leading
     ``[B]`` axis, e.g. ragged groups padded with weight-0 points); chunks of it are sent
     to the device one at a time. ``data_index`` (optional, ``[n]``) says which row of
-    ``data`` each problem uses (e.g. several resamples of one group).
+    ``data`` each problem uses (e.g. several resamples of one group). ``first_refine``
+    (``< n_refine``): each problem refines that many first and the rest only where in doubt,
+    within each call (:func:`jaxscale.engine.solve_chunk`'s ``first``), those spread over the
+    ``n_refine`` with ``spread_first``.
     """
     if callable(weights):
         source, n = weights, int(n_problems)
@@ -110,6 +115,7 @@ def solve(
     else:
         starts_c = centered_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
+    first = None if first_refine is None or first_refine >= k else int(first_refine)
     limits = limits_of(cfg, np.asarray(starts).dtype)
     cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
     # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
@@ -128,9 +134,12 @@ def solve(
             chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
             starts_c = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
         if devices == 1:
-            out = engine.solve_chunk(cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped)
+            out = engine.solve_chunk(
+                cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped, first=first, spread=spread_first
+            )
         else:
-            out = engine.sharded_solver(cfg, k, lanes, devices, grouped)(chunk_data, starts_c, w, limits)
+            kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
+            out = kernel(chunk_data, starts_c, w, limits)
         outs.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
         if progress is not None:
             progress(hi, n)

@@ -8,12 +8,12 @@ whatever the chunk size or device count.
 
 Every resample screens the law's whole start grid, and the point estimate, by its own
 objective. By default (``staged``) it refines its best 3 candidates first, nearly always the
-point estimate and the best two grid starts, and its best ``n_refine`` whenever those
-disagree, fail or lose a term (:func:`jaxscale.refinement.escalate`): an honest multi-start refit
-wherever the resample's optimum may have moved to another basin, at the cost of three starts
-where it has not. Data whose point fit ended in several basins (fewer than half its starts at
-its optimum: :func:`jaxscale.refinement.may_stage`) are not staged (benchmarks/RESULTS.md,
-"Refinement policy").
+point estimate and the best two grid starts, and, in the same kernel call, its best
+``n_refine`` whenever those disagree, fail or lose a term (:func:`jaxscale.refinement.in_doubt`):
+an honest multi-start refit wherever the resample's optimum may have moved to another basin,
+at the cost of three starts where it has not. Data whose point fit ended in several basins
+(fewer than half its starts at its optimum: :func:`jaxscale.refinement.may_stage`) are not
+staged (benchmarks/RESULTS.md, "Refinement policy").
 
 Example:
     >>> import jaxscale as js

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from . import newton, solver
+from . import newton, refinement, solver
 from .problem import (
     METHODS,
     Best,
@@ -40,6 +40,8 @@ from .screening import screen
 # narrower for grouped data than for resamples of shared data, narrowest for a single fit
 # (all of whose 64 lanes are tail), and twice as wide in float32, whose lane-step costs less.
 # The widths were chosen by end-to-end timings: benchmarks/RESULTS.md, "Lane packing".
+# The status of a start that a staged solve did not refine (its problem was not in doubt).
+SKIPPED = 9
 BLOCK_GROUPED = 128  # float64 widths
 BLOCK_SHARED = 256
 FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
@@ -82,8 +84,11 @@ def _solve_items(
     refill_every: int,
     grouped: bool,
     limits: Limits,
+    n_items=None,
 ):
-    """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes.
+    """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes;
+    with ``n_items`` (a traced count), only the first ``n_items`` (the others' results are
+    placeholders).
 
     ``grouped``: ``data`` has one set of arrays per problem and each lane reads its owner's.
 
@@ -97,7 +102,8 @@ def _solve_items(
     scheduling or chunking (the block width fixes the compiled shape: keep ``lanes`` fixed,
     or at least the block width, for bit-identical results). ``limits``: budget and tolerance.
     """
-    n_items = x0.shape[0]
+    size = x0.shape[0]
+    n_items = size if n_items is None else n_items
     max_steps, gtol = limits
     block, n_blocks = lane_layout(lanes, grouped, x0.dtype)
     lanes = block * n_blocks
@@ -141,7 +147,7 @@ def _solve_items(
         state = jax.lax.fori_loop(0, live_blocks, lambda b, st: run_block(b, st, lane_item), state)
         finished = (state.status != solver.RUNNING) & (lane_item >= 0)
         res = method.result(state)
-        dest = jnp.where(finished, lane_item, n_items)  # n_items: dropped
+        dest = jnp.where(finished, lane_item, size)  # size: dropped
         out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
         new_item = next_item + jnp.cumsum(finished) - 1
         refill = finished & (new_item < n_items)
@@ -171,6 +177,72 @@ def _solve_items_lbfgs(
     )(x0, item_weights, data)
 
 
+def _refine(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every, grouped, limits, n_items=None):
+    """Refine starts ``idx [B, K]`` (screened ranks) of every problem: results ``[B * K]``, or only
+    the first ``n_items`` of them (traced) where the rest are not wanted."""
+    n_problems, k = idx.shape
+    owner = jnp.repeat(jnp.arange(n_problems), k)
+    x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
+    return _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits, n_items), owner
+
+
+def _spread_first(starts_c, idx, first: int, grouped: bool):
+    """``idx [B, K]`` reordered so that its first ``first`` columns are the best screened start and
+    then, one by one, the start farthest from those already taken (distances in units of the
+    start grid's spread per coordinate): starts that agree from far apart are better evidence of
+    one basin than neighbours of the best, which tend to share its basin whatever it is."""
+    scale = jnp.std(starts_c, axis=-2, keepdims=True) + 1e-12  # [1, p] or [B, 1, p]
+    pts = jnp.take_along_axis(starts_c / scale, idx[..., None], axis=-2) if grouped else (starts_c / scale)[idx]
+
+    def order(p):  # p [K, p_free] -> a permutation of range(K)
+        taken = jnp.zeros(p.shape[0], bool).at[0].set(True)
+        near = jnp.sum((p - p[0]) ** 2, axis=-1)  # squared distance to the nearest taken start
+        for _ in range(first - 1):
+            pick = jnp.argmax(jnp.where(taken, -1.0, near))
+            taken = taken.at[pick].set(True)
+            near = jnp.minimum(near, jnp.sum((p - p[pick]) ** 2, axis=-1))
+        return jnp.argsort(~taken, stable=True)  # taken ones first, each part in rank order
+
+    perm = jax.vmap(order)(pts)
+    return jnp.take_along_axis(idx, perm, axis=1)
+
+
+def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread):
+    """Refine each problem's best ``first`` screened starts, then, in the same call and on the
+    same lanes, the rest of its ``K`` for the problems that first pass leaves in doubt
+    (:func:`jaxscale.refinement.in_doubt_traced`); ``spread``: the first pass is spread over the
+    ``K`` (:func:`_spread_first`), else the best ``first``. Results ``[B * K]`` (the screened
+    ranks, reordered where spread); the starts not refined
+    have value NaN and status :data:`SKIPPED`. Each refined start's arithmetic is what it is
+    unstaged (the lanes' width is the same), so a problem in doubt gets exactly its ``K``-start result.
+    """
+    n_problems, k = idx.shape
+    idx = _spread_first(starts_c, idx, first, grouped) if spread else idx
+    res, _ = _refine(cfg, data, starts_c, idx[:, :first], weights, lanes, refill_every, grouped, limits)
+    res = jax.tree.map(lambda a: a.reshape((n_problems, first) + a.shape[1:]), res)
+    per_problem = 0 if grouped else None
+
+    def doubt(x, value, status, d, w):
+        best = jnp.argmin(jnp.where(jnp.isfinite(value), value, jnp.inf))
+        theta = full_theta(cfg, d, x[best])
+        sens = sensitivity(cfg, d, theta, w)
+        return refinement.in_doubt_traced(cfg, theta, value, status[best], sens)
+
+    in_doubt = jax.vmap(doubt, in_axes=(0, 0, 0, per_problem, 0))(res.x, res.value, res.status, data, weights)
+    # The rest of the starts of the problems in doubt, moved to the front of the queue.
+    wanted = jnp.repeat(in_doubt, k - first)
+    order = jnp.argsort(~wanted, stable=True)
+    rest = idx[:, first:].reshape(-1)[order]
+    owner = jnp.repeat(jnp.arange(n_problems), k - first)[order]
+    x0 = starts_c[owner, rest] if grouped else starts_c[rest]
+    more = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits, jnp.sum(wanted))
+    more = jax.tree.map(lambda a: jnp.zeros_like(a).at[order].set(a), more)  # back to problem order
+    more = more._replace(value=jnp.where(wanted, more.value, jnp.nan), status=jnp.where(wanted, more.status, SKIPPED))
+    more = jax.tree.map(lambda a: a.reshape((n_problems, k - first) + a.shape[1:]), more)
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), res, more)
+    return jax.tree.map(lambda a: a.reshape((n_problems * k,) + a.shape[2:]), both)
+
+
 def _solve_chunk(
     cfg: Config,
     data: Data,
@@ -181,6 +253,8 @@ def _solve_chunk(
     lanes: int,
     refill_every: int = 8,
     grouped: bool = False,
+    first: int | None = None,
+    spread: bool = False,
 ) -> Best:
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centered), ``weights [B, P]``;
     ``limits``: the solver's budget and tolerance (``cfg.max_steps`` and ``cfg.gtol`` unused).
@@ -191,20 +265,23 @@ def _solve_chunk(
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
     (``cfg.method`` ``"bfgs"`` or ``"newton"``) or run side by side in one lockstep batch
-    (``"lbfgs"``).
+    (``"lbfgs"``). ``first < n_refine`` (bfgs/newton): staged in the call (:func:`_staged`, with
+    ``spread``).
     """
     n_problems = weights.shape[0]
     idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
     k = idx.shape[1]
-    owner = jnp.repeat(jnp.arange(n_problems), k)
-    x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
     if cfg.method == "lbfgs":
+        owner = jnp.repeat(jnp.arange(n_problems), k)
+        x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
-    elif cfg.method in ("bfgs", "newton"):
-        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
-    else:
+    elif cfg.method not in ("bfgs", "newton"):
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
+    elif first is not None and first < k:
+        res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)
+    else:
+        res, _ = _refine(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits)
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
     values = jnp.where(jnp.isfinite(res.value), res.value, jnp.inf)
     best = jnp.argmin(values, axis=1)
@@ -224,14 +301,17 @@ def _solve_chunk(
         sensitivity=jax.vmap(lambda d, t, w: sensitivity(cfg, d, t, w), in_axes=(per_problem, 0, 0))(
             data, theta, weights
         ),
+        n_refined=jnp.sum(res.status != SKIPPED, axis=1),
     )
 
 
-solve_chunk = jax.jit(_solve_chunk, static_argnames=("cfg", "n_refine", "lanes", "refill_every", "grouped"))
+solve_chunk = jax.jit(
+    _solve_chunk, static_argnames=("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread")
+)
 
 
 @functools.lru_cache(maxsize=32)
-def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped: bool = False):
+def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped=False, first=None, spread=False):
     """``solve_chunk`` over ``n_devices`` local devices, one chunk per device.
 
     Every device runs the same per-chunk program as the single-device path (same shapes),
@@ -240,7 +320,9 @@ def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, group
     mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("devices",))
     per_problem = PartitionSpec("devices") if grouped else PartitionSpec()
     fn = jax.shard_map(
-        functools.partial(_solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped),
+        functools.partial(
+            _solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped, first=first, spread=spread
+        ),
         mesh=mesh,
         in_specs=(per_problem, per_problem, PartitionSpec("devices"), PartitionSpec()),
         out_specs=PartitionSpec("devices"),

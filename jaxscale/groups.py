@@ -61,6 +61,7 @@ def fit_groups(
     overestimate_penalty: float = 1.0,
     starts: str | np.ndarray = "screen",
     n_refine: int = specs.N_REFINE_MANY,
+    staged: bool = True,
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
@@ -91,6 +92,10 @@ def fit_groups(
         max_steps, gtol, solver: as ``law``,
             ``loss``, ... of :func:`jaxscale.fit` (``loss`` here names the loss *column*),
             except that each group refines its best 8 screened starts by default (fit: 64).
+        staged: with screened starts, each group refines its best 3 first and the rest of its
+            ``n_refine`` only where those 3 disagree, fail or lose a term
+            (:func:`jaxscale.refinement.in_doubt`), in the same kernel call; ``False``: all
+            ``n_refine`` (benchmarks/RESULTS.md, "Refinement policy"). Resamples refine all.
         small: a group with no more runs than free parameters raises (``"error"``), or is
             kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
         retry: refit each group whose best start did not converge, or stopped where a term of
@@ -117,7 +122,8 @@ def fit_groups(
     Returns:
         DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
         derived quantities, ``objective``, ``status``, ``converged``, ``steps``,
-        ``grad_norm``, ``n_points``, ``n_at_optimum``, ``vanished`` (parameters whose term
+        ``grad_norm``, ``n_points``, ``n_starts`` (starts refined: 3 or 8 staged; more where
+        retried), ``n_at_optimum`` (of those), ``vanished`` (parameters whose term
         vanished, comma-separated; see ``FitResult.vanished``), ``unidentified`` and
         ``unidentified_reason`` (parameters the group's runs do not determine, and why: status
         ``"unidentified"``, see :mod:`jaxscale.identify`); with ``n_resamples``, the interval
@@ -165,6 +171,7 @@ def fit_groups(
         devices=devices,
         retry=retry,
         retry_failed=True,
+        staged=staged,
     )
     specs.check_zeros(runs.log_loss(), spec.cfg)
     order = np.argsort(gid, kind="stable")  # each group's runs in their original order
@@ -269,7 +276,7 @@ def _table(law: Law, by: list[str], keys, used: list[int], fits: dict, boots: di
         if res is None:
             row |= {"law": law.name, **dict.fromkeys((*law.natural, *law.derived_names), np.nan)}
             row |= {"objective": np.nan, "status": TOO_FEW_RUNS, "converged": False, "steps": 0}
-            row |= {"grad_norm": np.nan, "n_points": used[g], "n_at_optimum": 0, "vanished": ""}
+            row |= {"grad_norm": np.nan, "n_points": used[g], "n_starts": 0, "n_at_optimum": 0, "vanished": ""}
             row |= {"unidentified": "", "unidentified_reason": ""}
             if boots:
                 row |= _interval_columns(law, None, level)
@@ -283,7 +290,8 @@ def result_row(res: FitResult, boot: BootstrapResult | None = None, level: float
     """One fit (and its bootstrap) as a row of a :func:`fit_groups` table, less the group keys."""
     row: dict[str, Any] = {"law": res.law.name, **res.params, **res.derived}
     row |= {"objective": res.objective, "status": res.status, "converged": res.converged, "steps": res.steps}
-    row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_at_optimum": res.n_at_optimum}
+    row |= {"grad_norm": res.grad_norm, "n_points": res.n_points, "n_starts": res.n_starts}
+    row["n_at_optimum"] = res.n_at_optimum
     row["vanished"] = ",".join(res.vanished)
     row |= {"unidentified": ",".join(res.unidentified), "unidentified_reason": res.unidentified_reason}
     if boot is not None:

@@ -92,4 +92,5 @@ def polish(cfg: Config, data: Data, rough: Best, weights: Callable[[int, int], n
         grad_norm=res.grad_norm,
         start_values=np.asarray(rough.start_values, dtype=np.float64),
         sensitivity=sens,
+        n_refined=np.asarray(rough.n_refined),
     )

@@ -84,6 +84,7 @@ class Best(NamedTuple):
     grad_norm: jax.Array  # [B]
     start_values: jax.Array  # [B, S']: final objective of every refined start
     sensitivity: jax.Array  # [B, p]: max over weighted points of |d log L / d theta_j| at theta
+    n_refined: jax.Array  # [B]: starts refined (fewer than S' where a staged solve skipped some)
 
 
 def full_theta(cfg: Config, data: Data, x_free):

@@ -3,9 +3,10 @@
 The runner (:mod:`jaxscale.runner`) solves; this module decides, from what a solve returned
 (:class:`Solved`), what to solve again:
 
-* :func:`escalate`: after a staged first pass (:func:`first_pass` starts), all ``n_refine``
-  for the problems in doubt; a bootstrap's first pass includes its point estimate where
-  :func:`may_stage` allows (:func:`with_point_estimate`);
+* :func:`in_doubt` (:func:`in_doubt_traced` inside a kernel): after a staged first pass
+  (:func:`first_pass` starts), the problems that get all ``n_refine``, in the same kernel call
+  (:func:`jaxscale.engine.solve_chunk`'s ``first``); a bootstrap's first pass includes its
+  point estimate where :func:`may_stage` allows (:func:`with_point_estimate`);
 * :func:`retry`: :data:`RETRY_FACTOR` times more starts where a term vanished (and, for
   groups, where the best start did not converge);
 * :func:`keep_better`: the second result replaces the first unless the first is better.
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from . import problem
@@ -40,11 +42,18 @@ VANISHED_LOG = -30.0
 # A free parameter whose change by 1 moves no run's predicted log-loss by more than this has
 # dropped out of the law with its term (|d log L / d theta| is ~0.01-10 at a real optimum).
 INERT_TOL = 1e-6
-# A bootstrap stages its resamples (escalate) only where at least this share of the
+# A bootstrap stages its resamples only where at least this share of the
 # point fit's refined starts reached its optimum: data whose starts spread over several basins
 # give resamples that do too, and there a few agreeing starts can share a worse one
 # (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
 STAGE_AGREEMENT = 0.5
+# Groups (fit_groups) are staged only in buckets of at least this many runs (groups of more than
+# 64 runs), with a first pass spread over their best 8 (engine._spread_first). On 2,000-group
+# archives (benchmarks/RESULTS.md, "Refinement policy"): the best 3 of every group left 4 (3%
+# noise) and 6 (5%) more groups above the 64-start optimum than the best 8; the best 3 in groups of
+# more than 64 runs, 0 and 4 more; spread over the 8 in every group, 0 and 1; spread, in groups of
+# more than 64 runs, none. Small groups are also the cheap ones.
+STAGE_MIN_BUCKET = 128
 
 
 class Solved(NamedTuple):
@@ -73,7 +82,7 @@ def solved_from(best: problem.Best) -> Solved:
         steps=np.asarray(best.steps),
         grad_norm=np.asarray(best.grad_norm),
         sensitivity=np.asarray(best.sensitivity),
-        n_starts=np.full(value.shape, values.shape[1]),
+        n_starts=np.asarray(best.n_refined),
         n_at_optimum=at_optimum.sum(axis=1),
     )
 
@@ -107,6 +116,12 @@ def keep_better(solved: Solved, rows: np.ndarray, again: Solved) -> Solved:
 def first_pass(spec: Spec) -> int:
     """Starts each problem refines at first: ``spec.first_refine``, or all when not staged."""
     return min(spec.first_refine, spec.n_refine)
+
+
+def stages_bucket(spec: Spec, bucket_size: int) -> int | None:
+    """Starts a bucket of groups of ``bucket_size`` (padded) runs refines first: :func:`first_pass`
+    from :data:`STAGE_MIN_BUCKET` runs, else None (all ``n_refine``)."""
+    return first_pass(spec) if bucket_size >= STAGE_MIN_BUCKET else None
 
 
 def may_stage(n_at_optimum: int, n_starts: int) -> bool:
@@ -143,13 +158,18 @@ def in_doubt(spec: Spec, solved: Solved) -> np.ndarray:
     return doubt | (solved.n_at_optimum < solved.n_starts)
 
 
-def escalate(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
-    """After a first pass of :func:`first_pass` starts, solve again from all ``spec.n_refine``
-    the problems :func:`in_doubt`."""
-    if first_pass(spec) >= spec.n_refine:
-        return solved
-    rows = np.flatnonzero(in_doubt(spec, solved))
-    return keep_better(solved, rows, solve_rows(rows, spec.n_refine)) if rows.size else solved
+def in_doubt_traced(cfg: problem.Config, theta, values, status, sensitivity):
+    """:func:`in_doubt` inside a kernel, for one problem: its first pass's refined starts'
+    objectives ``values [f]``, the best one's ``status``, fitted parameters ``theta [p]`` and
+    ``sensitivity [p]`` (:func:`jaxscale.problem.sensitivity`). Pure and traceable."""
+    free = np.isin(np.arange(cfg.law.n_params), cfg.free)
+    log_scale = np.asarray(cfg.law.log_scale)
+    gone = jnp.any(free & ((log_scale & (theta < VANISHED_LOG)) | (sensitivity < INERT_TOL)))
+    finite = jnp.where(jnp.isfinite(values), values, jnp.inf)
+    best = jnp.min(finite)
+    tol = SAME_OPTIMUM_RTOL * jnp.maximum(jnp.abs(best), 1e-300)
+    agree = jnp.all(jnp.isfinite(values) & (values <= best + tol))
+    return (status != CONVERGED) | gone | ~agree
 
 
 def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:

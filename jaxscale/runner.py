@@ -41,11 +41,11 @@ import numpy as np
 from . import batches, identify, polish, problem
 from .refinement import (
     Solved,
-    escalate,
     first_pass,
     replace_rows,
     retry,
     solved_from,
+    stages_bucket,
     vanished,
 )
 from .solver import CONVERGED
@@ -130,7 +130,7 @@ def solve_resamples(
     (:func:`flag_flat`). With ``spec.dtype == "float32"`` every problem is searched in single
     precision, then finished by a float64 BFGS from its float32 optimum; one whose polish
     fails is solved again from the grid in float64."""
-    cfg, k = spec.cfg, first_pass(spec)
+    cfg, k = spec.cfg, spec.n_refine
     search_data, search_weights = data, weights
     if spec.dtype == "float32":
         search_data = problem.Data(*(np.asarray(a, dtype=np.float32) for a in data))
@@ -147,6 +147,7 @@ def solve_resamples(
             lanes=spec.lanes,
             devices=spec.devices,
             progress=progress,
+            first_refine=first_pass(spec),  # staged within each call (engine._staged)
         )
     with jax.enable_x64(True):
 
@@ -173,7 +174,7 @@ def solve_resamples(
                 solved = replace_rows(solved, rows, solve_rows(rows, k))
         else:
             solved = solved_from(best)
-        solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
+        solved = retry(spec, solved, solve_rows)
         return flag_flat(spec, data, solved, weights_of)
 
 
@@ -216,7 +217,7 @@ def solve_groups(
             spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in bucket], size, run_weights
         )
 
-        def solve_rows(rows: np.ndarray, k: int, data=data, w=w) -> Solved:
+        def solve_rows(rows: np.ndarray, k: int, first: int | None = None, data=data, w=w) -> Solved:
             part = problem.Data(*(np.asarray(a)[rows] for a in data))
             best = batches.solve(
                 spec.cfg,
@@ -228,11 +229,14 @@ def solve_groups(
                 lanes=spec.lanes,
                 devices=spec.devices,
                 grouped=True,
+                first_refine=first,
+                spread_first=True,  # groups: a first pass spread over the 8 (refinement.stages_bucket)
             )
             return solved_from(best)
 
-        solved = solve_rows(np.arange(len(bucket)), first_pass(spec))
-        solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
+        # Staged within each kernel call (engine._staged): no second call with new shapes.
+        solved = solve_rows(np.arange(len(bucket)), spec.n_refine, stages_bucket(spec, size))
+        solved = retry(spec, solved, solve_rows)
         resamples = _group_resamples(spec, data, w, bucket, members, n_resamples, seed) if n_resamples else None
         out.append(Bucket(bucket, data, w, solved, resamples))
         done += len(bucket)
@@ -247,7 +251,7 @@ def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members,
     size = data.log_y.shape[1]
     # As bootstrap() does: screened starts refine a few, other start sets all of them.
     k = N_REFINE_MANY if spec.n_refine < len(spec.candidates) else spec.n_refine
-    spec = spec._replace(n_refine=k)
+    spec = spec._replace(n_refine=k, first_refine=k)  # not staged
     chunk = min(4 * spec.chunk_size, GROUP_RESAMPLE_CHUNK)
     data_index = np.repeat(np.arange(len(ids)), n)
 
@@ -283,5 +287,5 @@ def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members,
         return solve(weights_of(rows), more, rows)
 
     solved = solve(weights, first_pass(spec), np.arange(len(ids) * n))
-    solved = retry(spec, escalate(spec, solved, solve_rows), solve_rows)
+    solved = retry(spec, solved, solve_rows)
     return flag_flat(spec, data, solved, weights_of, grouped=True, data_index=data_index)

@@ -24,7 +24,7 @@ N_REFINE_ONE = 64
 N_REFINE_MANY = 8
 N_REFINE_WARM = 2
 # Many problems refine this many of their screened starts first, and all ``n_refine`` only
-# where that first pass leaves doubt (see refinement.escalate).
+# where that first pass leaves doubt (refinement.in_doubt, decided within the kernel call: engine._staged).
 N_REFINE_FIRST = 3
 LANES = 512  # starts iterated side by side; fixed, it keeps results independent of chunking
 CHUNK_SIZE = 2048  # most problems per kernel call (bounds memory)
@@ -40,7 +40,7 @@ class Spec(NamedTuple):
     fixed: tuple[str, ...]  # names of the held-fixed natural parameters
     candidates: np.ndarray  # [S, p] candidate starts, fitted coordinates
     n_refine: int  # starts refined per problem (all S when the starts are not screened)
-    first_refine: int  # starts refined in a first pass (n_refine: no first pass; refinement.escalate)
+    first_refine: int  # starts refined in a first pass (n_refine: no first pass; engine._staged)
     lanes: int
     chunk_size: int
     devices: int
@@ -75,7 +75,8 @@ def make_spec(
     """Check the options and build a :class:`Spec` (``devices=None``: every local device).
 
     ``staged``: screened problems refine :data:`N_REFINE_FIRST` starts first and all
-    ``n_refine`` only where the first pass leaves doubt (:func:`jaxscale.refinement.escalate`).
+    ``n_refine`` only where the first pass leaves doubt (:func:`jaxscale.refinement.in_doubt`),
+    within the same kernel call.
     """
     objective.check(loss_fn=loss_fn, delta=delta, scale=scale, reduction=reduction, penalty=overestimate_penalty)
     if solver not in problem.METHODS:
