@@ -43,6 +43,8 @@ _HOMES = {
     "isoflop_to_dicts": "isoflop",
     "load": "saving",
     "make_law": "zoo",
+    "PosteriorResult": "posterior_result",
+    "posterior": "posterior",
     "prediction_interval": "prediction",
     "read_runs": "io",
     "register": "laws",
@@ -51,7 +53,7 @@ _HOMES = {
     "use_cpu_cores": "cpu",
     "validate": "validate",
 }
-_SUBPACKAGES = ("datasets", "functional")
+_SUBPACKAGES = ("datasets", "functional", "priors")
 
 __all__ = sorted([*_HOMES, *_SUBPACKAGES])
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ import numpy as np
 from . import checks
 from .allocation import Flops, allocate, chinchilla_allocation, six_nd
 from .laws import Law, get_law
+from .posterior_result import PosteriorResult
 from .results import BootstrapResult, FitResult
 
 
@@ -65,7 +66,7 @@ def _point_and_draws(result, law) -> tuple[Law, np.ndarray, np.ndarray | None]:
             raise ValueError("frontier(params_dict, ...) needs law=..., e.g. law='chinchilla'")
         law = get_law(law)
         return law, np.array([[float(result[name]) for name in law.natural]]), None
-    if isinstance(result, BootstrapResult):
+    if isinstance(result, BootstrapResult | PosteriorResult):
         point = result.point.params
         return result.law, np.array([[point[n] for n in result.law.natural]]), result.draws[result.ok]
     return result.law, np.array([[result.params[n] for n in result.law.natural]]), None
@@ -130,7 +131,7 @@ def frontier(
         if law is not None or flops is not None or inputs or method != "auto":
             raise ValueError("an isoflop table carries its own power laws: law, flops, method and inputs do not apply")
         return isoflop_report.extrapolate(result, compute, level=level)
-    if not isinstance(result, Mapping | FitResult | BootstrapResult):
+    if not isinstance(result, Mapping | FitResult | BootstrapResult | PosteriorResult):
         raise TypeError(
             "result must be a FitResult, a BootstrapResult, an isoflop table or a dict of natural parameters "
             f"(with law=...); got {result!r} ({type(result).__name__})"

@@ -161,7 +161,7 @@ class BootstrapResult(NamedTuple):
         """Derived quantities per draw: the law's own (a, b for Chinchilla), the optimal
         tokens per parameter at each ``compute`` budget (Chinchilla, C = 6ND), and the
         predicted loss at each point of ``at`` (e.g. ``{"N": [7e10], "D": [1.4e12]}``)."""
-        return _derived(self.law, self.samples, compute=compute, at=at)
+        return derived_quantities(self.law, self.samples, compute=compute, at=at)
 
     def samples_frame(self, *, compute: Sequence[float] = (), at: Mapping[str, Sequence[float]] | None = None):
         """Draws as a DataFrame: one row per resample, its status and every quantity."""
@@ -188,7 +188,7 @@ class BootstrapResult(NamedTuple):
         checks.arguments(level=level)
         if not self.ok.any():
             raise ValueError(self.why_no_interval())
-        point = {**self.point.params, **_derived(self.law, self.point.params, compute=compute, at=at)}
+        point = {**self.point.params, **derived_quantities(self.law, self.point.params, compute=compute, at=at)}
         draws = {**self.samples, **self.derived_samples(compute=compute, at=at)}
         tail = 100 * (1 - level) / 2
         rows = {}
@@ -242,7 +242,11 @@ def _spread(values: np.ndarray) -> float:
     return sd if np.isfinite(sd) else float("inf")
 
 
-def _derived(law: Law, params: Mapping, *, compute: Sequence[float], at: Mapping | None) -> dict[str, np.ndarray]:
+def derived_quantities(
+    law: Law, params: Mapping, *, compute: Sequence[float] = (), at: Mapping | None = None
+) -> dict[str, np.ndarray]:
+    """The law's derived quantities (a, b for Chinchilla) of ``params`` (natural values, or arrays
+    of draws), tokens per parameter at each ``compute`` budget and the loss at each point of ``at``."""
     compute = checks.check_budgets("compute", compute, required=False)
     at = checks.check_inputs("at", law, at, law.inputs) if at else at
     out = {k: np.asarray(v) for k, v in law.derive(params).items()}

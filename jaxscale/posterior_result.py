@@ -1,0 +1,141 @@
+"""What :func:`jaxscale.posterior` returns: the chains' draws, their diagnostics and a status.
+
+Diagnostics (Vehtari et al. 2021, as blackjax computes them): rank-normalised split R-hat and
+bulk and tail effective sample sizes per sampled coordinate, divergent transitions, and draws
+whose NUTS tree reached its depth limit. :data:`THRESHOLDS` says when chains are not to be
+trusted; ``status`` names every failed check, and is ``"ok"`` only when none failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import checks
+from .laws import Law
+from .results import FitResult, derived_quantities
+
+# R-hat below 1.01, bulk and tail ESS of at least 100 per chain, no divergent transition, and
+# under 1% of draws at the tree-depth limit (Vehtari et al. 2021; Stan's defaults).
+THRESHOLDS = {"rhat": 1.01, "ess_per_chain": 100, "divergences": 0, "treedepth_fraction": 0.01}
+
+
+class PosteriorResult(NamedTuple):
+    """Posterior draws of a law's parameters (``theta [chains, draws, p]`` in fitted coordinates,
+    held-fixed ones at their value), the noise scale ``sigma [chains, draws]``, and diagnostics."""
+
+    law: Law
+    point: FitResult  # the multi-start fit whose optimum the chains started around
+    theta: np.ndarray
+    sigma: np.ndarray
+    likelihood: str
+    prior: Any  # jaxscale.priors.Prior
+    seed: int
+    diagnostics: dict
+
+    @property
+    def draws(self) -> np.ndarray:
+        """All draws of the natural parameters ``[chains * draws, p]`` (law.natural order)."""
+        return np.asarray(self.law.to_natural(self.theta.reshape(-1, self.law.n_params)))
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Every draw counts (unlike a bootstrap's failed resamples); ``status`` says whether the
+        chains as a whole are to be trusted."""
+        return np.ones(self.draws.shape[0], bool)
+
+    @property
+    def status(self) -> str:
+        return self.diagnostics["status"]
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def samples(self) -> dict[str, np.ndarray]:
+        draws = self.draws
+        out = {name: draws[:, i] for i, name in enumerate(self.law.natural)}
+        out["sigma"] = self.sigma.reshape(-1)
+        return out
+
+    def samples_frame(self, *, compute: Sequence[float] = (), at: Mapping[str, Sequence[float]] | None = None):
+        """Draws as a DataFrame: ``chain``, ``draw`` and every quantity."""
+        import pandas as pd
+
+        chains, n = self.sigma.shape
+        frame = pd.DataFrame({**self.samples, **derived_quantities(self.law, self.samples, compute=compute, at=at)})
+        frame.insert(0, "chain", np.repeat(np.arange(chains), n))
+        frame.insert(1, "draw", np.tile(np.arange(n), chains))
+        return frame
+
+    def ci(
+        self, level: float = 0.95, *, compute: Sequence[float] = (), at: Mapping[str, Sequence[float]] | None = None
+    ):
+        """Equal-tailed credible intervals at ``level``: DataFrame indexed by quantity with
+        ``mean``, ``median``, ``lower``, ``upper``, ``sd``, and, for sampled parameters, ``rhat``,
+        ``ess_bulk`` and ``ess_tail``."""
+        import pandas as pd
+
+        checks.arguments(level=level)
+        values = {**self.samples, **derived_quantities(self.law, self.samples, compute=compute, at=at)}
+        tail = 100 * (1 - level) / 2
+        per = self.diagnostics["per_parameter"]
+        rows = {}
+        for name, v in values.items():
+            v = np.asarray(v, dtype=np.float64)
+            lo, hi = np.percentile(v, [tail, 100 - tail])
+            row = {"mean": v.mean(), "median": np.median(v), "lower": lo, "upper": hi, "sd": v.std(ddof=1)}
+            row |= {k: per.get(name, {}).get(k, np.nan) for k in ("rhat", "ess_bulk", "ess_tail")}
+            rows[name] = row
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def __str__(self) -> str:
+        d = self.diagnostics
+        return (
+            f"posterior of law {self.law.name!r} ({self.likelihood} likelihood): {d['chains']} chains x "
+            f"{d['draws']} draws, status {self.status!r}; max R-hat {d['max_rhat']:.4f}, min bulk ESS "
+            f"{d['min_ess_bulk']:.0f}, min tail ESS {d['min_ess_tail']:.0f}, {d['divergences']} divergent, "
+            f"{d['treedepth_fraction']:.1%} at the tree-depth limit"
+        )
+
+
+def diagnose(law: Law, theta, free, log_sigma, info: dict, max_doublings: int) -> dict:
+    """Diagnostics of chains ``theta [chains, draws, p]`` (sampled coordinates ``free``) and
+    ``log_sigma [chains, draws]``, with NUTS's per-draw ``info``; ``status`` from :data:`THRESHOLDS`."""
+    from blackjax.diagnostics import ess_bulk, ess_tail, rhat
+
+    chains, n = log_sigma.shape
+    coords = {law.natural[i]: theta[..., i] for i in free} | {"sigma": log_sigma}
+    per = {}
+    for name, x in coords.items():
+        x = np.asarray(x, dtype=np.float64)
+        per[name] = {k: float(f(x)) for k, f in (("rhat", rhat), ("ess_bulk", ess_bulk), ("ess_tail", ess_tail))}
+    divergences = int(np.sum(info["divergent"]))
+    saturated = float(np.mean(np.asarray(info["doublings"]) >= max_doublings))
+    out = {
+        "chains": chains,
+        "draws": n,
+        "per_parameter": per,
+        "max_rhat": max(p["rhat"] for p in per.values()),
+        "min_ess_bulk": min(p["ess_bulk"] for p in per.values()),
+        "min_ess_tail": min(p["ess_tail"] for p in per.values()),
+        "divergences": divergences,
+        "treedepth_fraction": saturated,
+        "mean_acceptance": float(np.mean(info["acceptance"])),
+    }
+    failed = []
+    if not out["max_rhat"] < THRESHOLDS["rhat"]:
+        failed.append(f"R-hat {out['max_rhat']:.3f} >= {THRESHOLDS['rhat']}")
+    least = THRESHOLDS["ess_per_chain"] * chains
+    if not min(out["min_ess_bulk"], out["min_ess_tail"]) >= least:
+        failed.append(f"ESS {min(out['min_ess_bulk'], out['min_ess_tail']):.0f} < {least}")
+    if divergences > THRESHOLDS["divergences"]:
+        failed.append(f"{divergences} divergent transitions")
+    if saturated > THRESHOLDS["treedepth_fraction"]:
+        failed.append(f"{saturated:.1%} of draws at the tree-depth limit")
+    out["failed"] = failed
+    out["status"] = "ok" if not failed else "not_converged: " + "; ".join(failed)
+    return out
