@@ -180,10 +180,17 @@ def fit_groups(
     few = [g for g, n in enumerate(used) if specs.too_few_runs(n, spec.cfg)]
     if few and small == "error":
         raise ValueError(_too_few_message(law, spec, keys, used, few, weighted=weights is not None))
+    ids = sorted(set(range(len(keys))) - set(few))
+    fits, boots = _solve(spec, runs, members, ids, used, w, n_resamples, seed, progress)
+    return _table(law, by, keys, used, fits, boots, level)
+
+
+def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resamples: int, seed: int, progress):
+    """Each group ``ids``' fit (and resamples): dicts by group id of FitResult and BootstrapResult."""
+    law = spec.cfg.law
     fits: dict[int, FitResult] = {}
     boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
-        ids = sorted(set(range(len(keys))) - set(few))
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
         for bucket in runner.solve_groups(
             spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress, run_weights=w
@@ -198,7 +205,26 @@ def fit_groups(
             if bucket.resamples is not None:
                 totals = {g: float(np.sum(w[members[g]])) for g in bucket.ids}
                 boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
-    return _table(law, by, keys, used, fits, boots, level)
+    return fits, boots
+
+
+def group_fits(
+    runs: Runs, law: Law, *, fixed: Mapping[str, float] | None = None
+) -> tuple[list[tuple], list[np.ndarray], dict[int, FitResult]]:
+    """Every group's fit (:func:`fit_groups`' defaults) of ``runs`` read with ``group=``: the
+    sorted group keys, each group's run indices, and the fits by group index (groups with too
+    few runs raise, naming them)."""
+    keys, gid = _group_ids(runs)
+    spec = specs.make_spec(law, fixed=fixed, retry_failed=True, staged=True)
+    specs.check_zeros(runs.log_loss(), spec.cfg)
+    order = np.argsort(gid, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
+    used = [len(rows) for rows in members]
+    few = [g for g, n in enumerate(used) if specs.too_few_runs(n, spec.cfg)]
+    if few:
+        raise ValueError(_too_few_message(law, spec, keys, used, few, weighted=False))
+    fits, _ = _solve(spec, runs, members, list(range(len(keys))), used, np.ones(runs.n_points), 0, 0, None)
+    return keys, members, fits
 
 
 def _weights(source, runs: Runs, weights, where) -> np.ndarray:

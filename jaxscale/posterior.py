@@ -40,6 +40,7 @@ from . import checks, priors
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
 from .posterior_result import PosteriorResult, diagnose
+from .runs import Runs
 
 LIKELIHOODS = ("gaussian", "student_t", "huber")
 MAX_DOUBLINGS = 10  # NUTS tree depth: a draw that reaches it is reported (treedepth saturation)
@@ -59,7 +60,8 @@ def posterior(
     draws: int = 1000,
     warmup: int = 1000,
     seed: int = 0,
-) -> PosteriorResult:
+    by: str | Sequence[str] | None = None,
+) -> PosteriorResult | dict:
     """Sample the posterior of ``law``'s parameters given ``runs`` with NUTS, ``chains`` chains
     of ``warmup`` adaptation steps and ``draws`` kept draws each, side by side in one call.
 
@@ -73,6 +75,9 @@ def posterior(
         fixed: natural parameters held at a value, as in :func:`fit`.
         weights: per-run weights (default 1): a run's log-likelihood counts ``weight`` times.
         seed: the PRNG seed of the inits, the adaptation and the draws.
+        by: column(s) naming groups (``runs`` a DataFrame or file, or Runs read with ``group=``):
+            every group's chains run side by side in one compiled call, each started around its
+            own fit (:func:`jaxscale.fit_groups`' defaults); returns ``{group key: PosteriorResult}``.
 
     Returns:
         :class:`PosteriorResult`: draws, diagnostics (R-hat, bulk and tail ESS, divergences,
@@ -88,39 +93,88 @@ def posterior(
     if not (np.isfinite(nu) and nu > 0 and np.isfinite(delta) and delta > 0):
         raise ValueError(f"nu and delta must be numbers > 0; got nu={nu!r}, delta={delta!r}")
     checks.arguments(law, seed=seed, fixed=fixed)
-    runs = as_runs(runs)
-    point = fit(runs, law, fixed=fixed, weights=weights)  # checks the runs; the chains start at its optimum
-    with jax.enable_x64(True):
-        log_x, log_y = jnp.asarray(match_inputs(runs, law)), jnp.asarray(runs.log_loss())
-        w = jnp.ones(runs.n_points) if weights is None else jnp.asarray(weights, dtype=jnp.float64)  # fit checked them
-        free = np.array([i for i, n in enumerate(law.natural) if n not in point.fixed])
-        full = jnp.asarray(point.theta, dtype=jnp.float64)
-        the_prior = priors.resolve(law, prior, free)
-        log_lik = _log_likelihood(likelihood, nu, delta)
+    if by is not None and not isinstance(runs, Runs):
+        from .io import read_runs
 
+        runs = read_runs(runs, group=by)
+    runs = as_runs(runs)
+    if by is not None:
+        if weights is not None:
+            raise ValueError("weights= with by= is not supported yet: give each group's runs separately")
+        return _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains, draws, warmup, seed)
+    point = fit(runs, law, fixed=fixed, weights=weights)  # checks the runs; the chains start at its optimum
+    free = np.array([i for i, n in enumerate(law.natural) if n not in point.fixed])
+    the_prior = priors.resolve(law, prior, free)
+    w = np.ones(runs.n_points) if weights is None else np.asarray(weights, dtype=np.float64)  # fit checked them
+    sample = _sampler(blackjax, law, the_prior, free, likelihood, nu, delta, chains, warmup, draws)
+    with jax.enable_x64(True):
+        data = (match_inputs(runs, law), runs.log_loss(), w)
+        positions, info = jax.jit(sample)(jnp.asarray(point.theta), *data, jax.random.key(seed))
+    return _result(law, point, the_prior, free, likelihood, seed, np.asarray(positions), info)
+
+
+def _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains, draws, warmup, seed):
+    """Every group's chains in one compiled call: groups padded with weight-0 runs to one size."""
+    from .groups import group_fits
+
+    if runs.groups is None:
+        raise ValueError(
+            "posterior(..., by=...) needs runs with groups: pass the DataFrame or file, or Runs read with "
+            "read_runs(..., group=[...])"
+        )
+    keys, members, fits = group_fits(runs, law, fixed=fixed)
+    blackjax = _blackjax()
+    free = np.array([i for i, n in enumerate(law.natural) if n not in (fixed or {})])
+    the_prior = priors.resolve(law, prior, free)
+    size = max(len(m) for m in members)
+    log_x_all, log_y_all = match_inputs(runs, law), runs.log_loss()
+    take = np.stack([np.resize(m, size) for m in members])  # padding repeats a group's runs, weight 0
+    w = np.stack([np.arange(size) < len(m) for m in members]).astype(np.float64)
+    thetas = np.stack([fits[g].theta for g in range(len(keys))])
+    sample = _sampler(blackjax, law, the_prior, free, likelihood, nu, delta, chains, warmup, draws)
+    with jax.enable_x64(True):
+        keys_g = jax.random.split(jax.random.key(seed), len(keys))
+        positions, info = jax.jit(jax.vmap(sample))(thetas, log_x_all[take], log_y_all[take], w, keys_g)
+    positions, info = np.asarray(positions), jax.tree.map(np.asarray, info)
+    return {
+        key: _result(law, fits[g], the_prior, free, likelihood, seed, positions[g], {k: v[g] for k, v in info.items()})
+        for g, key in enumerate(keys)
+    }
+
+
+def _sampler(blackjax, law: Law, prior: priors.Prior, free, likelihood, nu, delta, chains, warmup, draws):
+    """``sample(theta, log_x, log_y, w, key)``: one data set's chains (pure; vmap it over data
+    sets): positions ``[chains, draws, d]`` and NUTS's per-draw info."""
+    log_lik = _log_likelihood(likelihood, nu, delta)
+
+    def sample(theta, log_x, log_y, w, key):
         def log_density(z):
-            theta = full.at[free].set(z[:-1])
-            r = law.log_predict(theta, log_x) - log_y
-            value = jnp.sum(w * log_lik(r, z[-1])) + priors.log_density(the_prior, z)
+            r = law.log_predict(theta.at[free].set(z[:-1]), log_x) - log_y
+            value = jnp.sum(w * log_lik(r, z[-1])) + priors.log_density(prior, z)
             return jnp.where(jnp.isfinite(value), value, -jnp.inf)
 
-        r = law.log_predict(full, log_x) - log_y
+        r = law.log_predict(theta, log_x) - log_y
         scale = jnp.maximum(jnp.sqrt(jnp.sum(w * r**2) / jnp.sum(w)), 1e-4)  # the fit's RMS residual
-        mode = jnp.concatenate([full[free], jnp.log(scale)[None]])
-        key_init, key_run = jax.random.split(jax.random.key(seed))
-        inits = _dispersed(log_density, mode, chains, key_init)
-        positions, info = _run(blackjax, log_density, inits, key_run, warmup, draws)
+        mode = jnp.concatenate([theta[free], jnp.log(scale)[None]])
+        key_init, key_run = jax.random.split(key)
+        return _run(blackjax, log_density, _dispersed(log_density, mode, chains, key_init), key_run, warmup, draws)
+
+    return sample
+
+
+def _result(law, point, prior, free, likelihood, seed, positions, info) -> PosteriorResult:
     theta = np.broadcast_to(np.asarray(point.theta), positions.shape[:2] + (law.n_params,)).copy()
-    theta[..., free] = np.asarray(positions[..., :-1])
+    theta[..., free] = positions[..., :-1]
+    info = jax.tree.map(np.asarray, info)
     return PosteriorResult(
         law=law,
         point=point,
         theta=theta,
-        sigma=np.exp(np.asarray(positions[..., -1])),
+        sigma=np.exp(positions[..., -1]),
         likelihood=likelihood,
-        prior=the_prior,
+        prior=prior,
         seed=seed,
-        diagnostics=diagnose(law, theta, free, np.asarray(positions[..., -1]), info, MAX_DOUBLINGS),
+        diagnostics=diagnose(law, theta, free, positions[..., -1], info, MAX_DOUBLINGS),
     )
 
 
@@ -185,6 +239,4 @@ def _run(blackjax, log_density, inits, key, warmup: int, draws: int):
         _, (pos, divergent, doublings, accept) = jax.lax.scan(body, state, jax.random.split(k_draw, draws))
         return pos, {"divergent": divergent, "doublings": doublings, "acceptance": accept}
 
-    keys = jax.random.split(key, inits.shape[0])
-    pos, info = jax.jit(jax.vmap(one))(inits, keys)
-    return pos, jax.tree.map(np.asarray, info)
+    return jax.vmap(one)(inits, jax.random.split(key, inits.shape[0]))
