@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from . import _cli_approaches as approaches
 from . import _cli_output as out
-from . import datasets
+from . import _cli_posterior, datasets
 from ._cli_words import cli_words
 from ._progress import progress_bar
 
@@ -25,7 +25,7 @@ from ._progress import progress_bar
 # cache); jaxscale.cli.main puts it here when it owns the process, and jax_ready runs it once: at
 # the start of a command, or, for those in READS_FIRST, once their input is read (in _law).
 BEFORE_JAX: list[Callable[[], None]] = []
-READS_FIRST = {"fit", "frontier", "validate", "multiplier", "rollout"}
+READS_FIRST = {"fit", "frontier", "validate", "multiplier", "rollout", "posterior"}
 
 
 def jax_ready() -> None:
@@ -361,5 +361,6 @@ COMMANDS = {
     "envelope": approaches.envelope_command,
     "multiplier": _multiplier,
     "rollout": _rollout,
+    "posterior": lambda args: _cli_posterior.posterior_command(args, _read, _law, _fixed),
     "example": _example,
 }

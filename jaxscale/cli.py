@@ -70,6 +70,12 @@ MULTIPLIER_EPILOG = """examples:
   (> 1: the variant reaches the baseline's compute-optimal loss with that many times less compute)
 """
 
+POSTERIOR_EPILOG = """examples:
+  jaxscale posterior runs.csv --N params --D tokens --chains 4 --draws 1000
+  jaxscale posterior runs.csv --likelihood student_t --compute 1e24 --json
+  (exit status 1 when the chains fail their diagnostics: R-hat, ESS, divergences, tree depth)
+"""
+
 ENVELOPE_EPILOG = """examples:
   jaxscale envelope curves.csv --run run --N params --tokens tokens --loss loss
   jaxscale envelope li2025.csv --run model total_steps peak_lr sweep --N N --tokens D --json
@@ -92,7 +98,7 @@ def _sub(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
     )
 
 
-def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
+def _data_args(p: argparse.ArgumentParser, *, where: bool = True, objective: bool = True) -> None:
     p.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per run")
     p.add_argument(
         "--law", default="chinchilla",
@@ -120,7 +126,8 @@ def _data_args(p: argparse.ArgumentParser, *, where: bool = True) -> None:
         "--no-duplicate-check", dest="duplicate_check", action="store_false",
         help="keep rows that repeat another in every column used (refused by default, as a likely copy-paste slip)",
     )  # fmt: skip
-    _objective_args(p)
+    if objective:
+        _objective_args(p)
 
 
 def _weights_arg(p: argparse.ArgumentParser) -> None:
@@ -292,6 +299,22 @@ def _parser() -> argparse.ArgumentParser:
     p_mul.add_argument("--compute", type=float, nargs="+", required=True, metavar="C", help="baseline budgets in FLOPs")
     _boot_args(p_mul)
     p_mul.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+
+    p_post = _sub(
+        sub, "posterior", "Bayesian posterior of a law's parameters (NUTS; jaxscale[bayes])", POSTERIOR_EPILOG
+    )
+    _data_args(p_post, objective=False)
+    p_post.add_argument(
+        "--likelihood", default="gaussian", choices=["gaussian", "student_t", "huber"],
+        help="of the log-loss residuals, with a sampled noise scale (default gaussian)",
+    )  # fmt: skip
+    for flag, default, what in (("chains", 4, "chains"), ("draws", 1000, "kept draws per chain")):
+        p_post.add_argument(f"--{flag}", type=int, default=default, help=f"{what} (default {default})")
+    p_post.add_argument("--warmup", type=int, default=1000, help="adaptation steps per chain (default 1000)")
+    p_post.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p_post.add_argument("--level", type=float, default=0.95, help="credible interval level (default 0.95)")
+    p_post.add_argument("--compute", type=float, nargs="+", default=None, metavar="C", help="tokens/param at budgets")
+    _out_args(p_post, plot=False)
 
     p_ex = _sub(sub, "example", "run a bundled example", "examples:\n  jaxscale example chinchilla --json\n")
     p_ex.add_argument("name", choices=["chinchilla"], help="which example")

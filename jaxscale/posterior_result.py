@@ -92,6 +92,28 @@ class PosteriorResult(NamedTuple):
             rows[name] = row
         return pd.DataFrame.from_dict(rows, orient="index")
 
+    def to_dict(self, level: float = 0.95, *, compute: Sequence[float] = ()) -> dict[str, Any]:
+        """A JSON-ready summary: law, likelihood, seed, status, diagnostics, the prior's terms,
+        the credible intervals at ``level`` and the fit the chains started from."""
+        ci = self.ci(level, compute=compute)
+        return {
+            "law": self.law.name,
+            "likelihood": self.likelihood,
+            "seed": self.seed,
+            "status": self.status,
+            "converged": self.converged,
+            "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "status"},
+            "prior": {
+                name: {"lognormal": {"median": float(np.exp(a)), "sd_log": float(b)}}
+                if kind
+                else {"normal": {"mean": float(a), "sd": float(b)}}
+                for name, kind, a, b in zip(self.prior.names, self.prior.kind, self.prior.a, self.prior.b, strict=True)
+            },
+            "level": level,
+            "intervals": {name: {k: _json_number(v) for k, v in row.items()} for name, row in ci.iterrows()},
+            "start": {"params": dict(self.point.params), "objective": self.point.objective},
+        }
+
     def __str__(self) -> str:
         d = self.diagnostics
         return (
@@ -100,6 +122,11 @@ class PosteriorResult(NamedTuple):
             f"{d['min_ess_bulk']:.0f}, min tail ESS {d['min_ess_tail']:.0f}, {d['divergences']} divergent, "
             f"{d['treedepth_fraction']:.1%} at the tree-depth limit"
         )
+
+
+def _json_number(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
 
 
 def diagnose(law: Law, theta, free, log_sigma, info: dict, max_doublings: int) -> dict:

@@ -67,7 +67,7 @@ def lognormal(median: float, sd_log: float) -> Term:
 
 def _term(kind: int, a: float, sd) -> Term:
     if not (np.isfinite(a) and isinstance(sd, int | float | np.floating) and np.isfinite(sd) and sd > 0):
-        raise ValueError(f"a prior needs a finite centre and a spread > 0; got {a!r}, {sd!r}")
+        raise ValueError(f"a prior needs a finite center and a spread > 0; got {a!r}, {sd!r}")
     return Term(kind, a, float(sd))
 
 

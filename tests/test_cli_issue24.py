@@ -303,3 +303,31 @@ def test_cli_weights_column_equals_python_weights(tmp_path, monkeypatch, capsys)
     code, _, err = cli(["fit", "bad.csv", *COLS, "--weights", "w"], capsys)
     assert code == 2
     assert "column 'w' has 1 weights that are missing, infinite or negative (lines 5 of bad.csv" in err
+
+
+# --- posterior --------------------------------------------------------------------------------------------
+
+
+def test_cli_posterior_reports_json_and_a_failing_status(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("blackjax")
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(2)
+    n = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 40))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 40))
+    loss = (1.8 + 400 / n**0.34 + 2000 / d**0.37) * np.exp(0.01 * rng.normal(size=40))
+    pd.DataFrame({"params": n, "tokens": d, "loss": loss}).to_csv("runs.csv", index=False)
+    args = ["posterior", "runs.csv", *COLS, "--chains", "4", "--draws", "500", "--warmup", "500"]
+    code, out, err = cli([*args, "--json", "--compute", "1e22", "--out", "post.json"], capsys)
+    doc = json.loads(out)
+    assert code == (0 if doc["converged"] else 1), err
+    assert doc["likelihood"] == "gaussian" and doc["diagnostics"]["chains"] == 4
+    lo, hi = doc["intervals"]["alpha"]["lower"], doc["intervals"]["alpha"]["upper"]
+    assert lo < 0.34 < hi
+    assert "tokens_per_param@1e+22" in doc["intervals"]
+    assert json.loads((tmp_path / "post.json").read_text())["status"] == doc["status"]
+    # Too few draws for the ESS threshold (100 per chain): reported, exit status 1.
+    code, out, _ = cli(["posterior", "runs.csv", *COLS, "--chains", "2", "--draws", "50", "--warmup", "50"], capsys)
+    assert code == 1
+    assert "NOT CONVERGED" in out and "ESS" in out
+    code, _, err = cli(["posterior", "runs.csv", *COLS, "--chains", "1"], capsys)
+    assert code == 2 and "--chains takes at least 2" in err
