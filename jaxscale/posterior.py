@@ -110,7 +110,7 @@ def posterior(
     with jax.enable_x64(True):
         data = (match_inputs(runs, law), runs.log_loss(), w)
         positions, info = jax.jit(sample)(jnp.asarray(point.theta), *data, jax.random.key(seed))
-    return _result(law, point, the_prior, free, likelihood, seed, np.asarray(positions), info)
+    return _result(law, point, the_prior, free, (likelihood, nu, delta), seed, np.asarray(positions), info)
 
 
 def _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains, draws, warmup, seed):
@@ -137,7 +137,16 @@ def _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains
         positions, info = jax.jit(jax.vmap(sample))(thetas, log_x_all[take], log_y_all[take], w, keys_g)
     positions, info = np.asarray(positions), jax.tree.map(np.asarray, info)
     return {
-        key: _result(law, fits[g], the_prior, free, likelihood, seed, positions[g], {k: v[g] for k, v in info.items()})
+        key: _result(
+            law,
+            fits[g],
+            the_prior,
+            free,
+            (likelihood, nu, delta),
+            seed,
+            positions[g],
+            {k: v[g] for k, v in info.items()},
+        )
         for g, key in enumerate(keys)
     }
 
@@ -162,7 +171,8 @@ def _sampler(blackjax, law: Law, prior: priors.Prior, free, likelihood, nu, delt
     return sample
 
 
-def _result(law, point, prior, free, likelihood, seed, positions, info) -> PosteriorResult:
+def _result(law, point, prior, free, model, seed, positions, info) -> PosteriorResult:
+    likelihood, nu, delta = model
     theta = np.broadcast_to(np.asarray(point.theta), positions.shape[:2] + (law.n_params,)).copy()
     theta[..., free] = positions[..., :-1]
     info = jax.tree.map(np.asarray, info)
@@ -175,6 +185,8 @@ def _result(law, point, prior, free, likelihood, seed, positions, info) -> Poste
         prior=prior,
         seed=seed,
         diagnostics=diagnose(law, theta, free, positions[..., -1], info, MAX_DOUBLINGS),
+        nu=float(nu),
+        delta=float(delta),
     )
 
 
