@@ -40,12 +40,12 @@ from .screening import screen
 # narrower for grouped data than for resamples of shared data, narrowest for a single fit
 # (all of whose 64 lanes are tail), and twice as wide in float32, whose lane-step costs less.
 # The widths were chosen by end-to-end timings: benchmarks/RESULTS.md, "Lane packing".
-# The status of a start that a staged solve did not refine (its problem was not in doubt).
-SKIPPED = 9
 BLOCK_GROUPED = 128  # float64 widths
 BLOCK_SHARED = 256
 FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
 BLOCK_FEW = 16
+# The status of a start that a staged solve did not refine (its problem was not in doubt).
+SKIPPED = 9
 
 
 def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64) -> tuple[int, int]:
@@ -177,13 +177,12 @@ def _solve_items_lbfgs(
     )(x0, item_weights, data)
 
 
-def _refine(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every, grouped, limits, n_items=None):
-    """Refine starts ``idx [B, K]`` (screened ranks) of every problem: results ``[B * K]``, or only
-    the first ``n_items`` of them (traced) where the rest are not wanted."""
+def _items(starts_c, idx, grouped: bool):
+    """The starts ``idx [B, K]`` (indices into each problem's candidates) as items: ``x0 [B * K,
+    p_free]`` and each item's problem ``owner [B * K]``."""
     n_problems, k = idx.shape
     owner = jnp.repeat(jnp.arange(n_problems), k)
-    x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
-    return _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits, n_items), owner
+    return (starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]), owner
 
 
 def _spread_first(starts_c, idx, first: int, grouped: bool):
@@ -212,13 +211,14 @@ def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every
     same lanes, the rest of its ``K`` for the problems that first pass leaves in doubt
     (:func:`jaxscale.refinement.in_doubt_traced`); ``spread``: the first pass is spread over the
     ``K`` (:func:`_spread_first`), else the best ``first``. Results ``[B * K]`` (the screened
-    ranks, reordered where spread); the starts not refined
-    have value NaN and status :data:`SKIPPED`. Each refined start's arithmetic is what it is
-    unstaged (the lanes' width is the same), so a problem in doubt gets exactly its ``K``-start result.
+    ranks, reordered where spread); the starts not refined have value NaN and status
+    :data:`SKIPPED`. Each refined start's arithmetic is what it is unstaged (the lanes' width is
+    the same), so a problem in doubt gets exactly its ``K``-start result.
     """
     n_problems, k = idx.shape
     idx = _spread_first(starts_c, idx, first, grouped) if spread else idx
-    res, _ = _refine(cfg, data, starts_c, idx[:, :first], weights, lanes, refill_every, grouped, limits)
+    x0, owner = _items(starts_c, idx[:, :first], grouped)
+    res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
     res = jax.tree.map(lambda a: a.reshape((n_problems, first) + a.shape[1:]), res)
     per_problem = 0 if grouped else None
 
@@ -232,10 +232,10 @@ def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every
     # The rest of the starts of the problems in doubt, moved to the front of the queue.
     wanted = jnp.repeat(in_doubt, k - first)
     order = jnp.argsort(~wanted, stable=True)
-    rest = idx[:, first:].reshape(-1)[order]
-    owner = jnp.repeat(jnp.arange(n_problems), k - first)[order]
-    x0 = starts_c[owner, rest] if grouped else starts_c[rest]
-    more = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits, jnp.sum(wanted))
+    x0, owner = _items(starts_c, idx[:, first:], grouped)
+    more = _solve_items(
+        cfg, data, x0[order], owner[order], weights, lanes, refill_every, grouped, limits, jnp.sum(wanted)
+    )
     more = jax.tree.map(lambda a: jnp.zeros_like(a).at[order].set(a), more)  # back to problem order
     more = more._replace(value=jnp.where(wanted, more.value, jnp.nan), status=jnp.where(wanted, more.status, SKIPPED))
     more = jax.tree.map(lambda a: a.reshape((n_problems, k - first) + a.shape[1:]), more)
@@ -272,8 +272,7 @@ def _solve_chunk(
     idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
     k = idx.shape[1]
     if cfg.method == "lbfgs":
-        owner = jnp.repeat(jnp.arange(n_problems), k)
-        x0 = starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]
+        x0, owner = _items(starts_c, idx, grouped)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
     elif cfg.method not in ("bfgs", "newton"):
@@ -281,7 +280,8 @@ def _solve_chunk(
     elif first is not None and first < k:
         res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)
     else:
-        res, _ = _refine(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits)
+        x0, owner = _items(starts_c, idx, grouped)
+        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
     values = jnp.where(jnp.isfinite(res.value), res.value, jnp.inf)
     best = jnp.argmin(values, axis=1)
