@@ -4,7 +4,7 @@ The chains sample the law's fitted coordinates (logs of coefficients, exponents 
 and the log of the noise scale ``sigma`` of the log-loss residuals, under a likelihood
 (:data:`LIKELIHOODS`) and a prior (:mod:`jaxscale.priors`). They start around the multi-start
 fit's optimum (:func:`jaxscale.fit`), dispersed by twice its Laplace spread, adapt their step
-size and diagonal mass matrix (blackjax's window adaptation), and run vmapped in one compiled
+size and a dense mass matrix (blackjax's window adaptation), and run vmapped in one compiled
 call. blackjax is an optional dependency: ``pip install 'jaxscale[bayes]'``; why blackjax and not
 numpyro: benchmarks/RESULTS.md, "Posterior".
 
