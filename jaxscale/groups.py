@@ -174,8 +174,7 @@ def fit_groups(
         staged=staged,
     )
     specs.check_zeros(runs.log_loss(), spec.cfg)
-    order = np.argsort(gid, kind="stable")  # each group's runs in their original order
-    members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
+    members = _members(gid, len(keys))
     used = [int(np.count_nonzero(w[rows])) for rows in members]
     few = [g for g, n in enumerate(used) if specs.too_few_runs(n, spec.cfg)]
     if few and small == "error":
@@ -183,6 +182,12 @@ def fit_groups(
     ids = sorted(set(range(len(keys))) - set(few))
     fits, boots = _solve(spec, runs, members, ids, used, w, n_resamples, seed, progress)
     return _table(law, by, keys, used, fits, boots, level)
+
+
+def _members(gid: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Each group's run indices, in the runs' original order."""
+    order = np.argsort(gid, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(gid, minlength=n_groups))[:-1])
 
 
 def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resamples: int, seed: int, progress):
@@ -195,15 +200,15 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
         for bucket in runner.solve_groups(
             spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress, run_weights=w
         ):
+            totals = {g: float(np.sum(w[members[g]])) for g in bucket.ids}
             found = [
-                fit_result(spec, bucket.solved, j, n_points=used[g], total_weight=float(np.sum(w[members[g]])))
+                fit_result(spec, bucket.solved, j, n_points=used[g], total_weight=totals[g])
                 for j, g in enumerate(bucket.ids)
             ]
             fits.update(
                 zip(bucket.ids, identify.assess_groups(spec.cfg, bucket.data, bucket.weights, found), strict=True)
             )
             if bucket.resamples is not None:
-                totals = {g: float(np.sum(w[members[g]])) for g in bucket.ids}
                 boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
     return fits, boots
 
@@ -217,8 +222,7 @@ def group_fits(
     keys, gid = _group_ids(runs)
     spec = specs.make_spec(law, fixed=fixed, retry_failed=True, staged=True)
     specs.check_zeros(runs.log_loss(), spec.cfg)
-    order = np.argsort(gid, kind="stable")
-    members = np.split(order, np.cumsum(np.bincount(gid, minlength=len(keys)))[:-1])
+    members = _members(gid, len(keys))
     used = [len(rows) for rows in members]
     few = [g for g, n in enumerate(used) if specs.too_few_runs(n, spec.cfg)]
     if few:
