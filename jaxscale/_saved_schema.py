@@ -19,6 +19,7 @@ from . import checks
 from .identify import RESAMPLE_STATUS_NAMES as CODES  # the solver's statuses and "unidentified"
 from .laws import Law, get_law
 from .objective import LOSSES, REDUCTIONS, SCALES
+from .posterior_result import LIKELIHOODS
 from .solver import CONVERGED, STATUS_NAMES
 
 FORMAT = "jaxscale"
@@ -112,6 +113,27 @@ _BOOT_FIELDS: dict[str, tuple] = {
     "seed": _COUNT,
     "cluster_count": (lambda v: v is None or (checks.is_int(v) and v >= 2), "null or an integer >= 2"),
 }
+_POSTERIOR_FIELDS: dict[str, tuple] = {
+    "point": _BOOT_FIELDS["point"],
+    "theta": (
+        _list_of(_list_of(_list_of(_is_float))),
+        "chains of draws of rows of numbers, [chains, draws, p] in the law's fitted coordinates",
+    ),
+    "sigma": (_list_of(_list_of(_is_float)), "chains of draws of numbers, [chains, draws]"),
+    "likelihood": (lambda v: v in LIKELIHOODS, f"one of {list(LIKELIHOODS)}"),
+    "nu": (lambda v: _is_float(v) and v > 0, "a number > 0"),
+    "delta": (lambda v: _is_float(v) and v > 0, "a number > 0"),
+    "seed": _COUNT,
+    "prior": (lambda v: isinstance(v, dict), "an object {names, kind, a, b, log_coordinate}"),
+    "diagnostics": (lambda v: isinstance(v, dict) and isinstance(v.get("status"), str), "an object with a 'status'"),
+}
+_PRIOR_FIELDS: dict[str, tuple] = {
+    "names": _NAMES,
+    "kind": (_list_of(lambda x: x in (0, 1)), "a list of 0 (normal) and 1 (log-normal)"),
+    "a": (_list_of(_is_float), "a list of numbers"),
+    "b": (_list_of(lambda x: _is_float(x) and x > 0), "a list of numbers > 0"),
+    "log_coordinate": (_list_of(lambda x: isinstance(x, bool)), "a list of true/false"),
+}
 _TABLE_FIELDS: dict[str, tuple] = {
     "columns": (_list_of(lambda c: isinstance(c, dict)), "a list of column objects {name, dtype, values}"),
 }
@@ -120,7 +142,7 @@ _COLUMN_FIELDS: dict[str, tuple] = {
     "dtype": (lambda v: isinstance(v, str), "a pandas dtype name"),
     "values": (lambda v: isinstance(v, list), "a list of values"),
 }
-_KINDS = {"fit": _FIT_FIELDS, "bootstrap": _BOOT_FIELDS, "table": _TABLE_FIELDS}
+_KINDS = {"fit": _FIT_FIELDS, "bootstrap": _BOOT_FIELDS, "posterior": _POSTERIOR_FIELDS, "table": _TABLE_FIELDS}
 # Fields version 1 files may lack: recorded since (inert), or since version 2 (identifiability).
 _OPTIONAL_IN_V1 = {"inert", "unidentified", "unidentified_reason", "min_curvature", "condition"}
 # Written only where they differ from their defaults (jaxscale.saving), in any version.
@@ -200,6 +222,26 @@ def _boot_problems(doc: dict, law: Law) -> list[str]:
     return problems
 
 
+def _posterior_problems(doc: dict, law: Law) -> list[str]:
+    theta, sigma = doc["theta"], doc["sigma"]
+    chains, draws = len(theta), len(theta[0]) if theta else 0
+    problems = [] if chains >= 1 and draws >= 1 else ["field 'theta' should hold at least 1 chain of 1 draw"]
+    if sorted({len(c) for c in theta}) not in ([draws], []):
+        problems.append("field 'theta' should hold chains of one length (draws)")
+    widths = sorted({len(row) for c in theta for row in c})
+    if widths and widths != [law.n_params]:
+        problems.append(
+            f"field 'theta' should be [chains, draws, {law.n_params}] ({list(law.params)}); got rows of {widths}"
+        )
+    if len(sigma) != chains or any(len(c) != draws for c in sigma):
+        problems.append(f"field 'sigma' should be [chains, draws] as 'theta', [{chains}, {draws}]")
+    prior = doc["prior"]
+    found = _fields(prior, _PRIOR_FIELDS, "prior.")
+    if not found and len({len(prior[k]) for k in _PRIOR_FIELDS}) != 1:
+        found.append("field 'prior' should hold lists of one length (one entry per sampled coordinate)")
+    return problems + found
+
+
 def _table_problems(doc: dict) -> list[str]:
     import pandas as pd
 
@@ -265,7 +307,7 @@ def checked(doc: Any, name: str, law: Law | str | None) -> tuple[str, Law | None
         got = "it is missing" if HASH not in doc else f"got {_shown(doc[HASH])}"
         problems.append(f"field {HASH!r} should be the SHA-256 (64 hex digits) that save writes; {got}")
     problems += _fields(doc, _KINDS[kind], "", optional, allowed=head)
-    if kind == "bootstrap" and isinstance(doc.get("point"), dict):
+    if kind in ("bootstrap", "posterior") and isinstance(doc.get("point"), dict):
         problems += _fields(doc["point"], _FIT_FIELDS, "point.", optional)
     if problems:
         refuse(problems, kind)
@@ -278,6 +320,8 @@ def checked(doc: Any, name: str, law: Law | str | None) -> tuple[str, Law | None
         problems = _fit_problems(fit_doc, found, "" if kind == "fit" else "point.")
         if kind == "bootstrap":
             problems += _boot_problems(doc, found)
+        if kind == "posterior":
+            problems += _posterior_problems(doc, found)
     if problems:
         refuse(problems, kind)
     if version >= 2 and doc[HASH] != content_hash(doc):

@@ -39,10 +39,9 @@ from jax.scipy.special import gammaln, ndtr
 from . import checks, priors
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
-from .posterior_result import PosteriorResult, diagnose
+from .posterior_result import LIKELIHOODS, PosteriorResult, diagnose
 from .runs import Runs
 
-LIKELIHOODS = ("gaussian", "student_t", "huber")
 MAX_DOUBLINGS = 10  # NUTS tree depth: a draw that reaches it is reported (treedepth saturation)
 
 

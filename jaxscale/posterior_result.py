@@ -17,6 +17,7 @@ from . import checks
 from .laws import Law
 from .results import FitResult, derived_quantities
 
+LIKELIHOODS = ("gaussian", "student_t", "huber")  # of log-loss residuals; see jaxscale.posterior
 # R-hat below 1.01, bulk and tail ESS of at least 100 per chain, no divergent transition, and
 # under 1% of draws at the tree-depth limit (Vehtari et al. 2021; Stan's defaults).
 THRESHOLDS = {"rhat": 1.01, "ess_per_chain": 100, "divergences": 0, "treedepth_fraction": 0.01}

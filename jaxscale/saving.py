@@ -1,4 +1,4 @@
-"""Save results and load them later, without loss: fits, bootstraps and group tables.
+"""Save results and load them later, without loss: fits, bootstraps, posteriors and group tables.
 
 JSON keeps every float exactly (Python writes the shortest repr that reads back to the same
 double) and non-finite values as the strings ``"nan"``, ``"inf"``, ``"-inf"``. A loaded fit
@@ -46,6 +46,8 @@ from ._saved_schema import FORMAT, HASH, PARAMS_RTOL, SUPPORTED, VERSION, checke
 
 __all__ = ["FORMAT", "HASH", "PARAMS_RTOL", "SUPPORTED", "VERSION", "content_hash", "load", "save"]
 from .laws import Law
+from .posterior_result import PosteriorResult
+from .priors import Prior
 from .results import BootstrapResult, FitResult
 
 
@@ -56,6 +58,27 @@ def _float(v: float) -> float | str:
 
 def _floats(a) -> list:
     return [_floats(x) for x in a] if np.ndim(a) else _float(a)
+
+
+def _plain(v):
+    """Diagnostics as JSON: numbers through :func:`_float`, containers walked, text as it is."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, bool | str) or v is None:
+        return v
+    if isinstance(v, int | np.integer):
+        return int(v)
+    return _float(v)
+
+
+def _unplain(v):
+    if isinstance(v, dict):
+        return {k: _unplain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unplain(x) for x in v]
+    return unfloat(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v
 
 
 def _fit_doc(res: FitResult) -> dict[str, Any]:
@@ -147,18 +170,21 @@ def _table_from(doc: dict[str, Any]):
 
 
 def save(result, path: str | os.PathLike) -> Path:
-    """Write a :class:`FitResult`, :class:`BootstrapResult` or group table (DataFrame) to ``path``.
+    """Write a :class:`FitResult`, :class:`BootstrapResult`, :class:`PosteriorResult` or group table
+    (DataFrame) to ``path``.
 
-    ``.json`` holds any of them; a table may also go to ``.csv`` or ``.parquet`` (Parquet
-    needs pyarrow). Returns the path written.
+    ``.json`` holds any of them (a posterior with every draw, its prior and its diagnostics); a
+    table may also go to ``.csv`` or ``.parquet`` (Parquet needs pyarrow). Returns the path written.
     """
     path = _path(path)
     suffix = path.suffix.lower()
-    if isinstance(result, FitResult | BootstrapResult):
+    if isinstance(result, FitResult | BootstrapResult | PosteriorResult):
         if suffix != ".json":
             raise ValueError(f"save a {type(result).__name__} as .json, not {suffix or 'no extension'!r}")
         if isinstance(result, FitResult):
             doc = {"kind": "fit", **_fit_doc(result)}
+        elif isinstance(result, PosteriorResult):
+            doc = _posterior_doc(result)
         else:
             doc = {
                 "kind": "bootstrap",
@@ -181,12 +207,58 @@ def save(result, path: str | os.PathLike) -> Path:
             raise ValueError(f"save a table as .json, .csv or .parquet, not {suffix or 'no extension'!r}")
         doc = {"kind": "table", **_table_doc(result)}
     else:
-        raise TypeError(f"save takes a FitResult, BootstrapResult or DataFrame; got {type(result).__name__}")
+        raise TypeError(
+            f"save takes a FitResult, BootstrapResult, PosteriorResult or DataFrame; got {type(result).__name__}"
+        )
     # Hashed as it will read back (tuples as lists, numpy floats as floats).
     doc = json.loads(json.dumps({"format": FORMAT, "version": VERSION, **doc}))
     doc[HASH] = content_hash(doc)
     path.write_text(json.dumps(doc, indent=1))
     return path
+
+
+def _posterior_doc(post: PosteriorResult) -> dict[str, Any]:
+    prior = post.prior
+    return {
+        "kind": "posterior",
+        "point": _fit_doc(post.point),
+        "theta": _floats(post.theta),
+        "sigma": _floats(post.sigma),
+        "likelihood": post.likelihood,
+        "nu": _float(post.nu),
+        "delta": _float(post.delta),
+        "seed": int(post.seed),
+        "prior": {
+            "names": list(prior.names),
+            "kind": [int(k) for k in prior.kind],
+            "a": _floats(prior.a),
+            "b": _floats(prior.b),
+            "log_coordinate": [bool(x) for x in prior.log_coordinate],
+        },
+        "diagnostics": _plain(post.diagnostics),
+    }
+
+
+def _posterior_from(doc: dict[str, Any], law: Law) -> PosteriorResult:
+    prior = doc["prior"]
+    return PosteriorResult(
+        law=law,
+        point=_fit_from(doc["point"], law),
+        theta=unfloat_array(doc["theta"]).reshape(len(doc["theta"]), len(doc["theta"][0]), law.n_params),
+        sigma=unfloat_array(doc["sigma"]).reshape(len(doc["sigma"]), len(doc["sigma"][0])),
+        likelihood=doc["likelihood"],
+        prior=Prior(
+            kind=np.asarray(prior["kind"], dtype=np.int64),
+            a=unfloat_array(prior["a"]),
+            b=unfloat_array(prior["b"]),
+            log_coordinate=np.asarray(prior["log_coordinate"], dtype=bool),
+            names=tuple(prior["names"]),
+        ),
+        seed=int(doc["seed"]),
+        diagnostics=_unplain(doc["diagnostics"]),
+        nu=unfloat(doc["nu"]),
+        delta=unfloat(doc["delta"]),
+    )
 
 
 def _path(path) -> Path:
@@ -200,7 +272,7 @@ def _no_constant(constant: str):
 
 
 def load(path: str | os.PathLike, *, law: Law | str | None = None):
-    """Read what :func:`save` wrote: a FitResult, a BootstrapResult or a DataFrame.
+    """Read what :func:`save` wrote: a FitResult, BootstrapResult, PosteriorResult or DataFrame.
 
     A JSON file is checked first (schema, then content hash; see the module docstring) and
     refused with a ``ValueError`` naming the file and the field if it is not as saved.
@@ -227,6 +299,8 @@ def load(path: str | os.PathLike, *, law: Law | str | None = None):
     kind, found = checked(doc, name, law)
     if kind == "fit":
         return _fit_from(doc, found)
+    if kind == "posterior":
+        return _posterior_from(doc, found)
     if kind == "bootstrap":
         point = _fit_from(doc["point"], found)
         return BootstrapResult(

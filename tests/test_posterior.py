@@ -1,5 +1,7 @@
 """js.posterior: NUTS chains (blackjax) against the bootstrap, known truths, scipy's densities."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from scipy import stats
 import jaxscale as js
 from jaxscale import priors
 from jaxscale.posterior_result import diagnose
+from jaxscale.saving import content_hash
 
 pytest.importorskip("blackjax", reason="posterior() needs the optional blackjax: pip install 'jaxscale[bayes]'")
 
@@ -169,3 +172,30 @@ def test_predictive_intervals_cover_new_runs_including_their_noise(likelihood):
     inside = (pred["lower"] < test["loss"].to_numpy()) & (test["loss"].to_numpy() < pred["upper"])
     assert 0.84 < inside.mean() < 0.96, inside.mean()
     assert np.all(pred["lower"] < pred["mean"]) and np.all(pred["mean"] < pred["upper"])
+
+
+def test_save_and_load_keep_every_draw_the_prior_and_the_diagnostics(tmp_path):
+    df = synthetic(30, sigma=0.02, seed=4)
+    post = js.posterior(df, likelihood="student_t", nu=5.0, prior={"alpha": priors.normal(0.3, 0.05)},
+                        chains=2, draws=60, warmup=60, seed=5)  # fmt: skip
+    path = js.save(post, tmp_path / "post.json")
+    back = js.load(path)
+    assert isinstance(back, js.PosteriorResult)
+    np.testing.assert_array_equal(back.theta, post.theta)
+    np.testing.assert_array_equal(back.sigma, post.sigma)
+    assert (back.likelihood, back.nu, back.seed, back.status) == ("student_t", 5.0, 5, post.status)
+    assert back.diagnostics == post.diagnostics and back.point.params == post.point.params
+    for field in ("kind", "a", "b", "log_coordinate"):
+        np.testing.assert_array_equal(getattr(back.prior, field), getattr(post.prior, field))
+    pd.testing.assert_frame_equal(back.ci(compute=[1e23]), post.ci(compute=[1e23]), rtol=0, atol=0)
+    pd.testing.assert_frame_equal(js.frontier(back, [1e22, 1e24]), js.frontier(post, [1e22, 1e24]))
+    doc = json.loads(path.read_text())
+    doc["theta"][1][7][3] += 1e-3  # one draw of alpha edited
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="does not match its field 'sha256'"):
+        js.load(path)
+    doc["theta"][1][7] = doc["theta"][1][7][:4]  # a draw missing a coordinate, hash refreshed
+    doc["sha256"] = content_hash(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"field 'theta' should be \[chains, draws, 5\]"):
+        js.load(path)

@@ -103,7 +103,7 @@ SAVES = [
     ("params-name-missing", "fit", {"params.beta": DROP}, True, ValueError, "field 'params' should name the parameters of law 'chinchilla', ['E', 'A', 'B', 'alpha', 'beta']; got ['A', 'B', 'E', 'alpha']"),
     ("kind-fit-as-bootstrap", "fit", {"kind": "bootstrap"}, True, ValueError, "field 'point' is missing"),
     ("kind-fit-as-table", "fit", {"kind": "table"}, True, ValueError, "field 'law' is not one save writes"),
-    ("kind-unknown", "fit", {"kind": "model"}, True, ValueError, "field 'kind' should be one of ['fit', 'bootstrap', 'table']"),
+    ("kind-unknown", "fit", {"kind": "model"}, True, ValueError, "field 'kind' should be one of ['fit', 'bootstrap', 'posterior', 'table']"),
     ("extra-field", "fit", {"note": "hi"}, True, ValueError, "field 'note' is not one save writes"),
     ("steps-string", "fit", {"steps": "194"}, True, ValueError, "field 'steps' should be an integer >= 0; got \"194\""),
     ("status-unknown", "fit", {"status": "great"}, True, ValueError, "field 'status' should be one of"),
