@@ -106,10 +106,11 @@ def frontier(
     Args:
         result: a :class:`~jaxscale.FitResult`, a :class:`~jaxscale.BootstrapResult`
             (adds ``<quantity>_lower`` / ``_upper`` percentile columns at ``level``, over the
-            resamples that converged), a dict of natural parameters with ``law=...``
-            (e.g. a published fit), or a table of :func:`~jaxscale.isoflop` (Approach 2's
-            power laws extrapolated, one row per group and budget, with bands over its
-            resamples: :func:`jaxscale.isoflop_report.extrapolate`).
+            resamples that converged), a :class:`~jaxscale.PosteriorResult` (the same columns as
+            equal-tailed credible intervals, and its posterior medians as the estimates), a dict of
+            natural parameters with ``law=...`` (e.g. a published fit), or a table of
+            :func:`~jaxscale.isoflop` (Approach 2's power laws extrapolated, one row per group and
+            budget, with bands over its resamples: :func:`jaxscale.isoflop_report.extrapolate`).
         compute: budgets in FLOPs.
         flops: FLOPs as a function of (N, D), linear in D (default ``6 N D``).
         method: ``"closed"`` (Chinchilla under 6ND only), ``"numeric"``, or ``"auto"``.
@@ -166,6 +167,8 @@ def frontier(
         for name, values in {"N_opt": bn, "D_opt": bd, "tokens_per_param": bd / bn, "loss": bl}.items():
             lo, hi = np.percentile(values, [tail, 100 - tail], axis=0)
             table[f"{name}_lower"], table[f"{name}_upper"] = lo, hi
+            if isinstance(result, PosteriorResult):  # a posterior's estimate is its median, not the fit's
+                table[name] = np.median(values, axis=0)
     if (table["status"] != "ok").any():
         warnings.warn(FrontierWarning(_explain(result, law, point[0], table)), stacklevel=2)
     return table

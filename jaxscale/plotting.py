@@ -1,4 +1,7 @@
-"""Figures of fits, isoFLOP profiles, frontiers and bootstraps (matplotlib: ``pip install 'jaxscale[plots]'``).
+"""Figures of fits, isoFLOP profiles, frontiers, bootstraps and posteriors (``pip install 'jaxscale[plots]'``).
+
+Posteriors' traces and pairs plots (:func:`plot_trace`, :func:`plot_pairs`) are defined in
+:mod:`jaxscale.plotting_posterior` and importable from here.
 
 Nothing is shown: each function draws into the axes given (or a new figure) and returns them; save
 with :func:`save_figure`. Artists carry a ``gid`` (``"runs"``, ``"curve"``, ...) named in each docstring.
@@ -15,6 +18,8 @@ import numpy as np
 
 from ._plot_style import AXIS_LABEL, FRONTIER_LABEL, axes_for, grid_style, pyplot, sci, tex
 from .fit import as_runs, match_inputs
+from .plotting_posterior import plot_pairs as plot_pairs  # re-exported
+from .plotting_posterior import plot_trace as plot_trace
 from .results import FitResult
 from .runs import Runs
 
@@ -283,7 +288,7 @@ def plot_frontier(
 ) -> Axes:
     """Compute-optimal ``quantities`` of a :func:`~jaxscale.frontier` table vs compute (log-log).
 
-    A bootstrap's table has ``_lower`` / ``_upper`` columns: drawn as a shaded band. Returns the
+    A bootstrap's or a posterior's table has ``_lower`` / ``_upper`` columns: drawn as a shaded band. Returns the
     axes; gids: the quantity (its line), ``"<quantity>_band"``, ``"at_edge"`` (optimum at the end
     of the N range searched).
 
@@ -318,7 +323,8 @@ def plot_frontier(
     ax.set_xlabel(AXIS_LABEL["compute"])
     one = FRONTIER_LABEL.get(quantities[0], quantities[0]) if len(quantities) == 1 else "value"
     ax.set_ylabel("parameters, tokens" if set(quantities) == {"N_opt", "D_opt"} else one)
-    ax.set_title("compute-optimal allocation" + (" (shaded: bootstrap interval)" if band else ""), fontsize="medium")
+    shaded = " (shaded: interval over the draws)" if band else ""
+    ax.set_title("compute-optimal allocation" + shaded, fontsize="medium")
     ax.legend(fontsize="small")
     grid_style(ax)
     return ax

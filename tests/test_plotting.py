@@ -215,3 +215,24 @@ def test_bootstrap_histograms_mark_the_interval(boot, tmp_path):
     with pytest.raises(ValueError, match="available"):
         plot_bootstrap(boot, "gamma")
     assert_png(save_figure(axes, tmp_path / "bootstrap.png"))
+
+
+def test_posterior_trace_and_pairs_draw_every_chain_and_draw():
+    pytest.importorskip("blackjax")
+    from jaxscale.plotting_posterior import plot_pairs, plot_trace
+
+    post = js.posterior(js.datasets.chinchilla(), chains=3, draws=60, warmup=60, seed=0)
+    axs = plot_trace(post, ("E", "alpha", "sigma"))
+    chains = post.samples["alpha"].reshape(3, 60)
+    np.testing.assert_array_equal(axs[1].lines[2].get_ydata(), chains[2])
+    assert [line.get_gid() for line in axs[0].lines] == ["chain0", "chain1", "chain2"]
+    assert f"{post.diagnostics['per_parameter']['alpha']['rhat']:.4f}" in axs[1].get_title()
+    grid = plot_pairs(post, ("E", "alpha", "beta"), max_points=100)
+    scatter = next(c for c in grid[2, 1].collections if c.get_gid() == "draws")
+    assert scatter.get_offsets().shape == (100, 2) and not grid[0, 2].get_visible()
+    assert grid[2, 1].get_xlabel() == "$\\alpha$" and grid[2, 0].get_ylabel() == "$\\beta$"
+    fit = next(line for line in grid[2, 1].lines if line.get_gid() == "fit")
+    assert fit.get_xydata()[0] == pytest.approx([post.point.params["alpha"], post.point.params["beta"]], rel=1e-12)
+    with pytest.raises(ValueError, match=r"no draws of \['gamma'\]"):
+        plot_trace(post, "gamma")
+    plt.close("all")

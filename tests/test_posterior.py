@@ -45,6 +45,8 @@ def test_epoch_gaussian_posterior_against_the_bootstrap():
     assert 0.005 < pc.loc["sigma", "mean"] < 0.01  # the residual scale in log loss
     bands = js.frontier(post, compute=[1e24])
     assert bands.loc[0, "N_opt_lower"] < bands.loc[0, "N_opt"] < bands.loc[0, "N_opt_upper"]
+    ratio = np.median(post.samples_frame(compute=[1e24])["tokens_per_param@1e+24"])
+    assert bands.loc[0, "tokens_per_param"] == pytest.approx(ratio, rel=1e-9)  # the estimate: the median
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "student_t", "huber"])
