@@ -60,6 +60,20 @@ EXPECTED = {
         ("influence", "most influential runs: "),
         ("optax", "held-out RMS log error fell from 0.0115"),
     ],
+    "06_posterior": [
+        # Issue 25's must-show, printed: the Gaussian posterior's means inside the bootstrap's
+        # 95% intervals, and the chains' status.
+        ("compare", "inside the bootstrap's 95% interval: 5 of 5 parameters"),
+        ("compare", "(student_t likelihood): 4 chains x 1000 draws, status 'ok'"),
+        ("diagnostics", "0 divergent transitions"),
+        # 12 runs: the default prior's chains fail their diagnostics (ESS ~108 of 400 needed);
+        # with the full fit's bootstrap as the prior they pass.
+        ("ladder", "default prior: status not_converged"),
+        ("ladder", "prior from the full fit: status ok"),
+        # P(tokens/param at 1e24 > 20): 0.031 under the Gaussian, 0.370 under the Student-t.
+        ("probability", "Gaussian posterior:               P = 0.0"),
+        ("frontier", "tokens per parameter"),
+    ],
 }
 
 
