@@ -214,21 +214,22 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
 
 
 def group_fits(
-    runs: Runs, law: Law, *, fixed: Mapping[str, float] | None = None
-) -> tuple[list[tuple], list[np.ndarray], dict[int, FitResult]]:
+    runs: Runs, law: Law, *, fixed: Mapping[str, float] | None = None, weights=None
+) -> tuple[list[tuple], list[np.ndarray], dict[int, FitResult], np.ndarray]:
     """Every group's fit (:func:`fit_groups`' defaults) of ``runs`` read with ``group=``: the
-    sorted group keys, each group's run indices, and the fits by group index (groups with too
-    few runs raise, naming them)."""
+    sorted group keys, each group's run indices, the fits by group index (groups with too
+    few runs of non-zero weight raise, naming them) and the checked weights (one per run)."""
     keys, gid = _group_ids(runs)
     spec = specs.make_spec(law, fixed=fixed, retry_failed=True, staged=True)
     specs.check_zeros(runs.log_loss(), spec.cfg)
+    w = _weights(runs, runs, weights, where=None)
     members = _members(gid, len(keys))
-    used = [len(rows) for rows in members]
+    used = [int(np.count_nonzero(w[rows])) for rows in members]
     few = [g for g, n in enumerate(used) if specs.too_few_runs(n, spec.cfg)]
     if few:
-        raise ValueError(_too_few_message(law, spec, keys, used, few, weighted=False))
-    fits, _ = _solve(spec, runs, members, list(range(len(keys))), used, np.ones(runs.n_points), 0, 0, None)
-    return keys, members, fits
+        raise ValueError(_too_few_message(law, spec, keys, used, few, weighted=weights is not None))
+    fits, _ = _solve(spec, runs, members, list(range(len(keys))), used, w, 0, 0, None)
+    return keys, members, fits, w
 
 
 def _weights(source, runs: Runs, weights, where) -> np.ndarray:

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, ndtr
+from jax.sharding import Mesh, PartitionSpec
 
 from . import checks, priors
 from .fit import as_runs, fit, match_inputs
@@ -60,6 +62,7 @@ def posterior(
     warmup: int = 1000,
     seed: int = 0,
     by: str | Sequence[str] | None = None,
+    devices: int | None = None,
 ) -> PosteriorResult | dict:
     """Sample the posterior of ``law``'s parameters given ``runs`` with NUTS, ``chains`` chains
     of ``warmup`` adaptation steps and ``draws`` kept draws each, side by side in one call.
@@ -72,17 +75,20 @@ def posterior(
         likelihood: one of :data:`LIKELIHOODS` (see the module's text); ``nu``: Student-t's
             degrees of freedom; ``delta``: Huber's threshold in units of ``sigma``.
         fixed: natural parameters held at a value, as in :func:`fit`.
-        weights: per-run weights (default 1): a run's log-likelihood counts ``weight`` times.
+        weights: per-run weights (default 1; one per run, also with ``by=``): a run's
+            log-likelihood counts ``weight`` times, 0 leaves it out.
         seed: the PRNG seed of the inits, the adaptation and the draws.
         by: column(s) naming groups (``runs`` a DataFrame or file, or Runs read with ``group=``):
             every group's chains run side by side in one compiled call, each started around its
             own fit (:func:`jaxscale.fit_groups`' defaults); returns ``{group key: PosteriorResult}``.
+        devices: with ``by=``, the local devices the groups are split over (default: all; see
+            :func:`jaxscale.use_cpu_cores`); each group's chains are the same on any count.
 
     Returns:
         :class:`PosteriorResult`: draws, diagnostics (R-hat, bulk and tail ESS, divergences,
         treedepth saturation) and ``status`` (``"ok"`` only when they all pass).
     """
-    blackjax = _blackjax()
+    _blackjax()  # fails first, naming the extra to install, when blackjax is missing
     law = get_law(law)
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
@@ -98,21 +104,20 @@ def posterior(
         runs = read_runs(runs, group=by)
     runs = as_runs(runs)
     if by is not None:
-        if weights is not None:
-            raise ValueError("weights= with by= is not supported yet: give each group's runs separately")
-        return _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains, draws, warmup, seed)
+        model = (likelihood, nu, delta)
+        return _posterior_groups(runs, law, prior, model, fixed, weights, (chains, draws, warmup), seed, devices)
     point = fit(runs, law, fixed=fixed, weights=weights)  # checks the runs; the chains start at its optimum
     free = np.array([i for i, n in enumerate(law.natural) if n not in point.fixed])
     the_prior = priors.resolve(law, prior, free)
     w = np.ones(runs.n_points) if weights is None else np.asarray(weights, dtype=np.float64)  # fit checked them
-    sample = _sampler(blackjax, law, the_prior, free, likelihood, nu, delta, chains, warmup, draws)
+    sample = _compiled(law, tuple(free), likelihood, float(nu), float(delta), chains, warmup, draws, 0)
     with jax.enable_x64(True):
         data = (match_inputs(runs, law), runs.log_loss(), w)
-        positions, info = jax.jit(sample)(jnp.asarray(point.theta), *data, jax.random.key(seed))
+        positions, info = sample(jnp.asarray(point.theta), *data, jax.random.key(seed), _traced(the_prior))
     return _result(law, point, the_prior, free, (likelihood, nu, delta), seed, np.asarray(positions), info)
 
 
-def _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains, draws, warmup, seed):
+def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devices):
     """Every group's chains in one compiled call: groups padded with weight-0 runs to one size."""
     from .groups import group_fits
 
@@ -121,27 +126,34 @@ def _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains
             "posterior(..., by=...) needs runs with groups: pass the DataFrame or file, or Runs read with "
             "read_runs(..., group=[...])"
         )
-    keys, members, fits = group_fits(runs, law, fixed=fixed)
-    blackjax = _blackjax()
+    likelihood, nu, delta = model
+    chains, draws, warmup = sizes
+    keys, members, fits, run_weights = group_fits(runs, law, fixed=fixed, weights=weights)
     free = np.array([i for i, n in enumerate(law.natural) if n not in (fixed or {})])
     the_prior = priors.resolve(law, prior, free)
     size = max(len(m) for m in members)
     log_x_all, log_y_all = match_inputs(runs, law), runs.log_loss()
     take = np.stack([np.resize(m, size) for m in members])  # padding repeats a group's runs, weight 0
-    w = np.stack([np.arange(size) < len(m) for m in members]).astype(np.float64)
+    w = np.stack([np.arange(size) < len(m) for m in members]) * run_weights[take]
     thetas = np.stack([fits[g].theta for g in range(len(keys))])
-    sample = _sampler(blackjax, law, the_prior, free, likelihood, nu, delta, chains, warmup, draws)
+    n_devices = len(jax.local_devices()) if devices is None else int(devices)
+    if not 1 <= n_devices <= len(jax.local_devices()):
+        raise ValueError(f"devices must be between 1 and {len(jax.local_devices())} (the local devices); got {devices}")
+    # Whole groups per device: the group axis padded with copies of the first group, dropped after.
+    fill = np.r_[np.arange(len(keys)), np.zeros(-len(keys) % n_devices, int)]
+    sample = _compiled(law, tuple(free), likelihood, float(nu), float(delta), chains, warmup, draws, n_devices)
     with jax.enable_x64(True):
-        keys_g = jax.random.split(jax.random.key(seed), len(keys))
-        positions, info = jax.jit(jax.vmap(sample))(thetas, log_x_all[take], log_y_all[take], w, keys_g)
-    positions, info = np.asarray(positions), jax.tree.map(np.asarray, info)
+        keys_g = jax.random.split(jax.random.key(seed), len(keys))[fill]
+        args = (thetas[fill], log_x_all[take[fill]], log_y_all[take[fill]], w[fill], keys_g, _traced(the_prior))
+        positions, info = sample(*args)
+    positions, info = np.asarray(positions)[: len(keys)], {k: np.asarray(v)[: len(keys)] for k, v in info.items()}
     return {
         key: _result(
             law,
             fits[g],
             the_prior,
             free,
-            (likelihood, nu, delta),
+            model,
             seed,
             positions[g],
             {k: v[g] for k, v in info.items()},
@@ -150,12 +162,38 @@ def _posterior_groups(runs, by, law, prior, likelihood, nu, delta, fixed, chains
     }
 
 
-def _sampler(blackjax, law: Law, prior: priors.Prior, free, likelihood, nu, delta, chains, warmup, draws):
-    """``sample(theta, log_x, log_y, w, key)``: one data set's chains (pure; vmap it over data
-    sets): positions ``[chains, draws, d]`` and NUTS's per-draw info."""
+@functools.lru_cache(maxsize=32)
+def _compiled(law: Law, free: tuple, likelihood: str, nu: float, delta: float, chains, warmup, draws, devices: int):
+    """The jitted sampler of one static configuration, kept so that calls alike (a loop over data
+    sets) compile once: :func:`_sampler`'s ``sample`` for one data set (``devices`` 0), or vmapped
+    over data sets (the prior shared) and split over ``devices`` local devices (``shard_map``,
+    as :func:`jaxscale.engine.sharded_solver`: the group count must be a multiple of it)."""
+    sample = _sampler(_blackjax(), law, np.asarray(free), likelihood, nu, delta, chains, warmup, draws)
+    if devices == 0:
+        return jax.jit(sample)
+    batched = jax.vmap(sample, in_axes=(0, 0, 0, 0, 0, None))
+    if devices == 1:
+        return jax.jit(batched)
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("devices",))
+    per_group = PartitionSpec("devices")
+    return jax.jit(
+        jax.shard_map(
+            batched, mesh=mesh, in_specs=(per_group,) * 5 + (PartitionSpec(),), out_specs=per_group, check_vma=False
+        )
+    )
+
+
+def _traced(prior: priors.Prior) -> priors.Prior:
+    """The prior as a pytree of arrays (its names, strings, dropped), passed to the jitted sampler."""
+    return prior._replace(names=None)
+
+
+def _sampler(blackjax, law: Law, free, likelihood, nu, delta, chains, warmup, draws):
+    """``sample(theta, log_x, log_y, w, key, prior)``: one data set's chains (pure; vmap it over
+    data sets): positions ``[chains, draws, d]`` and NUTS's per-draw info."""
     log_lik = _log_likelihood(likelihood, nu, delta)
 
-    def sample(theta, log_x, log_y, w, key):
+    def sample(theta, log_x, log_y, w, key, prior):
         def log_density(z):
             r = law.log_predict(theta.at[free].set(z[:-1]), log_x) - log_y
             value = jnp.sum(w * log_lik(r, z[-1])) + priors.log_density(prior, z)
