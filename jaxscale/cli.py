@@ -98,7 +98,7 @@ def _sub(sub, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
     )
 
 
-def _data_args(p: argparse.ArgumentParser, *, where: bool = True, objective: bool = True) -> None:
+def _data_args(p: argparse.ArgumentParser, *, where: bool = True, objective: bool = True, starts: bool = True) -> None:
     p.add_argument("data", help="CSV, Parquet, JSON or JSONL file with one row per run")
     p.add_argument(
         "--law", default="chinchilla",
@@ -111,7 +111,8 @@ def _data_args(p: argparse.ArgumentParser, *, where: bool = True, objective: boo
     p.add_argument("--U", default=None, help="column with unique tokens (law data_constrained)")
     p.add_argument("--M", default=None, help="column with tokens per parameter (law overtraining; else D / N)")
     p.add_argument("--loss", default="loss", help="column with losses in nats (default: loss)")
-    p.add_argument("--starts", default="screen", choices=["screen", "grid"], help="start strategy")
+    if starts:
+        p.add_argument("--starts", default="screen", choices=["screen", "grid"], help="start strategy")
     p.add_argument(
         "--fix",
         nargs="+",
@@ -303,7 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     p_post = _sub(
         sub, "posterior", "Bayesian posterior of a law's parameters (NUTS; jaxscale[bayes])", POSTERIOR_EPILOG
     )
-    _data_args(p_post, objective=False)
+    _data_args(p_post, objective=False, starts=False)
     p_post.add_argument(
         "--likelihood", default="gaussian", choices=["gaussian", "student_t", "huber"],
         help="of the log-loss residuals, with a sampled noise scale (default gaussian)",
