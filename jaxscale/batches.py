@@ -158,17 +158,20 @@ def pad_groups(
     """Host arrays ``Data [G, size, ...]`` and weights ``[G, size]`` for the groups of runs
     ``members`` (row indices per group): each padded to ``size`` with weight-0 copies of its
     points (cycled) and centered on its own runs; a run's weight is ``run_weights[row]`` (default 1)."""
-    g, k = len(members), log_x.shape[1]
-    xs, ys, ws = np.empty((g, size, k)), np.empty((g, size)), np.zeros((g, size))
-    shifts = np.empty((g, len(cfg.law.center_pairs)))
-    for j, rows in enumerate(members):
-        n = len(rows)
-        take = np.resize(rows, size)  # padding cycles through the real points, with weight 0
-        xs[j], ys[j] = log_x[take], log_y[take]
-        ws[j, :n] = 1.0 if run_weights is None else run_weights[rows]
-        shifts[j] = problem.center_shift(cfg.law, log_x[rows], cfg.free)
-    thetas = np.broadcast_to(theta_fixed, (g, theta_fixed.size)).copy()
-    return problem.Data(xs, ys, thetas, shifts), ws
+    take, real = group_rows(members, size)
+    ws = real * (1.0 if run_weights is None else run_weights[take])
+    shifts = np.stack([problem.center_shift(cfg.law, log_x[rows], cfg.free) for rows in members])
+    thetas = np.broadcast_to(theta_fixed, (len(members), theta_fixed.size)).copy()
+    return problem.Data(log_x[take], log_y[take], thetas, shifts), ws
+
+
+def group_rows(members, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``[G, size]`` of the groups of runs ``members``, each padded to ``size`` by
+    cycling through its own runs, and ``[G, size]`` 1.0 for a real run, 0.0 for a padding copy
+    (whose weight is 0): ragged groups as one array."""
+    take = np.stack([np.resize(rows, size) for rows in members])
+    real = (np.arange(size)[None, :] < np.array([len(rows) for rows in members])[:, None]).astype(np.float64)
+    return take, real
 
 
 def rows_of(source: WeightSource, rows: np.ndarray, chunk: int) -> np.ndarray:

@@ -119,6 +119,7 @@ def posterior(
 
 def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devices):
     """Every group's chains in one compiled call: groups padded with weight-0 runs to one size."""
+    from .batches import group_rows
     from .groups import group_fits
 
     if runs.groups is None:
@@ -133,8 +134,8 @@ def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devi
     the_prior = priors.resolve(law, prior, free)
     size = max(len(m) for m in members)
     log_x_all, log_y_all = match_inputs(runs, law), runs.log_loss()
-    take = np.stack([np.resize(m, size) for m in members])  # padding repeats a group's runs, weight 0
-    w = np.stack([np.arange(size) < len(m) for m in members]) * run_weights[take]
+    take, real = group_rows(members, size)  # padding repeats a group's runs, with weight 0
+    w = real * run_weights[take]
     thetas = np.stack([fits[g].theta for g in range(len(keys))])
     n_devices = len(jax.local_devices()) if devices is None else int(devices)
     if not 1 <= n_devices <= len(jax.local_devices()):
