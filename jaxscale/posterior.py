@@ -82,7 +82,8 @@ def posterior(
             every group's chains run side by side in one compiled call, each started around its
             own fit (:func:`jaxscale.fit_groups`' defaults); returns ``{group key: PosteriorResult}``.
         devices: with ``by=``, the local devices the groups are split over (default: all; see
-            :func:`jaxscale.use_cpu_cores`); each group's chains are the same on any count.
+            :func:`jaxscale.use_cpu_cores`); the same posteriors on any count, to Monte Carlo
+            error (the partitioned program's draws are not bit-identical to one device's).
 
     Returns:
         :class:`PosteriorResult`: draws, diagnostics (R-hat, bulk and tail ESS, divergences,
@@ -103,8 +104,8 @@ def posterior(
 
         runs = read_runs(runs, group=by)
     runs = as_runs(runs)
+    model = (likelihood, nu, delta)
     if by is not None:
-        model = (likelihood, nu, delta)
         return _posterior_groups(runs, law, prior, model, fixed, weights, (chains, draws, warmup), seed, devices)
     point = fit(runs, law, fixed=fixed, weights=weights)  # checks the runs; the chains start at its optimum
     free = np.array([i for i, n in enumerate(law.natural) if n not in point.fixed])
@@ -114,7 +115,7 @@ def posterior(
     with jax.enable_x64(True):
         data = (match_inputs(runs, law), runs.log_loss(), w)
         positions, info = sample(jnp.asarray(point.theta), *data, jax.random.key(seed), _traced(the_prior))
-    return _result(law, point, the_prior, free, (likelihood, nu, delta), seed, np.asarray(positions), info)
+    return _result(law, point, the_prior, free, model, seed, np.asarray(positions), info)
 
 
 def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devices):
@@ -127,6 +128,9 @@ def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devi
             "posterior(..., by=...) needs runs with groups: pass the DataFrame or file, or Runs read with "
             "read_runs(..., group=[...])"
         )
+    n_devices = len(jax.local_devices()) if devices is None else int(devices)
+    if not 1 <= n_devices <= len(jax.local_devices()):
+        raise ValueError(f"devices must be between 1 and {len(jax.local_devices())} (the local devices); got {devices}")
     likelihood, nu, delta = model
     chains, draws, warmup = sizes
     keys, members, fits, run_weights = group_fits(runs, law, fixed=fixed, weights=weights)
@@ -137,9 +141,6 @@ def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devi
     take, real = group_rows(members, size)  # padding repeats a group's runs, with weight 0
     w = real * run_weights[take]
     thetas = np.stack([fits[g].theta for g in range(len(keys))])
-    n_devices = len(jax.local_devices()) if devices is None else int(devices)
-    if not 1 <= n_devices <= len(jax.local_devices()):
-        raise ValueError(f"devices must be between 1 and {len(jax.local_devices())} (the local devices); got {devices}")
     # Whole groups per device: the group axis padded with copies of the first group, dropped after.
     fill = np.r_[np.arange(len(keys)), np.zeros(-len(keys) % n_devices, int)]
     sample = _compiled(law, tuple(free), likelihood, float(nu), float(delta), chains, warmup, draws, n_devices)

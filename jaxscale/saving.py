@@ -42,7 +42,18 @@ from typing import Any
 
 import numpy as np
 
-from ._saved_schema import FORMAT, HASH, PARAMS_RTOL, SUPPORTED, VERSION, checked, content_hash, unfloat, unfloat_array
+from ._saved_schema import (
+    FORMAT,
+    HASH,
+    PARAMS_RTOL,
+    SPECIAL,
+    SUPPORTED,
+    VERSION,
+    checked,
+    content_hash,
+    unfloat,
+    unfloat_array,
+)
 
 __all__ = ["FORMAT", "HASH", "PARAMS_RTOL", "SUPPORTED", "VERSION", "content_hash", "load", "save"]
 from .laws import Law
@@ -78,7 +89,7 @@ def _unplain(v):
         return {k: _unplain(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_unplain(x) for x in v]
-    return unfloat(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v
+    return unfloat(v) if isinstance(v, str) and v in SPECIAL else v
 
 
 def _fit_doc(res: FitResult) -> dict[str, Any]:
@@ -244,8 +255,8 @@ def _posterior_from(doc: dict[str, Any], law: Law) -> PosteriorResult:
     return PosteriorResult(
         law=law,
         point=_fit_from(doc["point"], law),
-        theta=unfloat_array(doc["theta"]).reshape(len(doc["theta"]), len(doc["theta"][0]), law.n_params),
-        sigma=unfloat_array(doc["sigma"]).reshape(len(doc["sigma"]), len(doc["sigma"][0])),
+        theta=unfloat_array(doc["theta"]),  # [chains, draws, p]: the schema checked the shapes
+        sigma=unfloat_array(doc["sigma"]),
         likelihood=doc["likelihood"],
         prior=Prior(
             kind=np.asarray(prior["kind"], dtype=np.int64),
