@@ -56,9 +56,11 @@ def main(groups: int, loop: int, warmup: int, draws: int) -> None:
     batched = time.perf_counter() - start
     ess = sum(least_ess(p) for p in posts.values())
     ok = sum(p.status == "ok" for p in posts.values())
+    depth = np.mean([p.diagnostics["treedepth_fraction"] for p in posts.values()])
     print(f"by=, one call (compilation included): {batched:.1f} s, {batched / groups * 1e3:.1f} ms per group; "
           f"sum of least ESS {ess:.0f}: {batched / ess * 1e3:.2f} ms per effective sample; "
-          f"{ok} of {groups} groups pass every diagnostic", flush=True)  # fmt: skip
+          f"{ok} of {groups} groups pass every diagnostic; {depth:.1%} of draws at the tree-depth limit",
+          flush=True)  # fmt: skip
 
     times, loop_ess = [], 0.0
     for g in range(loop):

@@ -205,7 +205,8 @@ def _sampler(blackjax, law: Law, free, likelihood, nu, delta, chains, warmup, dr
         scale = jnp.maximum(jnp.sqrt(jnp.sum(w * r**2) / jnp.sum(w)), 1e-4)  # the fit's RMS residual
         mode = jnp.concatenate([theta[free], jnp.log(scale)[None]])
         key_init, key_run = jax.random.split(key)
-        return _run(blackjax, log_density, _dispersed(log_density, mode, chains, key_init), key_run, warmup, draws)
+        inits, metric = _dispersed(log_density, mode, chains, key_init)
+        return _run(blackjax, log_density, inits, metric, key_run, warmup, draws)
 
     return sample
 
@@ -257,10 +258,11 @@ def _log_likelihood(likelihood: str, nu: float, delta: float):
     return huber
 
 
-def _dispersed(log_density, mode, chains: int, key) -> jax.Array:
+def _dispersed(log_density, mode, chains: int, key) -> tuple[jax.Array, jax.Array]:
     """``chains`` starts drawn around ``mode`` from twice the Laplace approximation's spread (the
     inverse Hessian of the negative log density), or 0.05 per coordinate where it is not
-    positive definite: dispersed, as R-hat needs, but in the optimum's basin."""
+    positive definite: dispersed, as R-hat needs, but in the optimum's basin. Also that
+    covariance (the identity where it is not positive definite), the warm-up's first metric."""
     hess = -jax.hessian(log_density)(mode)
     vals, vecs = jnp.linalg.eigh(hess)
     ok = jnp.all(vals > 0) & jnp.all(jnp.isfinite(vals))
@@ -268,17 +270,23 @@ def _dispersed(log_density, mode, chains: int, key) -> jax.Array:
     noise = jax.random.normal(key, (chains, mode.shape[0]))
     laplace = mode + 2.0 * noise @ sd.T
     fallback = mode + 0.05 * noise
-    return jnp.where(ok, laplace, fallback)
+    metric = jnp.where(ok, sd @ sd.T, jnp.eye(mode.shape[0]))
+    return jnp.where(ok, laplace, fallback), metric
 
 
-def _run(blackjax, log_density, inits, key, warmup: int, draws: int):
-    """Every chain's window adaptation then ``draws`` NUTS steps, vmapped over chains, jitted:
-    positions ``[chains, draws, d]`` and per-draw info (divergent, tree doublings, acceptance)."""
+def _run(blackjax, log_density, inits, metric, key, warmup: int, draws: int):
+    """Every chain's window adaptation, from the inverse mass matrix ``metric``, then ``draws``
+    NUTS steps, vmapped over chains, jitted: positions ``[chains, draws, d]`` and per-draw info
+    (divergent, tree doublings, acceptance)."""
 
     def one(z0, k):
         k_adapt, k_draw = jax.random.split(k)
         adapt = blackjax.window_adaptation(
-            blackjax.nuts, log_density, is_mass_matrix_diagonal=False, max_num_doublings=MAX_DOUBLINGS
+            blackjax.nuts,
+            log_density,
+            is_mass_matrix_diagonal=False,
+            initial_inverse_mass_matrix=metric,
+            max_num_doublings=MAX_DOUBLINGS,
         )
         (state, params), _ = adapt.run(k_adapt, z0, num_steps=warmup)
         step = blackjax.nuts(log_density, **{"max_num_doublings": MAX_DOUBLINGS, **params}).step
