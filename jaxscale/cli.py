@@ -73,6 +73,7 @@ MULTIPLIER_EPILOG = """examples:
 POSTERIOR_EPILOG = """examples:
   jaxscale posterior runs.csv --N params --D tokens --chains 4 --draws 1000
   jaxscale posterior runs.csv --likelihood student_t --compute 1e24 --json
+  jaxscale posterior runs.csv --by dataset --draws 500 --out posteriors.csv
   (exit status 1 when the chains fail their diagnostics: R-hat, ESS, divergences, tree depth)
 """
 
@@ -315,6 +316,9 @@ def _parser() -> argparse.ArgumentParser:
     p_post.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p_post.add_argument("--level", type=float, default=0.95, help="credible interval level (default 0.95)")
     p_post.add_argument("--compute", type=float, nargs="+", default=None, metavar="C", help="tokens/param at budgets")
+    p_post.add_argument(
+        "--by", nargs="+", default=None, metavar="COL", help="one posterior per group of these columns, in one call"
+    )
     _out_args(p_post, plot=False)
 
     p_ex = _sub(sub, "example", "run a bundled example", "examples:\n  jaxscale example chinchilla --json\n")

@@ -331,3 +331,36 @@ def test_cli_posterior_reports_json_and_a_failing_status(tmp_path, monkeypatch, 
     assert "NOT CONVERGED" in out and "ESS" in out
     code, _, err = cli(["posterior", "runs.csv", *COLS, "--chains", "1"], capsys)
     assert code == 2 and "--chains takes at least 2" in err
+
+
+def test_cli_posterior_by_groups_matches_python_and_reports_each_group(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("blackjax")
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    frames = []
+    for name, alpha in (("a", 0.30), ("b", 0.38)):
+        n = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 30))
+        d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 30))
+        loss = (1.8 + 400 / n**alpha + 2000 / d**0.37) * np.exp(0.01 * rng.normal(size=30))
+        frames.append(pd.DataFrame({"dataset": name, "params": n, "tokens": d, "loss": loss}))
+    pd.concat(frames).to_csv("runs.csv", index=False)
+    sizes = ["--chains", "2", "--draws", "60", "--warmup", "60"]
+    code, out, err = cli(["posterior", "runs.csv", *COLS, *sizes, "--by", "dataset", "--json"], capsys)
+    docs = json.loads(out)
+    assert [doc["group"] for doc in docs] == [{"dataset": "a"}, {"dataset": "b"}]
+    assert code == (0 if all(doc["converged"] for doc in docs) else 1), err
+    # The same numbers as posterior(by=) in Python, group by group.
+    runs = js.read_runs("runs.csv", N="params", D="tokens", group=["dataset"])
+    posts = js.posterior(runs, by=["dataset"], chains=2, draws=60, warmup=60)
+    for doc, post in zip(docs, posts.values(), strict=True):
+        assert doc["intervals"]["alpha"]["median"] == pytest.approx(float(post.ci().loc["alpha", "median"]), rel=1e-12)
+        assert doc["status"] == post.status
+    # Text: one line per group with its status; CSV: the group column on every quantity's row.
+    code, out, _ = cli(["posterior", "runs.csv", *COLS, *sizes, "--by", "dataset", "--out", "post.csv"], capsys)
+    assert code == 1 and "NOT CONVERGED in 2 of 2 groups" in out  # 60 draws: ESS < 400 in both
+    assert re.search(r"^\s*a\s+0\.\d+", out, re.M) and re.search(r"^\s*b\s+0\.\d+", out, re.M)
+    table = pd.read_csv("post.csv")
+    assert list(table.columns[:2]) == ["dataset", "quantity"] and set(table["dataset"]) == {"a", "b"}
+    assert table.loc[(table["dataset"] == "b") & (table["quantity"] == "alpha"), "median"].item() == pytest.approx(
+        docs[1]["intervals"]["alpha"]["median"], rel=1e-12
+    )
