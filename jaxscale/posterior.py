@@ -261,16 +261,24 @@ def _log_likelihood(likelihood: str, nu: float, delta: float):
 def _dispersed(log_density, mode, chains: int, key) -> tuple[jax.Array, jax.Array]:
     """``chains`` starts drawn around ``mode`` from twice the Laplace approximation's spread (the
     inverse Hessian of the negative log density), or 0.05 per coordinate where it is not
-    positive definite: dispersed, as R-hat needs, but in the optimum's basin. Also that
-    covariance (the identity where it is not positive definite), the warm-up's first metric."""
+    positive definite: dispersed, as R-hat needs, but in the optimum's basin. Also the
+    warm-up's first metric: that covariance, with the Hessian's eigenvalues taken by absolute
+    value (floored at 1e-8 of the largest) where some are not positive, as at a fit that is not
+    the posterior's mode; the identity where they are not finite or all 0. Without it, a group whose
+    Hessian is indefinite warms up from the identity, draws deep trees, and in a batch of
+    groups holds every chain's step to them (benchmarks/RESULTS.md, "Posterior")."""
     hess = -jax.hessian(log_density)(mode)
     vals, vecs = jnp.linalg.eigh(hess)
-    ok = jnp.all(vals > 0) & jnp.all(jnp.isfinite(vals))
+    finite = jnp.all(jnp.isfinite(vals))
+    ok = jnp.all(vals > 0) & finite
     sd = jnp.where(ok, 1.0, 0.0)[None] * (vecs / jnp.sqrt(jnp.maximum(vals, 1e-300)))
     noise = jax.random.normal(key, (chains, mode.shape[0]))
     laplace = mode + 2.0 * noise @ sd.T
     fallback = mode + 0.05 * noise
-    metric = jnp.where(ok, sd @ sd.T, jnp.eye(mode.shape[0]))
+    size = jnp.where(finite, jnp.abs(vals), 1.0)
+    usable = finite & (jnp.max(size) > 0)
+    indefinite = (vecs / jnp.maximum(size, 1e-8 * jnp.max(size))[None]) @ vecs.T
+    metric = jnp.where(ok, sd @ sd.T, jnp.where(usable, indefinite, jnp.eye(mode.shape[0])))
     return jnp.where(ok, laplace, fallback), metric
 
 

@@ -238,3 +238,28 @@ def test_save_and_load_keep_every_draw_the_prior_and_the_diagnostics(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"field 'theta' should be \[chains, draws, 5\]"):
         js.load(path)
+
+
+def test_warmup_metric_is_the_laplace_covariance_with_indefinite_curvature_taken_by_size():
+    # The chains' first metric: the inverse Hessian of the negative log density where it is
+    # positive definite; where a direction curves the wrong way (a fit that is not the
+    # posterior's mode) the eigenvalue counts by its size, so no direction falls back to 1.
+    import jax
+    import jax.numpy as jnp
+
+    from jaxscale.posterior import _dispersed
+
+    rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+    mode = jnp.array([0.5, -1.0, 2.0])
+    with jax.enable_x64(True):
+        for eigenvalues, inits_spread in (([4.0, 2.5e3, 1e6], "laplace"), ([4.0, -0.5, 1e6], "fallback")):
+            curvature = rotation @ np.diag(eigenvalues) @ rotation.T
+            log_density = lambda z, c=curvature: -0.5 * (z - mode) @ c @ (z - mode)  # noqa: E731
+            inits, metric = _dispersed(log_density, mode, 4000, jax.random.key(1))
+            expected = rotation @ np.diag(1 / np.abs(eigenvalues)) @ rotation.T
+            np.testing.assert_allclose(np.asarray(metric), expected, rtol=1e-9, atol=1e-15)
+            spread = np.cov(np.asarray(inits - mode).T)
+            if inits_spread == "laplace":  # twice the Laplace sd: 4x its covariance, to sampling error
+                np.testing.assert_allclose(np.diag(spread), 4 * np.diag(expected), rtol=0.1)
+            else:  # 0.05 per coordinate
+                np.testing.assert_allclose(np.diag(spread), 0.05**2, rtol=0.1)
