@@ -81,6 +81,9 @@ def posterior(
         by: column(s) naming groups (``runs`` a DataFrame or file, or Runs read with ``group=``):
             every group's chains run side by side in one compiled call, each started around its
             own fit (:func:`jaxscale.fit_groups`' defaults); returns ``{group key: PosteriorResult}``.
+            On a CPU it is no faster per effective sample than a loop over the groups: each
+            batched NUTS step waits for the deepest tree among all the chains
+            (benchmarks/RESULTS.md, "Posterior").
         devices: with ``by=``, the local devices the groups are split over (default: all; see
             :func:`jaxscale.use_cpu_cores`); the same posteriors on any count, to Monte Carlo
             error (the partitioned program's draws are not bit-identical to one device's).
