@@ -314,7 +314,14 @@ def test_ctrl_c_during_bootstrap_exits_130_with_one_line(files, delay):
         time.sleep(0.05)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=60)[1]
+    try:
+        err = proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:  # say how the command held its signals, and leave no process behind
+        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+        masks = [line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"SIGINT did not end the command within 60 s; its signal masks: {masks}")
     assert proc.returncode == 130, err
     assert err == "jaxscale: interrupted\n"
     assert [p.name for p in files.iterdir() if "boot" in p.name] == []
