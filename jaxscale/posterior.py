@@ -267,8 +267,8 @@ def _dispersed(log_density, mode, chains: int, key) -> tuple[jax.Array, jax.Arra
     positive definite: dispersed, as R-hat needs, but in the optimum's basin. Also the
     warm-up's first metric: that covariance, with the Hessian's eigenvalues taken by absolute
     value (floored at 1e-8 of the largest) where some are not positive, as at a fit that is not
-    the posterior's mode; the identity where they are not finite or all 0. Without it, a group whose
-    Hessian is indefinite warms up from the identity, draws deep trees, and in a batch of
+    the posterior's mode; the identity where they are not finite or all 0. Without it, a group
+    whose Hessian is indefinite warms up from the identity, draws deep trees, and in a batch of
     groups holds every chain's step to them (benchmarks/RESULTS.md, "Posterior")."""
     hess = -jax.hessian(log_density)(mode)
     vals, vecs = jnp.linalg.eigh(hess)
@@ -278,6 +278,8 @@ def _dispersed(log_density, mode, chains: int, key) -> tuple[jax.Array, jax.Arra
     noise = jax.random.normal(key, (chains, mode.shape[0]))
     laplace = mode + 2.0 * noise @ sd.T
     fallback = mode + 0.05 * noise
+    # The positive-definite metric keeps its own formula (sd sd^T, no floor): the same to the bit
+    # as before indefinite Hessians had one, so those groups' chains are unchanged.
     size = jnp.where(finite, jnp.abs(vals), 1.0)
     usable = finite & (jnp.max(size) > 0)
     indefinite = (vecs / jnp.maximum(size, 1e-8 * jnp.max(size))[None]) @ vecs.T
