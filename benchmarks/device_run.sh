@@ -38,13 +38,17 @@ for name in frontier bootstrap float32 fit isoflop groups; do
         -o filterwarnings=default --benchmark-json="$out/bench_$name.json" >>"$out/log.txt" 2>&1
     echo "benchmarks/test_bench_$name.py: exit $? at $((SECONDS - start)) s" >>"$out/log.txt"
 done
-# Then, with what is left: iterations of both solvers (GPU), and the CPU split into 1..16 devices.
-for script in solver_steps cpu_devices; do
+# Then, with what is left: the GPU's own sizes against the CPU's (one block of lanes or blocks;
+# calls in flight), iterations of both solvers, and the CPU split into 1..16 devices.
+for script in "backend_sizes 10000 4000 one_block=0,1" "backend_sizes 10000 4000 calls_at_once=1,2" \
+    solver_steps cpu_devices; do
     left=$((budget - (SECONDS - start)))
     if [ "$left" -lt 60 ]; then
-        echo "benchmarks/$script.py: skipped, $left s left" >>"$out/log.txt"
+        echo "benchmarks/$script: skipped, $left s left" >>"$out/log.txt"
         continue
     fi
-    timeout "$left" "$py" "benchmarks/$script.py" >>"$out/log.txt" 2>&1
-    echo "benchmarks/$script.py: exit $? at $((SECONDS - start)) s" >>"$out/log.txt"
+    name="${script%% *}"
+    # shellcheck disable=SC2086  # the script's arguments are meant to split
+    timeout "$left" "$py" "benchmarks/$name.py" ${script#"$name"} >>"$out/log.txt" 2>&1
+    echo "benchmarks/$script: exit $? at $((SECONDS - start)) s" >>"$out/log.txt"
 done

@@ -28,7 +28,7 @@ import numpy as np
 
 import jaxscale as js
 from benchmarks.blas import single_threaded_blas
-from jaxscale import batches, problem, screening, specs
+from jaxscale import backends, batches, problem, screening, specs
 from jaxscale.runner import resample_weights
 from tests.reference import chinchilla_objective, scipy_best
 
@@ -74,7 +74,7 @@ def test_bootstrap_vs_scipy(benchmark):
     log_y = np.log(runs.y)
 
     # Compile (and warm up) on one chunk of the timed call's shape, then time the steady state.
-    chunk = batches.balanced_chunk(N_RESAMPLES, specs.CHUNK_SIZE)
+    chunk = batches.balanced_chunk(N_RESAMPLES, backends.sizes().chunk_size)
     t0 = time.perf_counter()
     js.bootstrap(runs, n_resamples=chunk, seed=1, progress=False)
     compile_and_first_chunk = time.perf_counter() - t0

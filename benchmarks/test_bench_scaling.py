@@ -32,7 +32,7 @@ import pytest
 import jaxscale as js
 from benchmarks.groups_data import make_archive
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale import specs
+from jaxscale import backends
 from jaxscale.batches import balanced_chunk
 
 QUICK = os.environ.get("JAXSCALE_BENCH_QUICK") == "1"
@@ -42,7 +42,7 @@ REFINE = [1, 4, 16, 64] if QUICK else [1, 2, 4, 8, 16, 32, 64]
 GROUPS_G = [50, 500] if QUICK else [1000, 10000]
 POINTS_G = 100 if QUICK else 1000
 POINTS_P = [32, 64, 128, 256]
-BOOT_CHUNK = specs.CHUNK_SIZE
+BOOT_CHUNK = backends.sizes().chunk_size
 HERE = Path(__file__).resolve().parent
 # Series: (the varied quantity, its axis label (filled from the document's settings), the unit
 # of the per-item time).

@@ -8,7 +8,9 @@ solved one kernel call at a time, or one chunk per device (:func:`solve`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,40 @@ from . import engine, problem
 from .problem import Best, Config, Data, centered_starts, limits_of
 
 WeightSource = Callable[[int, int], np.ndarray]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def side_by_side(fn: Callable[[T], R], items: Iterable[T], at_once: int) -> Iterator[R]:
+    """``fn(item)`` for each item, in order, with up to ``at_once`` calls running at a time.
+
+    Kernel calls release Python while XLA runs, so calls in threads overlap one another's
+    compilation, the host's padding and bookkeeping, and the parts of a call that leave cores
+    idle (:data:`jaxscale.backends.Sizes.calls_at_once`). Each call is the same computation
+    as when run alone, so results do not depend on ``at_once``. JAX's float64 switch is
+    per thread, so each call runs with the caller's. Calls not yet started are cancelled
+    when the caller stops early or raises; one already running finishes in its thread.
+
+    Example:
+        >>> list(side_by_side(lambda x: x * x, range(5), at_once=2))
+        [0, 1, 4, 9, 16]
+    """
+    items = list(items)
+    if at_once <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def run(item: T) -> R:
+        with jax.enable_x64(x64):
+            return fn(item)
+
+    pool = ThreadPoolExecutor(min(at_once, len(items)), thread_name_prefix="jaxscale")
+    try:
+        for future in [pool.submit(run, item) for item in items]:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def balanced_chunk(n: int, most: int) -> int:
@@ -84,15 +120,17 @@ def solve(
     data_index: np.ndarray | None = None,
     first_refine: int | None = None,
     spread_first: bool = False,
+    at_once: int = 1,
 ) -> Best:
-    """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time).
+    """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time), up to
+    ``at_once`` kernel calls in flight (:func:`side_by_side`).
 
     ``weights`` is a ``[B, P]`` array, or a function ``(lo, hi) -> [hi - lo, P]`` (with
     ``n_problems``) so that weights are made chunk by chunk and memory stays bounded. The
     problems are split into equal chunks of at most ``chunk_size`` (:func:`balanced_chunk`);
     the last is padded with copies of its first problem and trimmed: every chunk has the
     same shape and the kernel compiles once. ``lanes`` is how many starts are iterated side
-    by side (512 fits the CPU's cache best here). It is not capped by the size of a chunk:
+    by side (the backend's, :mod:`jaxscale.backends`). It is not capped by the size of a chunk:
     the lane count fixes the compiled arithmetic (through :func:`jaxscale.engine.lane_layout`'s block
     width), so keeping it fixed makes results bit-identical across chunk sizes and device
     counts (idle lanes cost time only in a block that also holds a live one).
@@ -124,23 +162,27 @@ def solve(
     # groups solved 2 or more per call (same optimum, objective within 1e-14).
     chunk = max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
     step = chunk * devices
-    outs = []
-    for lo in range(0, n, step):
+
+    def call(lo: int) -> tuple[int, Best]:
         hi = min(lo + step, n)
         w = jnp.asarray(pad_rows(source(lo, hi), step))
-        chunk_data = data
+        chunk_data, chunk_starts = data, None if grouped else starts_c
         if grouped:
             rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
             chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
-            starts_c = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
+            chunk_starts = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
         if devices == 1:
             out = engine.solve_chunk(
-                cfg, chunk_data, starts_c, w, limits, k, lanes, grouped=grouped, first=first, spread=spread_first
+                cfg, chunk_data, chunk_starts, w, limits, k, lanes, grouped=grouped, first=first, spread=spread_first
             )
         else:
             kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
-            out = kernel(chunk_data, starts_c, w, limits)
-        outs.append(jax.tree.map(lambda a, keep=hi - lo: np.asarray(a)[:keep], out))
+            out = kernel(chunk_data, chunk_starts, w, limits)
+        return hi, jax.tree.map(lambda a: np.asarray(a)[: hi - lo], out)
+
+    outs = []
+    for hi, out in side_by_side(call, range(0, n, step), at_once):
+        outs.append(out)
         if progress is not None:
             progress(hi, n)
     return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))

@@ -70,8 +70,8 @@ def bootstrap(
     fixed: Mapping[str, float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
-    chunk_size: int = specs.CHUNK_SIZE,
-    lanes: int = specs.LANES,
+    chunk_size: int | None = None,
+    lanes: int | None = None,
     devices: int | None = None,
     progress: bool | None = None,
     solver: str = "bfgs",
@@ -105,8 +105,9 @@ def bootstrap(
         chunk_size: resamples per kernel call (bounds memory, whatever ``n_resamples``: the call's
             screening table is ``chunk_size x 4,500`` floats, 74 MB). Each call ends waiting
             for its slowest start, so larger calls are faster (benchmarks/RESULTS.md, "Chunk
-            size").
-        lanes: starts iterated side by side; keep it fixed for bit-identical results.
+            size"). Default: the backend's (:func:`jaxscale.backends.sizes`), 2,048 on a CPU.
+        lanes: starts iterated side by side; keep it fixed for bit-identical results
+            (default: the backend's, 512 on a CPU).
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
         solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws

@@ -277,9 +277,9 @@ def _rule(minimum: int) -> Callable[[str, Any], Any]:
 # (fit_groups' progress, a callback rather than bootstrap's on/off, is checked by check_callable).
 RULES: dict[str, Callable[[str, Any], Any]] = {
     "n_refine": _rule(1),
-    "lanes": _rule(1),
+    "lanes": lambda name, v: check_optional_int(name, v, 1),  # None: the backend's (backends.sizes)
     "max_steps": _rule(1),
-    "chunk_size": _rule(1),
+    "chunk_size": lambda name, v: check_optional_int(name, v, 1),
     "seed": _rule(0),
     "offset": _rule(0),
     "devices": lambda name, v: check_optional_int(name, v, 1),

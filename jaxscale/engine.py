@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from . import newton, refinement, solver
+from . import backends, newton, refinement, solver
 from .problem import (
     METHODS,
     Best,
@@ -48,19 +48,23 @@ BLOCK_FEW = 16
 SKIPPED = 9
 
 
-def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64) -> tuple[int, int]:
+def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64, backend: str | None = None) -> tuple[int, int]:
     """``(block, n_blocks)``: ``lanes`` rounded up to whole blocks of :data:`BLOCK_FEW` lanes
     (for at most :data:`FEW_LANES` lanes), :data:`BLOCK_GROUPED` (each problem has its own
-    data) or :data:`BLOCK_SHARED` (problems share the data), twice as wide in float32. The
-    width depends on nothing else, so it is the same in every chunk of a solve.
+    data) or :data:`BLOCK_SHARED` (problems share the data), twice as wide in float32; one
+    block of all lanes where ``backend`` (default JAX's) steps them at once
+    (:mod:`jaxscale.backends`). The width depends on nothing else, so it is the same in every
+    chunk of a solve.
 
     Example:
         >>> import numpy as np
         >>> lane_layout(512, grouped=True), lane_layout(512, grouped=False), lane_layout(64, grouped=False)
         ((128, 4), (256, 2), (16, 4))
-        >>> lane_layout(512, grouped=False, dtype=np.float32)
-        (512, 1)
+        >>> lane_layout(512, grouped=False, dtype=np.float32), lane_layout(512, grouped=True, backend="gpu")
+        ((512, 1), (512, 1))
     """
+    if backends.sizes(backend).one_block:
+        return lanes, 1
     widest = BLOCK_FEW if lanes <= FEW_LANES else BLOCK_GROUPED if grouped else BLOCK_SHARED
     block = min(lanes, widest * 8 // np.dtype(dtype).itemsize)
     return block, -(-lanes // block)

@@ -69,7 +69,7 @@ def fit(
     weights: Sequence[float] | None = None,
     max_steps: int = 1000,
     gtol: float = 1e-10,
-    lanes: int = specs.LANES,
+    lanes: int | None = None,
     solver: str = "bfgs",
 ) -> FitResult:
     """Fit ``law`` to ``runs`` by minimising the summed, weighted loss of residuals (:mod:`jaxscale.objective`).
@@ -93,7 +93,8 @@ def fit(
         fixed: natural parameters held at given values, e.g. ``{"E": 1.69}``.
         weights: per-run weights (default 1; 0 leaves a run out).
         max_steps, gtol: solver budget and gradient tolerance (see :mod:`jaxscale.solver`).
-        lanes: number of starts iterated side by side (finished ones are replaced by the next).
+        lanes: number of starts iterated side by side (finished ones are replaced by the next;
+            default: the backend's, :func:`jaxscale.backends.sizes`).
         solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
             with few parameters; ``"newton"``, the same lanes stepping an exact-Hessian Newton
             (:mod:`jaxscale.newton`: fewer, dearer iterations); ``"lbfgs"``, optax's L-BFGS

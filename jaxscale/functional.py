@@ -49,12 +49,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, engine, objective, problem, screening
+from . import backends, checks, engine, objective, problem, screening
 from .allocation import Optimum, chinchilla_optimum, compute_optimal
 from .laws import Law, center
 from .objective import law_objective
 from .solver import CONVERGED, MAX_STEPS, NONFINITE, STALLED, STATUS_NAMES, SolverResult, minimize
-from .specs import LANES, N_REFINE_MANY, free_indices, grid_starts
+from .specs import N_REFINE_MANY, free_indices, grid_starts
 
 __all__ = [
     "CONVERGED",
@@ -189,13 +189,14 @@ def fit_batch(
     max_steps: int | jax.Array = 1000,
     gtol: float | jax.Array = 1e-10,
     failed_grad: str = "nan",
-    lanes: int = LANES,
+    lanes: int | None = None,
 ) -> Solution:
     """:func:`fit` for a batch of weight vectors ``[B, P]`` over one data set (bootstrap
     resamples, held-out masks), solved by the kernel behind ``jaxscale.bootstrap``.
 
     Same result as ``jax.vmap(fit)`` over the rows of ``weights`` (to the solver's
-    tolerance), but faster: the ``B * n_refine`` refinements share ``lanes`` solver lanes,
+    tolerance), but faster: the ``B * n_refine`` refinements share ``lanes`` solver lanes
+    (default: the backend's, :func:`jaxscale.backends.sizes`),
     and a lane whose start has finished takes the next start, so the batch does not wait
     for its slowest start at every step. Pure and jit-compatible, differentiable like
     :func:`fit`; use :func:`fit` under ``vmap`` when the data differ per problem.
@@ -220,6 +221,7 @@ def fit_batch(
     data_c, w_c = jax.lax.stop_gradient((data, weights))
     limits = problem.Limits(jnp.asarray(max_steps, jnp.int32), jnp.asarray(gtol, starts_c.dtype))
     k = min(n_refine, starts_c.shape[0])
+    lanes = backends.sizes().lanes if lanes is None else lanes
     best = engine.solve_chunk(cfg, data_c, starts_c, w_c, limits, k, lanes)
     x_best = center(law, best.theta, data_c.shift)[:, list(cfg.free)]
     picks = SolverResult(x_best, best.value, best.grad_norm, best.steps, best.status)

@@ -70,8 +70,8 @@ def fit_groups(
     n_resamples: int = 0,
     level: float = 0.95,
     seed: int = 0,
-    chunk_size: int = specs.CHUNK_SIZE,
-    lanes: int = specs.LANES,
+    chunk_size: int | None = None,
+    lanes: int | None = None,
     devices: int | None = None,
     solver: str = "bfgs",
     progress: Callable[[int, int], None] | None = None,
@@ -110,7 +110,8 @@ def fit_groups(
             With :class:`Runs` as ``source``, ``by`` is ignored: the groups are the runs' own.
         chunk_size: most groups per kernel call (bounds memory: the largest bucket's data is
             ``chunk_size x size x (inputs + 2)`` floats, 34 MB for 2,048 groups of 512 runs);
-            a bucket is split into equal calls. lanes: starts iterated side by side.
+            a bucket is split into equal calls. lanes: starts iterated side by side. Both
+            default to the backend's (:func:`jaxscale.backends.sizes`; 2,048 and 512 on a CPU).
         devices: local devices to shard chunks over (default: all); results do not depend on it.
         progress: called as ``progress(done, total)`` after each chunk.
         weights: per-run weights (default 1; 0 leaves a run out): a column of ``source``

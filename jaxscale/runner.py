@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import batches, identify, polish, problem
+from . import backends, batches, identify, polish, problem
 from .refinement import (
     Solved,
     first_pass,
@@ -148,6 +148,7 @@ def solve_resamples(
             devices=spec.devices,
             progress=progress,
             first_refine=first_pass(spec),  # staged within each call (engine._staged)
+            at_once=backends.sizes().calls_at_once,
         )
     with jax.enable_x64(True):
 
@@ -164,6 +165,7 @@ def solve_resamples(
                 chunk_size=spec.chunk_size,
                 lanes=spec.lanes,
                 devices=spec.devices,
+                at_once=backends.sizes().calls_at_once,
             )
             return solved_from(best)
 
@@ -211,13 +213,14 @@ def solve_groups(
     sizes: dict[int, list[int]] = {}
     for g in ids:
         sizes.setdefault(batches.bucket_size(len(members[g])), []).append(g)
-    out, done = [], 0
-    for size, bucket in sorted(sizes.items()):
+
+    def solve_bucket(size: int) -> Bucket:
+        bucket = sizes[size]
         data, w = batches.pad_groups(
             spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in bucket], size, run_weights
         )
 
-        def solve_rows(rows: np.ndarray, k: int, first: int | None = None, data=data, w=w) -> Solved:
+        def solve_rows(rows: np.ndarray, k: int, first: int | None = None) -> Solved:
             part = problem.Data(*(np.asarray(a)[rows] for a in data))
             best = batches.solve(
                 spec.cfg,
@@ -238,11 +241,19 @@ def solve_groups(
         solved = solve_rows(np.arange(len(bucket)), spec.n_refine, stages_bucket(spec, size))
         solved = retry(spec, solved, solve_rows)
         resamples = _group_resamples(spec, data, w, bucket, members, n_resamples, seed) if n_resamples else None
-        out.append(Bucket(bucket, data, w, solved, resamples))
-        done += len(bucket)
+        return Bucket(bucket, data, w, solved, resamples)
+
+    # Buckets side by side (each bucket's own calls one at a time), the most work first so
+    # that the last to start is a small one; returned in order of size.
+    order = sorted(sizes, key=lambda size: -size * len(sizes[size]))
+    solved_buckets = batches.side_by_side(solve_bucket, order, backends.sizes().calls_at_once)
+    out, done = {}, 0
+    for size, bucket in zip(order, solved_buckets, strict=True):
+        out[size] = bucket
+        done += len(bucket.ids)
         if progress is not None:
             progress(done, len(ids))
-    return out
+    return [out[size] for size in sorted(out)]
 
 
 def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members, n: int, seed: int) -> Solved:

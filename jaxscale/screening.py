@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from . import backends
 from .objective import point_losses
 from .problem import Config, Data, full_theta
 from .selection import SORT_AT_MOST, smallest_k
@@ -92,8 +93,13 @@ def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: b
     n_starts = starts_c.shape[-2]
     if n_refine >= n_starts:
         return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
-    if grouped:  # one problem at a time: [S, P] per problem rather than [B, S, P] at once
-        return jax.lax.map(lambda a: screen_one(cfg, a[0], a[1], a[2], n_refine), (data, starts_c, weights))
+    if grouped:  # a few problems at a time (backends.sizes): [S, P] per problem rather than [B, S, P] at once
+        batch = backends.sizes().screen_batch
+        return jax.lax.map(
+            lambda a: screen_one(cfg, a[0], a[1], a[2], n_refine),
+            (data, starts_c, weights),
+            batch_size=None if batch <= 1 else batch,
+        )
     if weights.shape[0] == 1:
         return screen_one(cfg, data, starts_c, weights[0], n_refine, alone=True)[None]
     # Many problems on shared data: one [S, P] table serves them all, since the objective is

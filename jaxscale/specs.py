@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from . import objective, problem
+from . import backends, objective, problem
 from .laws import Law
 
 # Starts refined after screening the grid: a single fit affords many; each of many problems
@@ -26,8 +26,6 @@ N_REFINE_WARM = 2
 # Many problems refine this many of their screened starts first, and all ``n_refine`` only
 # where that first pass leaves doubt (refinement.in_doubt, decided within the kernel call: engine._staged).
 N_REFINE_FIRST = 3
-LANES = 512  # starts iterated side by side; fixed, it keeps results independent of chunking
-CHUNK_SIZE = 2048  # most problems per kernel call (bounds memory)
 DTYPES = ("float64", "float32")
 STARTS = ("screen", "grid")
 
@@ -64,15 +62,16 @@ def make_spec(
     solver: str = "bfgs",
     starts: str | np.ndarray | Sequence[Mapping[str, float]] = "screen",
     n_refine: int = N_REFINE_MANY,
-    lanes: int = LANES,
-    chunk_size: int = CHUNK_SIZE,
+    lanes: int | None = None,
+    chunk_size: int | None = None,
     devices: int | None = None,
     dtype: str = "float64",
     retry: bool = True,
     retry_failed: bool = False,
     staged: bool = False,
 ) -> Spec:
-    """Check the options and build a :class:`Spec` (``devices=None``: every local device).
+    """Check the options and build a :class:`Spec` (``devices=None``: every local device;
+    ``lanes``, ``chunk_size`` ``None``: the backend's, :func:`jaxscale.backends.sizes`).
 
     ``staged``: screened problems refine :data:`N_REFINE_FIRST` starts first and all
     ``n_refine`` only where the first pass leaves doubt (:func:`jaxscale.refinement.in_doubt`),
@@ -104,8 +103,8 @@ def make_spec(
         candidates=candidates,
         n_refine=n_refine,
         first_refine=min(N_REFINE_FIRST, n_refine) if staged and screened else n_refine,
-        lanes=int(lanes),
-        chunk_size=int(chunk_size),
+        lanes=int(backends.sizes().lanes if lanes is None else lanes),
+        chunk_size=int(backends.sizes().chunk_size if chunk_size is None else chunk_size),
         devices=n_devices,
         dtype=dtype,
         retry=bool(retry),

@@ -1,0 +1,60 @@
+"""Batch sizes that depend on the machine: how the runner spreads many problems over it.
+
+One place for every size that is chosen per JAX backend (:func:`sizes`):
+
+* ``lanes``: starts iterated side by side, and ``chunk_size``: most problems per kernel call.
+  A CPU steps a lane in microseconds of arithmetic, so 512 lanes in calls of 2,048 problems fit
+  its caches (benchmarks/RESULTS.md, "Lane packing", "Chunk size"). A GPU's loop iteration
+  costs kernel launches whatever the lane count, so it takes many problems at once: issue 22's
+  H200 ran 4,000 resamples fastest with 16,384 lanes in one call, and 100,000 in calls of 16,384
+  (benchmarks/RESULTS.md, "GPU").
+* ``one_block``: step all lanes as one block. On a CPU, once a call's queue of starts is empty
+  only the blocks of lanes still running are stepped (:func:`jaxscale.engine.lane_layout`), one
+  block after the other; on a GPU that loop multiplies the launches, while stepping every lane
+  costs what stepping a few does.
+* ``screen_batch``: groups whose starts are screened together (one at a time on a CPU, where
+  the ``[starts, points]`` table of one group already fills the cores; a GPU's launches again).
+* ``calls_at_once``: kernel calls in flight at once (:func:`jaxscale.batches.side_by_side`).
+  One XLA:CPU call leaves part of the machine idle (its loop's serial parts, the host's padding
+  and bookkeeping between calls, the next shape's compilation); two at once made fit_groups on
+  10,000 groups 1.24x faster at the first call and 1.30x warm on 2 cores, and 4,000 bootstrap
+  resamples 1.15x (RESULTS.md, "Calls at once"). On a GPU the host's work and compilation
+  overlap the device's.
+
+The GPU sizes other than issue 22's lanes and chunks are not measured yet (no GPU lent since);
+``benchmarks/device_run.sh`` measures them. Results are bit-identical whatever ``chunk_size``
+and ``calls_at_once``; ``lanes``, ``one_block`` and ``screen_batch`` fix the compiled arithmetic,
+so a GPU's last bits may differ from a CPU's, as any two backends' do.
+
+Example:
+    >>> from jaxscale import backends
+    >>> backends.sizes("cpu").lanes, backends.sizes("cpu").chunk_size, backends.sizes("gpu").lanes
+    (512, 2048, 16384)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+
+class Sizes(NamedTuple):
+    """How many problems, lanes and calls at once, for one backend."""
+
+    lanes: int
+    chunk_size: int
+    one_block: bool
+    screen_batch: int
+    calls_at_once: int
+
+
+CPU = Sizes(lanes=512, chunk_size=2048, one_block=False, screen_batch=1, calls_at_once=2)
+GPU = Sizes(lanes=16384, chunk_size=16384, one_block=True, screen_batch=256, calls_at_once=2)
+GPU_NAMES = ("gpu", "cuda", "rocm")
+
+
+def sizes(backend: str | None = None) -> Sizes:
+    """The sizes for ``backend`` (default: JAX's default backend); a backend other than a GPU gets the CPU's."""
+    name = jax.default_backend() if backend is None else backend
+    return GPU if name in GPU_NAMES else CPU
