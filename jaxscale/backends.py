@@ -14,6 +14,10 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   costs what stepping a few does.
 * ``screen_batch``: groups whose starts are screened together (one at a time on a CPU, where
   the ``[starts, points]`` table of one group already fills the cores; a GPU's launches again).
+* ``posterior_groups``: groups whose chains share one call of ``posterior(by=...)``. On a CPU
+  each batched NUTS step waits for the deepest tree of all its chains, so few groups per call,
+  two calls at a time; not 1, whose size-1 batch XLA compiles to other last bits than a batch
+  of any other size, which all give the same chains.
 * ``calls_at_once``: kernel calls in flight at once (:func:`jaxscale.batches.side_by_side`).
   One XLA:CPU call leaves part of the machine idle (its loop's serial parts, the host's padding
   and bookkeeping between calls, the next shape's compilation); two at once made fit_groups on
@@ -47,10 +51,11 @@ class Sizes(NamedTuple):
     one_block: bool
     screen_batch: int
     calls_at_once: int
+    posterior_groups: int  # groups per call of posterior(by=...); 0: all at once
 
 
-CPU = Sizes(lanes=512, chunk_size=2048, one_block=False, screen_batch=1, calls_at_once=2)
-GPU = Sizes(lanes=16384, chunk_size=16384, one_block=True, screen_batch=256, calls_at_once=2)
+CPU = Sizes(lanes=512, chunk_size=2048, one_block=False, screen_batch=1, calls_at_once=2, posterior_groups=4)
+GPU = Sizes(lanes=16384, chunk_size=16384, one_block=True, screen_batch=256, calls_at_once=2, posterior_groups=0)
 GPU_NAMES = ("gpu", "cuda", "rocm")
 
 

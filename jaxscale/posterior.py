@@ -38,7 +38,7 @@ import numpy as np
 from jax.scipy.special import gammaln, ndtr
 from jax.sharding import Mesh, PartitionSpec
 
-from . import checks, priors
+from . import backends, checks, priors
 from .fit import as_runs, fit, match_inputs
 from .laws import Law, get_law
 from .posterior_result import LIKELIHOODS, PosteriorResult, diagnose
@@ -79,11 +79,11 @@ def posterior(
             log-likelihood counts ``weight`` times, 0 leaves it out.
         seed: the PRNG seed of the inits, the adaptation and the draws.
         by: column(s) naming groups (``runs`` a DataFrame or file, or Runs read with ``group=``):
-            every group's chains run side by side in one compiled call, each started around its
-            own fit (:func:`jaxscale.fit_groups`' defaults); returns ``{group key: PosteriorResult}``.
-            On a CPU it is no faster per effective sample than a loop over the groups: each
-            batched NUTS step waits for the deepest tree among all the chains
-            (benchmarks/RESULTS.md, "Posterior").
+            the groups' chains run side by side in compiled calls of the backend's number of
+            groups (all at once on a GPU, 4 on a CPU, two calls at a time:
+            :mod:`jaxscale.backends`), each started around its own fit
+            (:func:`jaxscale.fit_groups`' defaults); returns ``{group key: PosteriorResult}``.
+            On one device the chains do not depend on how the groups are split into calls.
         devices: with ``by=``, the local devices the groups are split over (default: all; see
             :func:`jaxscale.use_cpu_cores`); the same posteriors on any count, to Monte Carlo
             error (the partitioned program's draws are not bit-identical to one device's).
@@ -122,8 +122,9 @@ def posterior(
 
 
 def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devices):
-    """Every group's chains in one compiled call: groups padded with weight-0 runs to one size."""
-    from .batches import group_rows
+    """Every group's chains, in calls of the backend's number of groups (one call on a GPU), two
+    calls at a time (:mod:`jaxscale.backends`): groups padded with weight-0 runs to one size."""
+    from .batches import balanced_chunk, group_rows, pad_rows, side_by_side
     from .groups import group_fits
 
     if runs.groups is None:
@@ -144,14 +145,26 @@ def _posterior_groups(runs, law, prior, model, fixed, weights, sizes, seed, devi
     take, real = group_rows(members, size)  # padding repeats a group's runs, with weight 0
     w = real * run_weights[take]
     thetas = np.stack([fits[g].theta for g in range(len(keys))])
-    # Whole groups per device: the group axis padded with copies of the first group, dropped after.
-    fill = np.r_[np.arange(len(keys)), np.zeros(-len(keys) % n_devices, int)]
     sample = _compiled(law, tuple(free), likelihood, float(nu), float(delta), chains, warmup, draws, n_devices)
+    # Groups per call (the backend's; a multiple of the device count): whole groups per device,
+    # the last call padded with copies of its first group, dropped after. A group's key is the
+    # same in any call.
+    per_call = backends.sizes().posterior_groups or len(keys)
+    step = n_devices * balanced_chunk(-(-len(keys) // n_devices), -(-per_call // n_devices))
     with jax.enable_x64(True):
-        keys_g = jax.random.split(jax.random.key(seed), len(keys))[fill]
-        args = (thetas[fill], log_x_all[take[fill]], log_y_all[take[fill]], w[fill], keys_g, _traced(the_prior))
-        positions, info = sample(*args)
-    positions, info = np.asarray(positions)[: len(keys)], {k: np.asarray(v)[: len(keys)] for k, v in info.items()}
+        keys_g = jax.random.split(jax.random.key(seed), len(keys))
+
+    def call(lo: int) -> tuple[np.ndarray, dict]:
+        rows = pad_rows(np.arange(lo, min(lo + step, len(keys))), step)
+        with jax.enable_x64(True):
+            args = (thetas[rows], log_x_all[take[rows]], log_y_all[take[rows]], w[rows], keys_g[rows])
+            positions, info = sample(*args, _traced(the_prior))
+        keep = min(step, len(keys) - lo)
+        return np.asarray(positions)[:keep], {k: np.asarray(v)[:keep] for k, v in info.items()}
+
+    parts = list(side_by_side(call, range(0, len(keys), step), backends.sizes().calls_at_once))
+    positions = np.concatenate([p for p, _ in parts])
+    info = {k: np.concatenate([i[k] for _, i in parts]) for k in parts[0][1]}
     return {
         key: _result(
             law,

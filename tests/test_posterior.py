@@ -163,6 +163,24 @@ def test_groups_sample_side_by_side_and_agree_with_one_group_alone():
         assert abs(alone.loc[name, "mean"] - together.loc[name, "mean"]) < 3 * together.loc[name, "sd"] / np.sqrt(100)
 
 
+def test_groups_give_the_same_chains_in_calls_of_any_size(monkeypatch):
+    """by= in calls of the backend's number of groups, two calls at a time (a CPU's default), or
+    every group in one call: on one device the same chains, to the bit."""
+    from jaxscale import backends
+
+    frames = [synthetic(25, sigma=0.01, seed=40 + g).assign(group=g) for g in range(3)]
+    df = pd.concat(frames, ignore_index=True)
+    options = dict(chains=2, draws=60, warmup=60, seed=1, devices=1)
+    out = {}
+    for per_call, at_once in ((0, 1), (2, 2)):  # 3 groups: one call; calls of 2 (the last padded)
+        monkeypatch.setattr(backends, "CPU", backends.CPU._replace(posterior_groups=per_call, calls_at_once=at_once))
+        out[per_call] = js.posterior(df, by="group", **options)
+    for per_call in (2,):
+        for key, post in out[0].items():
+            np.testing.assert_array_equal(out[per_call][key].draws, post.draws)  # rtol 0
+            np.testing.assert_array_equal(out[per_call][key].sigma, post.sigma)
+
+
 def test_groups_take_run_weights_and_split_over_devices_alike(tmp_path):
     """weights= with by=: weight-0 runs (outliers here) are left out, as if never given. Groups
     split over 2 CPU devices (3 groups, padded to 4) sample the same posteriors as on one device,
