@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine, problem
+from . import backends, engine, problem
 from .problem import Best, Config, Data, centered_starts, limits_of
 
 WeightSource = Callable[[int, int], np.ndarray]
@@ -113,7 +113,7 @@ def solve(
     n_refine: int,
     chunk_size: int,
     n_problems: int | None = None,
-    lanes: int = 512,
+    lanes: int | None = None,
     devices: int = 1,
     progress: Callable[[int, int], None] | None = None,
     grouped: bool = False,
@@ -143,6 +143,7 @@ def solve(
     within each call (:func:`jaxscale.engine.solve_chunk`'s ``first``), those spread over the
     ``n_refine`` with ``spread_first``.
     """
+    lanes = backends.sizes().lanes if lanes is None else lanes
     if callable(weights):
         source, n = weights, int(n_problems)
     else:
