@@ -20,10 +20,9 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   of any other size, which all give the same chains.
 * ``calls_at_once``: kernel calls in flight at once (:func:`jaxscale.batches.side_by_side`).
   One XLA:CPU call leaves part of the machine idle (its loop's serial parts, the host's padding
-  and bookkeeping between calls, the next shape's compilation); two at once made fit_groups on
-  10,000 groups 1.24x faster at the first call and 1.30x warm on 2 cores, and 4,000 bootstrap
-  resamples 1.15x (RESULTS.md, "Calls at once"). On a GPU the host's work and compilation
-  overlap the device's.
+  and bookkeeping between calls, the next shape's compilation): two at once were faster on 2 cores
+  for fit_groups and the bootstrap, more were slower (RESULTS.md, "Calls at once"). On a GPU the
+  host's work and compilation overlap the device's.
 
 The GPU sizes other than issue 22's lanes and chunks are not measured yet (no GPU lent since);
 ``benchmarks/device_run.sh`` measures them. Results are bit-identical whatever ``chunk_size``
@@ -63,3 +62,8 @@ def sizes(backend: str | None = None) -> Sizes:
     """The sizes for ``backend`` (default: JAX's default backend); a backend other than a GPU gets the CPU's."""
     name = jax.default_backend() if backend is None else backend
     return GPU if name in GPU_NAMES else CPU
+
+
+def or_default(name: str, value: int | None) -> int:
+    """``value``, or where it is ``None`` this backend's size ``name`` (a :class:`Sizes` field)."""
+    return int(getattr(sizes(), name) if value is None else value)

@@ -143,7 +143,7 @@ def solve(
     within each call (:func:`jaxscale.engine.solve_chunk`'s ``first``), those spread over the
     ``n_refine`` with ``spread_first``.
     """
-    lanes = backends.sizes().lanes if lanes is None else lanes
+    lanes = backends.or_default("lanes", lanes)
     if callable(weights):
         source, n = weights, int(n_problems)
     else:

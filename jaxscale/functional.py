@@ -221,7 +221,7 @@ def fit_batch(
     data_c, w_c = jax.lax.stop_gradient((data, weights))
     limits = problem.Limits(jnp.asarray(max_steps, jnp.int32), jnp.asarray(gtol, starts_c.dtype))
     k = min(n_refine, starts_c.shape[0])
-    lanes = backends.sizes().lanes if lanes is None else lanes
+    lanes = backends.or_default("lanes", lanes)
     best = engine.solve_chunk(cfg, data_c, starts_c, w_c, limits, k, lanes)
     x_best = center(law, best.theta, data_c.shift)[:, list(cfg.free)]
     picks = SolverResult(x_best, best.value, best.grad_norm, best.steps, best.status)
