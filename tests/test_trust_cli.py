@@ -301,6 +301,12 @@ def _interrupt_ready(pid: int) -> bool:
     return any(n > 2 and link.startswith("pipe:") for n, link in links)
 
 
+# Runs argv[1:] with SIGINT's default action; exec keeps the pid, which the test signals.
+_WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to see the command get ready")
 @pytest.mark.parametrize("delay", [0.3, 5.0])  # while reading and compiling; while fitting or resampling
 def test_ctrl_c_during_bootstrap_exits_130_with_one_line(files, delay):
@@ -308,11 +314,12 @@ def test_ctrl_c_during_bootstrap_exits_130_with_one_line(files, delay):
 
     The command starts with SIGINT's default action, as from a terminal: a suite run as a
     shell's background job (``... &``) inherits SIGINT ignored, which the command keeps by
-    design (``cli._exit_on_interrupt``), and this test then failed (2026-12-05: SigIgn 0x1001007)."""
+    design (``cli._exit_on_interrupt``), and this test then failed (2026-12-05: SigIgn 0x1001007).
+    A small launcher resets the action and execs the command (same pid): a ``preexec_fn`` would
+    make subprocess fork this JAX-loaded process, which JAX warns against (CI, 2026-12-05)."""
     proc = subprocess.Popen(
-        command("fit", "runs.csv", *COLS, "--resamples", "100000", "--out", "boot.json"),
+        [sys.executable, "-c", _WITH_DEFAULT_SIGINT, *command("fit", "runs.csv", *COLS, "--resamples", "100000", "--out", "boot.json")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not _interrupt_ready(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
