@@ -74,7 +74,7 @@ def bootstrap(
     lanes: int | None = None,
     devices: int | None = None,
     progress: bool | None = None,
-    solver: str = "bfgs",
+    solver: str | None = None,
     dtype: str = "float64",
     staged: bool = True,
 ) -> BootstrapResult:
@@ -110,8 +110,10 @@ def bootstrap(
             (default: the backend's, 512 on a CPU).
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
-        solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
-            with few parameters; ``"newton"``, exact-Hessian Newton on the same lanes
+        solver: ``"bfgs"``, the lockstep dense BFGS with lane refill, fast for laws with few
+            parameters; ``"bfgs_hessian"``, the same seeded with the exact Hessian at each start;
+            None (default): ``"bfgs"``, and ``"bfgs_hessian"`` for staged resamples
+            (:func:`jaxscale.refinement.with_point_estimate`); ``"newton"``, exact-Hessian Newton on the same lanes
             (:mod:`jaxscale.newton`); ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
             (used for the point fit and every resample).
         dtype: ``"float64"`` (default), or ``"float32"`` to search in single precision:
@@ -156,7 +158,7 @@ def bootstrap(
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
-        solver=solver,
+        solver=solver or "bfgs",
         starts="screen" if warm else starts,
         n_refine=n_refine,
         lanes=lanes,
@@ -175,9 +177,11 @@ def bootstrap(
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
-        solver=solver,
+        solver=solver or "bfgs",
     )
-    spec = refinement.with_point_estimate(spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm)
+    spec = refinement.with_point_estimate(
+        spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm, may_seed=solver is None
+    )
     key = jax.random.key(seed)
     with jax.enable_x64(True):
         data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())

@@ -46,6 +46,11 @@ FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
 BLOCK_FEW = 16
 # The status of a start that a staged solve did not refine (its problem was not in doubt).
 SKIPPED = 9
+# A seeded BFGS start's inverse Hessian: |eigenvalues| floored at this fraction of the largest.
+# 1e-8 (Newton's floor, re-evaluated every step) let a first step along a near-flat direction
+# run an exponent to ~500 on one archive group, where a term vanished and BFGS stopped on the
+# plateau; 1e-6 and 1e-4 did not, and took as few steps (benchmarks/RESULTS.md, "Solvers").
+START_FLOOR = 1e-6
 
 
 def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64, backend: str | None = None) -> tuple[int, int]:
@@ -133,10 +138,16 @@ def _solve_items(
         )
         return jax.tree.map(lambda a, u: jax.lax.dynamic_update_slice_in_dim(a, u, lo, 0), state, stepped)
 
+    seeded = cfg.method == "bfgs_hessian"
+    h0 = _start_curvature(cfg, data, x0, owner, weights, grouped, n_items, block) if seeded else None
+
+    def start(i):
+        return jax.vmap(method.start)(x0[i]) if h0 is None else jax.vmap(method.start)(x0[i], h0[i])
+
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items
     take = jnp.where(live, lane_item, 0)
-    state = jax.vmap(method.start)(x0[take])
+    state = start(take)
     # Idle lanes (more lanes than items) start finished so they never count as work.
     state = state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS))
     lane_item = jnp.where(live, lane_item, -1)
@@ -155,7 +166,7 @@ def _solve_items(
         out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
         new_item = next_item + jnp.cumsum(finished) - 1
         refill = finished & (new_item < n_items)
-        fresh = jax.vmap(method.start)(x0[jnp.where(refill, new_item, 0)])
+        fresh = start(jnp.where(refill, new_item, 0))
         state = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
         lane_item = jnp.where(finished, jnp.where(refill, new_item, -1), lane_item)
         packed = jnp.argsort(lane_item < 0, stable=True)  # live lanes first, in lane order
@@ -164,6 +175,35 @@ def _solve_items(
 
     init = (state, lane_item, jnp.minimum(lanes, n_items), out)
     return jax.lax.while_loop(cond, body, init)[3]
+
+
+def _start_curvature(cfg: Config, data: Data, x0, owner, weights, grouped: bool, n_items, block: int):
+    """Each item's starting inverse Hessian for BFGS (``cfg.method`` ``"bfgs_hessian"``): the exact
+    Hessian at its start, inverted by :func:`jaxscale.solver.abs_inverse` with eigenvalues floored
+    at :data:`START_FLOOR` of the largest, ``[M, p, p]``; for the first ``n_items`` items only
+    (in blocks of ``block``), the others NaN, which :func:`jaxscale.solver.start` replaces by
+    the identity, as it does a Hessian that is not finite.
+
+    From a scaled identity, BFGS spends most of its steps learning the curvature; from the exact
+    one it took half the steps on the Epoch starts, for one Hessian per start (a few steps'
+    worth): benchmarks/RESULTS.md, "Solvers".
+    """
+    size, q = x0.shape
+    block = min(block, size)
+
+    def inverse(z, w, d):
+        return solver.abs_inverse(jax.hessian(lambda u: objective(cfg, d, u, w))(z), START_FLOOR)
+
+    def body(b, h):
+        lo = jnp.minimum(b * block, size - block)
+        xs = jax.lax.dynamic_slice_in_dim(x0, lo, block)
+        ow = jax.lax.dynamic_slice_in_dim(owner, lo, block)
+        d = jax.tree.map(lambda a: a[ow], data) if grouped else data
+        hs = jax.vmap(inverse, in_axes=(0, 0, 0 if grouped else None))(xs, weights[ow], d)
+        return jax.lax.dynamic_update_slice_in_dim(h, hs, lo, 0)
+
+    h = jnp.full((size, q, q), jnp.nan, x0.dtype)
+    return jax.lax.fori_loop(0, -(-n_items // block), body, h)
 
 
 def _solve_items_lbfgs(
@@ -268,7 +308,7 @@ def _solve_chunk(
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
-    (``cfg.method`` ``"bfgs"`` or ``"newton"``) or run side by side in one lockstep batch
+    (``cfg.method`` ``"bfgs"``, ``"bfgs_hessian"`` or ``"newton"``) or run side by side in one lockstep batch
     (``"lbfgs"``). ``first < n_refine`` (bfgs/newton): staged in the call (:func:`_staged`, with
     ``spread``).
     """
@@ -279,7 +319,7 @@ def _solve_chunk(
         x0, owner = _items(starts_c, idx, grouped)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
-    elif cfg.method not in ("bfgs", "newton"):
+    elif cfg.method not in ("bfgs", "bfgs_hessian", "newton"):
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
     elif first is not None and first < k:
         res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)

@@ -96,7 +96,10 @@ def fit(
         lanes: number of starts iterated side by side (finished ones are replaced by the next;
             default: the backend's, :func:`jaxscale.backends.sizes`).
         solver: ``"bfgs"`` (default), the lockstep dense BFGS with lane refill, fast for laws
-            with few parameters; ``"newton"``, the same lanes stepping an exact-Hessian Newton
+            with few parameters; ``"bfgs_hessian"``, the same with each start's inverse Hessian
+            seeded from the exact Hessian there (fewer steps on the Epoch data, but more
+            plateaus on noisy data: benchmarks/RESULTS.md, "Solvers"); ``"newton"``, the same
+            lanes stepping an exact-Hessian Newton
             (:mod:`jaxscale.newton`: fewer, dearer iterations); ``"lbfgs"``, optax's L-BFGS
             with its zoom line search, for laws with many parameters (``steps`` then counts
             L-BFGS iterations, ``max_steps`` bounds them, and ``lanes`` is unused).

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .solver import RUNNING, SolverResult, backtrack, result, status_code  # result: the same fields
+from .solver import RUNNING, SolverResult, abs_inverse, backtrack, result, status_code  # result: the same fields
 
 ARMIJO = 1e-4  # sufficient-decrease constant, as the BFGS's
 EIG_FLOOR = 1e-8  # |eigenvalue| floor relative to the largest: bounds the step along flat directions
@@ -74,10 +74,7 @@ def value_grad_hess(fun: Callable[[jax.Array], jax.Array]) -> Callable:
 
 def direction(g: jax.Array, hess: jax.Array) -> jax.Array:
     """``-Q |Λ|⁻¹ Qᵀ g`` for ``hess = Q Λ Qᵀ``, with ``|Λ|`` floored at :data:`EIG_FLOOR` of its largest."""
-    eig, q = jnp.linalg.eigh(0.5 * (hess + hess.T))
-    size = jnp.abs(eig)
-    size = jnp.maximum(size, EIG_FLOOR * jnp.max(size) + jnp.finfo(g.dtype).tiny)
-    return -(q @ ((q.T @ g) / size))
+    return -(abs_inverse(hess, EIG_FLOOR) @ g)
 
 
 def start(x0: jax.Array) -> State:

@@ -31,10 +31,12 @@ import numpy as np
 from .laws import Law, center, uncenter
 from .objective import law_objective
 
-# "bfgs": the lane-refill dense BFGS of engine._solve_items (few parameters); "newton": the
-# same lanes stepping a damped exact Newton (jaxscale.newton); "lbfgs": optax's L-BFGS,
-# vmapped in plain lockstep (many parameters, and a cross-check).
-METHODS = ("bfgs", "newton", "lbfgs")
+# "bfgs": the lane-refill dense BFGS of engine._solve_items (few parameters), from a scaled
+# identity; "bfgs_hessian": the same BFGS, each start's inverse Hessian seeded from the exact
+# Hessian there (staged bootstrap resamples: jaxscale.refinement.with_point_estimate);
+# "newton": the same lanes stepping an exact Newton (jaxscale.newton); "lbfgs": optax's
+# L-BFGS, vmapped in plain lockstep (many parameters, and a cross-check).
+METHODS = ("bfgs", "bfgs_hessian", "newton", "lbfgs")
 
 
 class Config(NamedTuple):

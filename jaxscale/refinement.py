@@ -130,15 +130,20 @@ def may_stage(n_at_optimum: int, n_starts: int) -> bool:
     return n_at_optimum >= STAGE_AGREEMENT * n_starts
 
 
-def with_point_estimate(spec: Spec, theta: np.ndarray, n_at_optimum: int, n_starts: int, *, warm: bool) -> Spec:
+def with_point_estimate(
+    spec: Spec, theta: np.ndarray, n_at_optimum: int, n_starts: int, *, warm: bool, may_seed: bool = False
+) -> Spec:
     """A bootstrap's spec once its point fit (``theta``, and ``n_at_optimum`` of its ``n_starts``
     refined starts at its optimum) is known.
 
     ``warm``: the point estimate and the grid compete in each resample's screening and the best
     :data:`~jaxscale.specs.N_REFINE_WARM` are refined (nearly always the point estimate and the
     best grid start). Staged (``spec.first_refine < spec.n_refine``): the point estimate joins
-    the candidates of the first pass where :func:`may_stage` allows; elsewhere, and where the
-    point fit failed, staging is off and every resample refines all ``n_refine``.
+    the candidates of the first pass where :func:`may_stage` allows, and there, with
+    ``may_seed``, BFGS starts from the exact Hessian (``"bfgs_hessian"``: half the steps on the Epoch resamples,
+    the same optima; on noisy data of several basins it left more problems on plateaus, so
+    only here: benchmarks/RESULTS.md, "Solvers"); elsewhere, and where the point fit failed,
+    staging is off and every resample refines all ``n_refine``.
     """
     point = np.asarray(theta, dtype=np.float64)[None]
     if warm:
@@ -146,7 +151,9 @@ def with_point_estimate(spec: Spec, theta: np.ndarray, n_at_optimum: int, n_star
     if first_pass(spec) >= spec.n_refine:
         return spec
     if may_stage(n_at_optimum, n_starts) and np.all(np.isfinite(point)):
-        return spec._replace(candidates=np.vstack([point, spec.candidates]))
+        # One basin, on the evidence of the point fit: BFGS may start from the exact Hessian.
+        seeded = spec.cfg._replace(method="bfgs_hessian") if may_seed and spec.cfg.method == "bfgs" else spec.cfg
+        return spec._replace(candidates=np.vstack([point, spec.candidates]), cfg=seeded)
     return spec._replace(first_refine=spec.n_refine)
 
 

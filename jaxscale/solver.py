@@ -131,19 +131,37 @@ def status_code(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
     ).astype(jnp.int32)
 
 
-def start(x0: jax.Array) -> State:
-    """A state whose first :func:`step` evaluates ``f`` at ``x0`` (t = 0, f = +inf accepts it)."""
+def abs_inverse(hess: jax.Array, floor: float = 1e-8) -> jax.Array:
+    """``Q |Λ|⁻¹ Qᵀ`` for a symmetric ``hess = Q Λ Qᵀ``, ``|Λ|`` floored at ``floor`` times its
+    largest: a positive-definite inverse that keeps the exact curvature's scale and axes where
+    ``hess`` is indefinite (moving away along negative curvature instead of towards it)."""
+    eig, q = jnp.linalg.eigh(0.5 * (hess + hess.T))
+    size = jnp.abs(eig)
+    size = jnp.maximum(size, floor * jnp.max(size) + jnp.finfo(hess.dtype).tiny)
+    return (q / size[None, :]) @ q.T
+
+
+def start(x0: jax.Array, h0: jax.Array | None = None) -> State:
+    """A state whose first :func:`step` evaluates ``f`` at ``x0`` (t = 0, f = +inf accepts it).
+
+    ``h0`` (optional, ``[p, p]``): the inverse-Hessian approximation to start from, e.g.
+    :func:`abs_inverse` of the exact Hessian at ``x0``; the first direction is then ``-h0 ∇f``
+    and no rescaling follows. Without it (or where it is not finite), the first step is a unit
+    step along steepest descent and the identity is rescaled at the first update.
+    """
     # Every field is made *like* x0 (full_like keeps its type), so that inside a user's
     # shard_map, where x0 varies across devices, the loop's initial state varies too.
     scalar = x0[0]
+    eye = jnp.eye(x0.shape[0], dtype=x0.dtype) + jnp.zeros_like(x0)[:, None]
+    seeded = jnp.zeros_like(scalar, dtype=bool) if h0 is None else jnp.all(jnp.isfinite(h0))
     return State(
         x=x0,
         f=jnp.full_like(scalar, jnp.inf),
         g=jnp.zeros_like(x0),
-        h=jnp.eye(x0.shape[0], dtype=x0.dtype) + jnp.zeros_like(x0)[:, None],
+        h=eye if h0 is None else jnp.where(seeded, h0, eye),
         p=jnp.zeros_like(x0),
         t=jnp.zeros_like(scalar),
-        fresh=jnp.full_like(scalar, True, dtype=bool),
+        fresh=~seeded,
         k=jnp.full_like(scalar, 0, dtype=jnp.int32),
         status=jnp.full_like(scalar, RUNNING, dtype=jnp.int32),
     )
@@ -166,8 +184,9 @@ def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xto
     eye = jnp.eye(s.x.shape[0], dtype=s.x.dtype)
     h_first = eye / jnp.maximum(jnp.sqrt(_dot(gt, gt)), jnp.finfo(s.x.dtype).tiny)
     h_upd, fresh_new = _bfgs_update(s.h, xt - s.x, gt - s.g, s.fresh)
-    p_new, h_new = _descent(jnp.where(first, h_first, h_upd), gt)
-    fresh_new = jnp.where(first, True, fresh_new)
+    # A seeded start (not fresh) takes its first direction from its own h.
+    p_new, h_new = _descent(jnp.where(first, jnp.where(s.fresh, h_first, s.h), h_upd), gt)
+    fresh_new = jnp.where(first, s.fresh, fresh_new)
 
     t_shrunk = backtrack(s.t, s.f, ft, gp, finite)
 
@@ -205,19 +224,21 @@ def minimize(
     max_steps: int = 500,
     gtol: float = 1e-10,
     xtol: float = 1e-15,
+    h0: jax.Array | None = None,
 ) -> SolverResult:
     """Minimise a smooth scalar ``fun`` from ``x0 [p]`` by BFGS with a folded backtracking step.
 
     Pure and traceable; ``jax.vmap`` it (or use :func:`minimize_batch`) to solve many problems
     in lockstep. ``gtol`` is an absolute bound on ``max|∇f|``; ``xtol`` the relative step size
     below which a trial step no longer changes ``x``; ``max_steps`` counts objective+gradient
-    evaluations, the first (at ``x0``) included. Respects the dtype of ``x0``.
+    evaluations, the first (at ``x0``) included. ``h0``: an inverse Hessian to start from
+    (:func:`start`), e.g. ``abs_inverse(jax.hessian(fun)(x0), 1e-6)``. Respects the dtype of ``x0``.
     """
     value_and_grad = jax.value_and_grad(fun)
     final = lax.while_loop(
         lambda s: s.status == RUNNING,
         lambda s: step(value_and_grad, s, max_steps=max_steps, gtol=gtol, xtol=xtol),
-        start(x0),
+        start(x0, h0),
     )
     return result(final)
 
