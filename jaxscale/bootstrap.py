@@ -179,8 +179,11 @@ def bootstrap(
         gtol=gtol,
         solver=solver or "bfgs",
     )
+    # Seeded BFGS only where the point fit is identified: on a flat objective the exact Hessian is
+    # singular, and the seeded steps along its flat directions ran a resample into max_steps.
+    may_seed = solver is None and point.converged
     spec = refinement.with_point_estimate(
-        spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm, may_seed=solver is None
+        spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm, may_seed=may_seed
     )
     key = jax.random.key(seed)
     with jax.enable_x64(True):

@@ -104,5 +104,5 @@ def test_lbfgs_reports_nonfinite_and_budget_and_keeps_dtype():
 def test_unknown_solver_is_refused_naming_the_choices(entry):
     runs = js.datasets.chinchilla()
     call = js.fit if entry == "fit" else js.bootstrap
-    with pytest.raises(ValueError, match=r"unknown solver 'gauss'.*\('bfgs', 'newton', 'lbfgs'\)"):
+    with pytest.raises(ValueError, match=r"unknown solver 'gauss'.*\('bfgs', 'bfgs_hessian', 'newton', 'lbfgs'\)"):
         call(runs, law="chinchilla", solver="gauss")
