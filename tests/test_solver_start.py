@@ -12,13 +12,7 @@ from tests.test_groups import synthetic_groups
 
 
 def _run(fun, x0, h0=None, max_steps=500, gtol=1e-12):
-    vg = jax.value_and_grad(fun)
-    state = jax.lax.while_loop(
-        lambda s: s.status == solver.RUNNING,
-        lambda s: solver.step(vg, s, max_steps=max_steps, gtol=gtol),
-        solver.start(x0, h0),
-    )
-    return solver.result(state)
+    return solver.minimize(fun, x0, max_steps=max_steps, gtol=gtol, h0=h0)
 
 
 def test_abs_inverse_is_the_inverse_of_the_absolute_eigenvalues_floored():
