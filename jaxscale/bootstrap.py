@@ -149,6 +149,7 @@ def bootstrap(
     runs = as_runs(runs)
     cluster_ids = _cluster_ids(runs, clusters)
     warm = isinstance(starts, str) and starts == "warm"
+    named_solver = solver or "bfgs"  # None: "bfgs", seeded where with_point_estimate allows
     objective_options = dict(
         loss_fn=loss_fn, delta=delta, scale=scale, reduction=reduction, overestimate_penalty=overestimate_penalty
     )
@@ -158,7 +159,7 @@ def bootstrap(
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
-        solver=solver or "bfgs",
+        solver=named_solver,
         starts="screen" if warm else starts,
         n_refine=n_refine,
         lanes=lanes,
@@ -177,13 +178,16 @@ def bootstrap(
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
-        solver=solver or "bfgs",
+        solver=named_solver,
     )
-    # Seeded BFGS only where the point fit is identified: on a flat objective the exact Hessian is
-    # singular, and the seeded steps along its flat directions ran a resample into max_steps.
-    may_seed = solver is None and point.converged
     spec = refinement.with_point_estimate(
-        spec, point.theta, point.n_at_optimum, point.n_starts, warm=warm, may_seed=may_seed
+        spec,
+        point.theta,
+        point.n_at_optimum,
+        point.n_starts,
+        warm=warm,
+        may_seed=solver is None,
+        converged=point.converged,
     )
     key = jax.random.key(seed)
     with jax.enable_x64(True):

@@ -142,7 +142,7 @@ def _solve_items(
     h0 = _start_curvature(cfg, data, x0, owner, weights, grouped, n_items, block) if seeded else None
 
     def start(i):
-        return jax.vmap(method.start)(x0[i]) if h0 is None else jax.vmap(method.start)(x0[i], h0[i])
+        return jax.vmap(method.start)(x0[i], *(() if h0 is None else (h0[i],)))
 
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items

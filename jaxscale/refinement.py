@@ -131,7 +131,14 @@ def may_stage(n_at_optimum: int, n_starts: int) -> bool:
 
 
 def with_point_estimate(
-    spec: Spec, theta: np.ndarray, n_at_optimum: int, n_starts: int, *, warm: bool, may_seed: bool = False
+    spec: Spec,
+    theta: np.ndarray,
+    n_at_optimum: int,
+    n_starts: int,
+    *,
+    warm: bool,
+    may_seed: bool = False,
+    converged: bool = True,
 ) -> Spec:
     """A bootstrap's spec once its point fit (``theta``, and ``n_at_optimum`` of its ``n_starts``
     refined starts at its optimum) is known.
@@ -140,10 +147,12 @@ def with_point_estimate(
     :data:`~jaxscale.specs.N_REFINE_WARM` are refined (nearly always the point estimate and the
     best grid start). Staged (``spec.first_refine < spec.n_refine``): the point estimate joins
     the candidates of the first pass where :func:`may_stage` allows, and there, with
-    ``may_seed``, BFGS starts from the exact Hessian (``"bfgs_hessian"``: half the steps on the Epoch resamples,
-    the same optima; on noisy data of several basins it left more problems on plateaus, so
-    only here: benchmarks/RESULTS.md, "Solvers"); elsewhere, and where the point fit failed,
-    staging is off and every resample refines all ``n_refine``.
+    ``may_seed`` (the caller left the solver to this policy) and a point fit that ``converged``
+    (identified), BFGS starts from the exact Hessian (``"bfgs_hessian"``: half the steps on the
+    Epoch resamples, the same optima; on noisy data of several basins it left more problems on
+    plateaus, and on a flat objective, whose Hessian is singular, it ran a resample into
+    max_steps, so only here: benchmarks/RESULTS.md, "Solvers"); elsewhere, and where the
+    point fit failed, staging is off and every resample refines all ``n_refine``.
     """
     point = np.asarray(theta, dtype=np.float64)[None]
     if warm:
@@ -152,7 +161,8 @@ def with_point_estimate(
         return spec
     if may_stage(n_at_optimum, n_starts) and np.all(np.isfinite(point)):
         # One basin, on the evidence of the point fit: BFGS may start from the exact Hessian.
-        seeded = spec.cfg._replace(method="bfgs_hessian") if may_seed and spec.cfg.method == "bfgs" else spec.cfg
+        seed = may_seed and converged and spec.cfg.method == "bfgs"
+        seeded = spec.cfg._replace(method="bfgs_hessian") if seed else spec.cfg
         return spec._replace(candidates=np.vstack([point, spec.candidates]), cfg=seeded)
     return spec._replace(first_refine=spec.n_refine)
 

@@ -131,7 +131,7 @@ def status_code(finite, stalled, gmax, k, *, max_steps: int, gtol: float):
     ).astype(jnp.int32)
 
 
-def abs_inverse(hess: jax.Array, floor: float = 1e-8) -> jax.Array:
+def abs_inverse(hess: jax.Array, floor: float) -> jax.Array:
     """``Q |Λ|⁻¹ Qᵀ`` for a symmetric ``hess = Q Λ Qᵀ``, ``|Λ|`` floored at ``floor`` times its
     largest: a positive-definite inverse that keeps the exact curvature's scale and axes where
     ``hess`` is indefinite (moving away along negative curvature instead of towards it)."""
