@@ -205,7 +205,7 @@ def solve_groups(
     """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
     ``run_weights`` [rows], default 1): groups of
     similar size share a bucket (padded to one size) and one kernel call per chunk of it;
-    retried (:func:`retry`). ``n_resamples``: also solve that many resamples of every group,
+    retried (:func:`retry`) in one call for all buckets. ``n_resamples``: also solve that many resamples of every group,
     group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
     # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
     # fixes the compiled arithmetic and results would then depend on the chunking.
@@ -219,27 +219,8 @@ def solve_groups(
         data, w = batches.pad_groups(
             spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in bucket], size, run_weights
         )
-
-        def solve_rows(rows: np.ndarray, k: int, first: int | None = None) -> Solved:
-            part = problem.Data(*(np.asarray(a)[rows] for a in data))
-            best = batches.solve(
-                spec.cfg,
-                part,
-                spec.candidates,
-                w[rows],
-                n_refine=k,
-                chunk_size=spec.chunk_size,
-                lanes=spec.lanes,
-                devices=spec.devices,
-                grouped=True,
-                first_refine=first,
-                spread_first=True,  # groups: a first pass spread over the 8 (refinement.stages_bucket)
-            )
-            return solved_from(best)
-
         # Staged within each kernel call (engine._staged): no second call with new shapes.
-        solved = solve_rows(np.arange(len(bucket)), spec.n_refine, stages_bucket(spec, size))
-        solved = retry(spec, solved, solve_rows)
+        solved = _solve_padded(spec, data, w, spec.n_refine, stages_bucket(spec, size))
         resamples = _group_resamples(spec, data, w, bucket, members, n_resamples, seed) if n_resamples else None
         return Bucket(bucket, data, w, solved, resamples)
 
@@ -251,9 +232,55 @@ def solve_groups(
     for size, bucket in zip(order, solved_buckets, strict=True):
         out[size] = bucket
         done += len(bucket.ids)
-        if progress is not None:
+        if progress is not None and done < len(ids):  # the last report waits for the retry
             progress(done, len(ids))
-    return [out[size] for size in sorted(out)]
+    buckets = _retry_buckets(spec, log_x, log_y, members, run_weights, [out[size] for size in sorted(out)])
+    if progress is not None:
+        progress(len(ids), len(ids))
+    return buckets
+
+
+def _solve_padded(spec: Spec, data: problem.Data, w: np.ndarray, k: int, first: int | None = None) -> Solved:
+    """One problem per padded group (``data [G, size, ...]``, run weights ``w [G, size]``), ``k``
+    starts each, staged with ``first``."""
+    best = batches.solve(
+        spec.cfg,
+        data,
+        spec.candidates,
+        w,
+        n_refine=k,
+        chunk_size=spec.chunk_size,
+        lanes=spec.lanes,
+        devices=spec.devices,
+        grouped=True,
+        first_refine=first,
+        spread_first=True,  # groups: a first pass spread over the 8 (refinement.stages_bucket)
+    )
+    return solved_from(best)
+
+
+def _retry_buckets(spec: Spec, log_x, log_y, members, run_weights, buckets: list[Bucket]) -> list[Bucket]:
+    """Every bucket's groups retried (:func:`retry`) in one solve: those to solve again are
+    padded to the largest of their buckets' sizes (weight-0 points add exactly 0 to the
+    objective), so the retry compiles one kernel rather than one per bucket it draws from."""
+    if not buckets:
+        return buckets
+    solved = Solved(*(np.concatenate(parts) for parts in zip(*(b.solved for b in buckets), strict=True)))
+    groups = [g for b in buckets for g in b.ids]
+    size_of = np.concatenate([np.full(len(b.ids), b.weights.shape[1]) for b in buckets])
+
+    def solve_rows(rows: np.ndarray, k: int) -> Solved:
+        size = int(size_of[rows].max())
+        picked = [members[groups[r]] for r in rows]
+        data, w = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, picked, size, run_weights)
+        return _solve_padded(spec, data, w, k)
+
+    solved = retry(spec, solved, solve_rows)
+    ends = np.cumsum([len(b.ids) for b in buckets])
+    return [
+        b._replace(solved=Solved(*(a[end - len(b.ids) : end] for a in solved)))
+        for b, end in zip(buckets, ends, strict=True)
+    ]
 
 
 def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members, n: int, seed: int) -> Solved:

@@ -270,6 +270,47 @@ def test_retry_reaches_fits_optimum_where_eight_starts_do_not():
     )
 
 
+def test_retries_of_every_bucket_are_one_padded_call(monkeypatch):
+    """Group 5318's 20 runs (bucket 32) beside the same runs four times over (80 runs, bucket
+    128; the objective is exactly 4x, the optimum the same): both stop at max_steps with 8
+    starts, and both are retried in one kernel call, group 5318 padded with weight-0 points to
+    128. Padding changes nothing: group 5318 ends where it does retried alone, and the copy
+    at the same parameters with 4x the objective."""
+    import sys
+
+    from jaxscale import runner, specs
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.groups_data import make_archive
+
+    df, _ = make_archive(10000, seed=0)
+    part = df[df["group"] == 5318]
+    both = pd.concat([part.assign(group=0), *[part.assign(group=1)] * 4])
+    calls = []
+    solve = runner.batches.solve
+
+    def spy(cfg, data, *args, **kwargs):
+        calls.append((kwargs["n_refine"], np.asarray(data.log_y).shape))
+        return solve(cfg, data, *args, **kwargs)
+
+    monkeypatch.setattr(runner.batches, "solve", spy)
+    table = js.fit_groups(js.read_runs(both, group="group", check_duplicates=False)).set_index("group")
+    retries = [shape for k, shape in calls if k > specs.N_REFINE_MANY]
+    assert retries == [(2, 128)], calls
+    monkeypatch.undo()
+    alone = js.fit_groups(part, by="group").iloc[0]
+    assert (table["status"] == "converged").all() and alone["status"] == "converged"
+    assert (table["n_starts"] == 8 * specs.N_REFINE_MANY).all()
+    np.testing.assert_allclose(table.loc[0, "objective"], alone["objective"], rtol=1e-9)
+    np.testing.assert_allclose(table.loc[1, "objective"], 4 * alone["objective"], rtol=1e-9)
+    for g in (0, 1):
+        np.testing.assert_allclose(
+            table.loc[g, ["B", "alpha", "beta"]].to_numpy(float),
+            alone[["B", "alpha", "beta"]].to_numpy(float),
+            rtol=1e-6,
+        )
+
+
 def test_unidentified_fit_with_infinite_coefficient_is_not_converged():
     """All runs at one D (found by the property test): B/D^beta merges with E and the fit runs
     off to alpha ~ 76 with log A past 709, so A overflows to inf. The solver's gradient test
