@@ -12,8 +12,10 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   only the blocks of lanes still running are stepped (:func:`jaxscale.engine.lane_layout`), one
   block after the other; on a GPU that loop multiplies the launches, while stepping every lane
   costs what stepping a few does.
-* ``screen_batch``: groups whose starts are screened together (one at a time on a CPU, where
-  the ``[starts, points]`` table of one group already fills the cores; a GPU's launches again).
+* ``screen_batch``: groups whose starts are screened together, and problems whose best starts
+  are selected together (one at a time on a CPU, where the ``[starts, points]`` table of one
+  group already fills the cores and the selection's bisection stops early per row; a GPU's
+  launches again).
 * ``posterior_groups``: groups whose chains share one call of ``posterior(by=...)``. On a CPU
   each batched NUTS step waits for the deepest tree of all its chains, so few groups per call,
   two calls at a time; not 1, whose size-1 batch XLA compiles to other last bits than a batch

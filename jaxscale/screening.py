@@ -105,4 +105,7 @@ def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: b
     # Many problems on shared data: one [S, P] table serves them all, since the objective is
     # linear in the weights.
     screened = weights @ point_loss(cfg, data, starts_c).T  # [B, S]
-    return jax.vmap(lambda v: smallest_k(v, n_refine))(screened)
+    # Row by row on a CPU (backends.sizes): the selection's bisection stops early, and under
+    # vmap each pass would wait for the slowest row of the batch.
+    batch = backends.sizes().screen_batch
+    return jax.lax.map(lambda v: smallest_k(v, n_refine), screened, batch_size=None if batch <= 1 else batch)
