@@ -297,10 +297,14 @@ def flat_problems(
     with jax.enable_x64(True):
         for lo in range(0, len(rows), chunk):
             sel = rows[lo : lo + chunk]
+            # Padded to a power of two problems (cycled, trimmed below) as in assess_groups: a
+            # few shapes compile, whatever the number of rows.
+            pad = np.resize(np.arange(len(sel)), 1 << (len(sel) - 1).bit_length())
             d = data
             if grouped:
                 take = sel if data_index is None else np.asarray(data_index)[sel]
-                d = problem.Data(*(np.asarray(a)[take] for a in data))
-            hess, gn = (np.asarray(m) for m in curvature_matrices(cfg, d, theta[sel], weights_of(sel), grouped))
+                d = problem.Data(*(np.asarray(a)[take[pad]] for a in data))
+            matrices = curvature_matrices(cfg, d, theta[sel][pad], weights_of(sel)[pad], grouped)
+            hess, gn = (np.asarray(m)[: len(sel)] for m in matrices)
             flat[lo : lo + len(sel)] = is_flat(hess, skip[sel]) | is_flat(gn, skip[sel])
     return flat

@@ -22,6 +22,8 @@ def test_weights_are_multinomial_counts_and_chunk_independent():
     np.testing.assert_array_equal(w.sum(axis=1), 240)  # each resample draws 240 runs
     # Resample i depends only on (seed, i): any slicing gives the same rows.
     np.testing.assert_array_equal(resample_weights(key, 20, 30, 240), w[20:30])
+    np.testing.assert_array_equal(resample_weights(key, 5, 6, 240), w[5:6])  # drawn in power-of-two counts
+    assert resample_weights(key, 9, 9, 240).shape == (0, 240)
     # ... and on whether x64 is on (a float32 bootstrap draws them with x64 off).
     with jax.enable_x64(False):
         np.testing.assert_array_equal(resample_weights(key, 0, 50, 240), w)
