@@ -78,7 +78,8 @@ def bisected_smallest(key: jax.Array, k: int) -> jax.Array:
         lo, hi, exact = bounds
         return (lo < hi) & ~exact
 
-    _, kth, exact = jax.lax.while_loop(running, halve, (jnp.min(key), jnp.max(key), jnp.zeros((), bool)))
+    # The flag is made like the keys so that it varies as they do inside a user's shard_map.
+    _, kth, exact = jax.lax.while_loop(running, halve, (jnp.min(key), jnp.max(key), jnp.zeros_like(key[0], dtype=bool)))
     below = jnp.where(exact, key <= kth, key < kth)
     tied = (key == kth) & ~exact
     chosen = below | (tied & (jnp.cumsum(tied) <= k - jnp.sum(below)))
