@@ -244,17 +244,68 @@ def assess(res, cfg: problem.Config, data: problem.Data, w: np.ndarray, matrices
 def assess_groups(cfg: problem.Config, data: problem.Data, w: np.ndarray, results: list) -> list:
     """:func:`assess` for the fits ``results`` of grouped ``data [G, ...]`` with weights ``w [G, P]``,
     their curvature matrices computed in one call (padded to a power of two groups, so that a few
-    compiled shapes serve every bucket)."""
+    compiled shapes serve every bucket). Groups that pass every check on array-wide tests
+    (:func:`_clear_groups`) are recorded without the per-group checks, which name the problems
+    of the others; both record the same numbers."""
     g = len(results)
     pad = np.resize(np.arange(g), 1 << max(g - 1, 0).bit_length())
     theta = np.stack([np.asarray(r.theta, dtype=np.float64) for r in results])
     with jax.enable_x64(True):
         hess, gn = curvature_matrices(cfg, problem.Data(*(np.asarray(a)[pad] for a in data)), theta[pad], w[pad], True)
-    hess, gn = np.asarray(hess), np.asarray(gn)
+    hess, gn = np.asarray(hess)[:g], np.asarray(gn)[:g]
+    clear, lam, cond = _clear_groups(cfg, np.asarray(data.log_x), np.asarray(w), results, hess, gn)
     return [
-        assess(r, cfg, problem.Data(*(np.asarray(a)[j] for a in data)), w[j], (hess[j], gn[j]))
+        r._replace(unidentified=(), unidentified_reason="", min_curvature=float(lam[j]), condition=float(cond[j]))
+        if clear[j]
+        else assess(r, cfg, problem.Data(*(np.asarray(a)[j] for a in data)), w[j], (hess[j], gn[j]))
         for j, r in enumerate(results)
     ]
+
+
+def _clear_groups(cfg: problem.Config, log_x: np.ndarray, w: np.ndarray, results: list, hess, gn):
+    """``(clear [G], min_curvature [G], condition [G])``: groups that certainly pass all three
+    checks of :func:`identify`, tested array-wide; a group not clear is left to :func:`identify`.
+
+    Clear: no term vanished, signs as the law needs, more runs of positive weight than free
+    parameters and some input with more distinct values than that (so more distinct input
+    tuples too), each power term's input with enough distinct values and span, and both
+    curvature matrices finite, with no zero diagonal and no eigenvalue below
+    :data:`CURVATURE_TOL` after unit-diagonal scaling: the same scaling and eigen-solver as
+    :func:`flat_directions`, so the recorded numbers are the ones it gives.
+    """
+    law, free = cfg.law, cfg.free
+    q = len(free)
+    used = w > 0
+    n_used = used.sum(axis=1)
+    clear = (n_used > q) & np.array([not r.vanished and not sign_problems(law, r.params, r.fixed) for r in results])
+    most_distinct = np.zeros(len(results), dtype=int)
+    for k in range(len(law.inputs)):
+        v = np.sort(np.where(used, log_x[..., k], np.inf), axis=1)
+        steps = (v[:, 1:] != v[:, :-1]) & (np.arange(v.shape[1] - 1)[None, :] < (n_used - 1)[:, None])
+        distinct = steps.sum(axis=1) + (n_used > 0)
+        most_distinct = np.maximum(most_distinct, distinct)
+        if len(_input_params(law, k, free)) >= 2:
+            least = MIN_DISTINCT if any(inp == k for _, _, inp in law.center_pairs) else 2
+            high = np.where(used, log_x[..., k], -np.inf).max(axis=1)
+            with np.errstate(invalid="ignore", over="ignore"):  # groups of no runs: not clear anyway
+                clear &= (distinct >= least) & (np.exp(high - v[:, 0]) >= MIN_SPAN)  # v[:, 0]: the least
+    clear &= most_distinct > q
+
+    def scaled_eigenvalues(m):
+        m = np.asarray(m, dtype=np.float64)
+        finite = np.all(np.isfinite(m), axis=(1, 2))
+        m = np.where(finite[:, None, None], m, np.eye(q))
+        d = np.diagonal(m, axis1=1, axis2=2)
+        zero = d <= ZERO_CURVATURE * np.maximum(d.max(axis=1), 0.0)[:, None]
+        s = 1.0 / np.sqrt(np.where(zero, 1.0, d))
+        ev = np.linalg.eigh(m * s[:, :, None] * s[:, None, :])[0]
+        return finite & ~zero.any(axis=1) & (ev[:, 0] >= CURVATURE_TOL), ev
+
+    h_ok, ev = scaled_eigenvalues(hess)
+    g_ok, _ = scaled_eigenvalues(gn)
+    clear &= h_ok & g_ok
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return clear, ev[:, 0], ev[:, -1] / ev[:, 0]
 
 
 def is_flat(matrices: np.ndarray, skip: np.ndarray) -> np.ndarray:

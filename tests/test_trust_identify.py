@@ -176,6 +176,52 @@ def test_fit_groups_flags_an_unidentified_group():
     assert table.loc["bad", "unidentified"] == ",".join(alone.unidentified)
 
 
+def test_groups_cleared_array_wide_are_recorded_as_the_per_group_checks_record_them(monkeypatch):
+    """fit_groups records groups that pass every check without running the per-group checks
+    (identify._clear_groups); with that shortcut off, every field of every fit is the same, to
+    the last bit, over well-determined groups and the catalogue's degenerate designs."""
+    from jaxscale.groups import group_fits
+
+    cases = {
+        "noise_0.005": design(1),
+        "30_runs": design(2, size=30, noise=0.02),
+        "exact": design(3, noise=0.0),
+        "N_span_x10": design(4, n_range=(1e9, 1e10)),
+        "one_D": design(5, **ONE_D),
+        "one_N": design(6, n_range=(1e9, 1e9)),
+        "two_D_values": two_d_values(),
+        "span_x1.0001": design(7, n_range=(1e9, 1.0001e9), d_range=(2e10, 2.0002e10)),
+        "rising_with_N": design(9, loss=lambda n, d, rng: 2.0 + 0.01 * n**0.3 + 2000.0 / d**0.37),
+    }
+    frame = pd.concat(
+        pd.DataFrame({"N": r.x[:, 0], "D": r.x[:, 1], "loss": r.y, "g": name}) for name, r in cases.items()
+    )
+    runs, law = js.read_runs(frame, group="g"), js.get_law("chinchilla")
+    cleared = []
+    clear_groups = identify._clear_groups
+
+    def spy(*args):
+        out = clear_groups(*args)
+        cleared.append(int(out[0].sum()))
+        return out
+
+    monkeypatch.setattr(identify, "_clear_groups", spy)
+    keys, _, fast, _ = group_fits(runs, law)
+    monkeypatch.setattr(identify, "_clear_groups", lambda *a: (np.zeros(len(a[3]), bool), None, None))
+    _, _, slow, _ = group_fits(runs, law)
+    by_name = {key[0]: g for g, key in enumerate(keys)}
+    assert sum(cleared) >= 4, cleared  # the four well-determined designs at least
+    for name in ("one_D", "one_N", "two_D_values", "rising_with_N"):
+        assert slow[by_name[name]].status == identify.UNIDENTIFIED
+    for g in fast:
+        for field, a in fast[g]._asdict().items():
+            b = getattr(slow[g], field)
+            if isinstance(a, float) and np.isnan(a):
+                assert np.isnan(b), (keys[g], field)
+            else:
+                assert np.all(a == b) if isinstance(a, np.ndarray) else a == b, (keys[g], field, a, b)
+
+
 def test_frontier_of_a_negative_exponent_explains_itself():
     params = {"E": 1.8, "A": 0.5, "B": 2000.0, "alpha": -0.043, "beta": 0.37}
     with pytest.warns(FrontierWarning, match=r"alpha = -0.043 \(must be > 0"):
