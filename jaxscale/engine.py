@@ -261,10 +261,9 @@ def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every
     """
     n_problems, k = idx.shape
     idx = _spread_first(starts_c, idx, first, grouped) if spread else idx
-    x0, owner = _items(starts_c, idx[:, :first], grouped)
-    res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
-    res = jax.tree.map(lambda a: a.reshape((n_problems, first) + a.shape[1:]), res)
+    x0, owner = _items(starts_c, idx, grouped)
     per_problem = 0 if grouped else None
+    first_pass = jnp.tile(jnp.arange(k) < first, n_problems)  # [B * K]
 
     def doubt(x, value, status, d, w):
         best = jnp.argmin(jnp.where(jnp.isfinite(value), value, jnp.inf))
@@ -272,19 +271,28 @@ def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every
         sens = sensitivity(cfg, d, theta, w)
         return refinement.in_doubt_traced(cfg, theta, value, status[best], sens)
 
-    in_doubt = jax.vmap(doubt, in_axes=(0, 0, 0, per_problem, 0))(res.x, res.value, res.status, data, weights)
-    # The rest of the starts of the problems in doubt, moved to the front of the queue.
-    wanted = jnp.repeat(in_doubt, k - first)
-    order = jnp.argsort(~wanted, stable=True)
-    x0, owner = _items(starts_c, idx[:, first:], grouped)
-    more = _solve_items(
-        cfg, data, x0[order], owner[order], weights, lanes, refill_every, grouped, limits, jnp.sum(wanted)
-    )
-    more = jax.tree.map(lambda a: jnp.zeros_like(a).at[order].set(a), more)  # back to problem order
-    more = more._replace(value=jnp.where(wanted, more.value, jnp.nan), status=jnp.where(wanted, more.status, SKIPPED))
-    more = jax.tree.map(lambda a: a.reshape((n_problems, k - first) + a.shape[1:]), more)
-    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), res, more)
-    return jax.tree.map(lambda a: a.reshape((n_problems * k,) + a.shape[2:]), both)
+    def stage(carry, _):
+        # One pass over the items ``wanted``, moved to the front of the queue; then the items
+        # of the next pass: the rest of the starts of the problems the first pass leaves in
+        # doubt. Both passes are this one loop body, so the solver compiles once.
+        res, wanted = carry
+        order = jnp.argsort(~wanted, stable=True)
+        out = _solve_items(
+            cfg, data, x0[order], owner[order], weights, lanes, refill_every, grouped, limits, jnp.sum(wanted)
+        )
+        out = jax.tree.map(lambda a: jnp.zeros_like(a).at[order].set(a), out)  # back to problem order
+        res = jax.tree.map(lambda r, o: jnp.where(wanted.reshape((-1,) + (1,) * (o.ndim - 1)), o, r), res, out)
+        firsts = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:])[:, :first], res)
+        in_doubt = jax.vmap(doubt, in_axes=(0, 0, 0, per_problem, 0))(
+            firsts.x, firsts.value, firsts.status, data, weights
+        )
+        return (res, jnp.repeat(in_doubt, k) & ~first_pass), None
+
+    skipped = solver.result(jax.vmap(solver.start)(x0))  # the starts no pass refines
+    nan, skip = jnp.full_like(skipped.value, jnp.nan), jnp.full_like(skipped.status, SKIPPED)
+    skipped = skipped._replace(value=nan, status=skip)
+    (res, _), _ = jax.lax.scan(stage, (skipped, first_pass), None, length=2)
+    return res
 
 
 def _solve_chunk(
