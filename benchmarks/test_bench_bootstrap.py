@@ -5,12 +5,12 @@ Run: ``python -m pytest benchmarks -q -s --benchmark-json=benchmarks/results.jso
 Measures, in one run:
 * jaxscale: ``bootstrap(n_resamples=4000)`` with the default, staged policy (every resample
   screens the 4,500-point Epoch grid and the point estimate by its own objective, refines its
-  best 2, and its best ``n_refine`` where those disagree), compile time separately from
+  best 3, and its best ``n_refine`` where those disagree), compile time separately from
   steady-state time; and the same with ``staged=False`` (every resample refines its best
   ``n_refine``), the policy before the staged one, by BFGS from a scaled identity and seeded
   with the exact Hessian at each start (``solver="bfgs_hessian"``);
 * scipy ``minimize(method="L-BFGS-B")`` with an analytic numpy gradient (tests/reference.py)
-  doing the same work — the same resample weights and the same starts (the staged policy's 2,
+  doing the same work — the same resample weights and the same starts (the staged policy's 3,
   and the unstaged ``n_refine``) — on a sample of the loop, extrapolated;
 * the status quo: Epoch AI's full 4,500-start grid per resample in scipy (a sample of starts,
   extrapolated).
