@@ -206,10 +206,10 @@ def solve_groups(
     run_weights: np.ndarray | None = None,
 ) -> list[Bucket]:
     """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
-    ``run_weights`` [rows], default 1): groups of
-    similar size share a bucket (padded to one size) and one kernel call per chunk of it;
-    retried (:func:`retry`) in one call for all buckets. ``n_resamples``: also solve that many resamples of every group,
-    group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
+    ``run_weights`` [rows], default 1): groups of similar size share a bucket (padded to one
+    size) and one kernel call per chunk of it; retried (:func:`retry`) in one call for all
+    buckets (:func:`_retry_buckets`). ``n_resamples``: also solve that many resamples of every
+    group, group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
     # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
     # fixes the compiled arithmetic and results would then depend on the chunking.
     spec = spec._replace(lanes=min(spec.lanes, max(1, spec.n_refine * len(ids))))
@@ -238,7 +238,7 @@ def solve_groups(
         if progress is not None and done < len(ids):  # the last report waits for the retry
             progress(done, len(ids))
     buckets = _retry_buckets(spec, log_x, log_y, members, run_weights, [out[size] for size in sorted(out)])
-    if progress is not None:
+    if progress is not None and ids:
         progress(len(ids), len(ids))
     return buckets
 
