@@ -274,7 +274,8 @@ def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every
     def stage(carry, _):
         # One pass over the items ``wanted``, moved to the front of the queue; then the items
         # of the next pass: the rest of the starts of the problems the first pass leaves in
-        # doubt. Both passes are this one loop body, so the solver compiles once.
+        # doubt. Both passes are this one loop body, so the solver compiles once (the second
+        # pass's doubt, one sensitivity per problem, is computed and dropped: milliseconds).
         res, wanted = carry
         order = jnp.argsort(~wanted, stable=True)
         out = _solve_items(
