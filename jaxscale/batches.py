@@ -74,6 +74,17 @@ def balanced_chunk(n: int, most: int) -> int:
 MIN_BUCKET = 8
 
 
+def power_of_two(n: int) -> int:
+    """The least power of two at least ``n`` (1 for ``n <= 1``): counts padded to it compile a
+    few shapes, however many problems or rows a call meets.
+
+    Example:
+        >>> [power_of_two(n) for n in (0, 1, 5, 8, 9)]
+        [1, 1, 8, 8, 16]
+    """
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
 def bucket_size(n_points: int) -> int:
     """The padded size of ``n_points`` runs: the next power of two, at least 8.
 
@@ -86,7 +97,7 @@ def bucket_size(n_points: int) -> int:
         >>> [bucket_size(n) for n in (5, 9, 240, 300)]
         [8, 16, 256, 512]
     """
-    return max(MIN_BUCKET, 1 << (int(n_points) - 1).bit_length())
+    return max(MIN_BUCKET, power_of_two(n_points))
 
 
 def pad_points(data: Data, weights: np.ndarray, size: int) -> tuple[Data, np.ndarray]:

@@ -110,12 +110,13 @@ def bootstrap(
             (default: the backend's, 512 on a CPU).
         devices: local devices to shard chunks over (default: all of them).
         progress: progress bar on stderr (default: only when stderr is a terminal).
-        solver: ``"bfgs"``, the lockstep dense BFGS with lane refill, fast for laws with few
+        solver: None (default): ``"bfgs"``, and ``"bfgs_hessian"`` for staged resamples where
+            the point fit shows one basin (:func:`jaxscale.refinement.with_point_estimate`);
+            ``"bfgs"``, the lockstep dense BFGS with lane refill, fast for laws with few
             parameters; ``"bfgs_hessian"``, the same seeded with the exact Hessian at each start;
-            None (default): ``"bfgs"``, and ``"bfgs_hessian"`` for staged resamples
-            (:func:`jaxscale.refinement.with_point_estimate`); ``"newton"``, exact-Hessian Newton on the same lanes
-            (:mod:`jaxscale.newton`); ``"lbfgs"``, optax's L-BFGS, for laws with many parameters
-            (used for the point fit and every resample).
+            ``"newton"``, exact-Hessian Newton on the same lanes (:mod:`jaxscale.newton`);
+            ``"lbfgs"``, optax's L-BFGS, for laws with many parameters. A named solver is used
+            for the point fit and every resample.
         dtype: ``"float64"`` (default), or ``"float32"`` to search in single precision:
             every resample's screening and refinements run in float32 (faster: see
             benchmarks/RESULTS.md, "float32"), and each float32 optimum is then finished by a

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import problem
+from . import batches, problem
 from .laws import Law
 from .solver import STATUS_NAMES
 
@@ -248,7 +248,7 @@ def assess_groups(cfg: problem.Config, data: problem.Data, w: np.ndarray, result
     (:func:`_clear_groups`) are recorded without the per-group checks, which name the problems
     of the others; both record the same numbers."""
     g = len(results)
-    pad = np.resize(np.arange(g), 1 << max(g - 1, 0).bit_length())
+    pad = np.resize(np.arange(g), batches.power_of_two(g))
     theta = np.stack([np.asarray(r.theta, dtype=np.float64) for r in results])
     with jax.enable_x64(True):
         hess, gn = curvature_matrices(cfg, problem.Data(*(np.asarray(a)[pad] for a in data)), theta[pad], w[pad], True)
@@ -350,7 +350,7 @@ def flat_problems(
             sel = rows[lo : lo + chunk]
             # Padded to a power of two problems (cycled, trimmed below) as in assess_groups: a
             # few shapes compile, whatever the number of rows.
-            pad = np.resize(np.arange(len(sel)), 1 << (len(sel) - 1).bit_length())
+            pad = np.resize(np.arange(len(sel)), batches.power_of_two(len(sel)))
             d = data
             if grouped:
                 take = sel if data_index is None else np.asarray(data_index)[sel]

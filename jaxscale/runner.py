@@ -97,7 +97,7 @@ def resample_weights(key: jax.Array, lo: int, hi: int, n_points: int, clusters: 
 
     # Drawn for a power-of-two count and trimmed: these eager ops compile once per shape, and
     # callers ask for many counts (e.g. the rows a check needs), which would each compile anew.
-    size = 1 << max(hi - lo - 1, 0).bit_length()
+    size = batches.power_of_two(hi - lo)
     with jax.enable_x64(True):
         counts = np.asarray(jax.vmap(one)(jnp.arange(lo, lo + size)), dtype=np.float64)[: hi - lo]
     return counts if clusters is None else counts[:, clusters]
