@@ -198,17 +198,21 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
-        for bucket in runner.solve_groups(
+        buckets = runner.solve_groups(
             spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress, run_weights=w
-        ):
-            totals = {g: float(np.sum(w[members[g]])) for g in bucket.ids}
-            found = [
-                fit_result(spec, bucket.solved, j, n_points=used[g], total_weight=totals[g])
-                for j, g in enumerate(bucket.ids)
-            ]
-            fits.update(
-                zip(bucket.ids, identify.assess_groups(spec.cfg, bucket.data, bucket.weights, found), strict=True)
-            )
+        )
+        totals = {g: float(np.sum(w[members[g]])) for g in ids}
+        found = [
+            [fit_result(spec, b.solved, j, n_points=used[g], total_weight=totals[g]) for j, g in enumerate(b.ids)]
+            for b in buckets
+        ]
+        # Every bucket's checks at once: their curvature matrices share one compiled shape.
+        assessed = identify.assess_groups(
+            spec.cfg, [(b.data, b.weights, f) for b, f in zip(buckets, found, strict=True)]
+        )
+        for bucket, results in zip(buckets, assessed, strict=True):
+            fits.update(zip(bucket.ids, results, strict=True))
+        for bucket in buckets:
             if bucket.resamples is not None:
                 boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
     return fits, boots

@@ -241,25 +241,79 @@ def assess(res, cfg: problem.Config, data: problem.Data, w: np.ndarray, matrices
     )
 
 
-def assess_groups(cfg: problem.Config, data: problem.Data, w: np.ndarray, results: list) -> list:
-    """:func:`assess` for the fits ``results`` of grouped ``data [G, ...]`` with weights ``w [G, P]``,
-    their curvature matrices computed in one call (padded to a power of two groups, so that a few
-    compiled shapes serve every bucket). Groups that pass every check on array-wide tests
-    (:func:`_clear_groups`) are recorded without the per-group checks, which name the problems
-    of the others; both record the same numbers."""
-    g = len(results)
-    pad = np.resize(np.arange(g), batches.power_of_two(g))
-    theta = np.stack([np.asarray(r.theta, dtype=np.float64) for r in results])
-    with jax.enable_x64(True):
-        hess, gn = curvature_matrices(cfg, problem.Data(*(np.asarray(a)[pad] for a in data)), theta[pad], w[pad], True)
-    hess, gn = np.asarray(hess)[:g], np.asarray(gn)[:g]
-    clear, lam, cond = _clear_groups(cfg, np.asarray(data.log_x), np.asarray(w), results, hess, gn)
-    return [
-        r._replace(unidentified=(), unidentified_reason="", min_curvature=float(lam[j]), condition=float(cond[j]))
-        if clear[j]
-        else assess(r, cfg, problem.Data(*(np.asarray(a)[j] for a in data)), w[j], (hess[j], gn[j]))
-        for j, r in enumerate(results)
+# Groups per call of the grouped curvature check (fewer: padded to a power of two).
+CURVATURE_CALL = 2048
+
+
+def assess_groups(cfg: problem.Config, parts: list[tuple[problem.Data, np.ndarray, list]]) -> list[list]:
+    """:func:`assess` for the fits of grouped data sets (``fit_groups``' buckets): each part is
+    ``(data [G, P, ...], weights [G, P], results [G])``, and one list of assessed results per part
+    comes back. Groups that pass every check on array-wide tests (:func:`_clear_groups`) are
+    recorded without the per-group checks, which name the problems of the others; both record
+    the same numbers. The curvature matrices of all parts come from calls of one shape
+    (:func:`grouped_curvature`)."""
+    if not any(results for _, _, results in parts):
+        return [[] for _ in parts]
+    p = cfg.law.n_params
+    thetas = [
+        np.array([np.asarray(r.theta, dtype=np.float64) for r in results]).reshape(-1, p) for _, _, results in parts
     ]
+    hess, gn = grouped_curvature(cfg, [(data, w, theta) for (data, w, _), theta in zip(parts, thetas, strict=True)])
+    out, lo = [], 0
+    for data, w, results in parts:
+        h, m = hess[lo : lo + len(results)], gn[lo : lo + len(results)]
+        lo += len(results)
+        clear, lam, cond = _clear_groups(cfg, np.asarray(data.log_x), np.asarray(w), results, h, m)
+        out.append(
+            [
+                r._replace(
+                    unidentified=(), unidentified_reason="", min_curvature=float(lam[j]), condition=float(cond[j])
+                )
+                if clear[j]
+                else assess(r, cfg, problem.Data(*(np.asarray(a)[j] for a in data)), w[j], (h[j], m[j]))
+                for j, r in enumerate(results)
+            ]
+        )
+    return out
+
+
+def grouped_curvature(cfg: problem.Config, parts: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`curvature_matrices` ``[G, q, q]`` of every group of the parts ``(data [G_i, P_i, ...],
+    weights [G_i, P_i], theta [G_i, p])``, in part order.
+
+    Every call has one shape, whatever the parts' point counts: their points are padded to the
+    largest part's with weight-0 copies (cycled), which add exactly 0 to both matrices, and calls
+    take :data:`CURVATURE_CALL` groups (fewer groups: padded to a power of two, cycled, trimmed).
+    ``fit_groups``' buckets of several sizes thus compile one kernel, not one each."""
+    size = max(w.shape[1] for _, w, _ in parts)
+
+    def padded(i: int, rows: np.ndarray) -> list[np.ndarray]:
+        data, w, theta = parts[i]
+        cycle = np.resize(np.arange(w.shape[1]), size)  # the points, cycled; the copies weigh 0
+        wide = np.where(np.arange(size) < w.shape[1], np.asarray(w)[rows][:, cycle], 0.0)
+        log_x, log_y = np.asarray(data.log_x)[rows][:, cycle], np.asarray(data.log_y)[rows][:, cycle]
+        return [log_x, log_y, np.asarray(data.theta_fixed)[rows], np.asarray(data.shift)[rows], wide, theta[rows]]
+
+    part = np.concatenate([np.full(len(w), i) for i, (_, w, _) in enumerate(parts)])
+    row = np.concatenate([np.arange(len(w)) for _, w, _ in parts])
+    n = len(row)
+    n_call = min(CURVATURE_CALL, batches.power_of_two(n))
+    hess, gn = [], []
+    for lo in range(0, n, n_call):
+        pick = np.resize(np.arange(lo, min(lo + n_call, n)), n_call)
+        arrays: list[np.ndarray] = []
+        for i in np.unique(part[pick]):
+            at = np.flatnonzero(part[pick] == i)
+            for j, a in enumerate(padded(int(i), row[pick[at]])):
+                if len(arrays) <= j:
+                    arrays.append(np.empty((n_call,) + a.shape[1:]))
+                arrays[j][at] = a
+        *fields, w, theta = arrays
+        with jax.enable_x64(True):
+            h, m = curvature_matrices(cfg, problem.Data(*fields), theta, w, True)
+        hess.append(np.asarray(h)[: min(n_call, n - lo)])
+        gn.append(np.asarray(m)[: min(n_call, n - lo)])
+    return np.concatenate(hess), np.concatenate(gn)
 
 
 def _clear_groups(cfg: problem.Config, log_x: np.ndarray, w: np.ndarray, results: list, hess, gn):

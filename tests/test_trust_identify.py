@@ -10,6 +10,7 @@ with a message, or a status consistent with the optimum's gradient and curvature
 
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -291,3 +292,43 @@ def test_fuzz_read_runs_fit_status_is_consistent(case):
 @given(fuzz_designs())
 def test_fuzz_read_runs_fit_status_is_consistent_slow(case):
     check_fuzzed(*case)
+
+
+def test_grouped_curvature_of_buckets_of_several_sizes_matches_each_bucket_alone(monkeypatch):
+    """fit_groups' curvature checks pad every bucket's points to the largest bucket's and its
+    groups to calls of one shape (identify.grouped_curvature): the matrices equal those of each
+    bucket at its own size, and the calls compile one kernel for three bucket sizes."""
+    from jaxscale import batches, specs
+
+    law = js.get_law("chinchilla")
+    spec = specs.make_spec(law)
+    rng = np.random.default_rng(0)
+    parts = []
+    for seed, (size, n_groups) in enumerate(((8, 3), (32, 5), (64, 2))):
+        runs = [design(seed, size=int(rng.integers(size // 2 + 1, size + 1))) for _ in range(n_groups)]
+        log_x = np.concatenate([np.log(r.x) for r in runs])
+        log_y = np.concatenate([np.log(r.y) for r in runs])
+        ends = np.cumsum([len(r.y) for r in runs])
+        members = [np.arange(end - len(r.y), end) for r, end in zip(runs, ends, strict=True)]
+        data, w = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, members, size)
+        theta = np.stack([law.from_natural({"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28})] * n_groups)
+        parts.append((data, w, theta + rng.normal(0, 0.05, theta.shape)))
+    shapes = []
+    kernel = identify.curvature_matrices
+    monkeypatch.setattr(
+        identify,
+        "curvature_matrices",
+        lambda cfg, d, th, w, grouped: shapes.append(w.shape) or kernel(cfg, d, th, w, grouped),
+    )
+    hess, gn = identify.grouped_curvature(spec.cfg, parts)
+    assert set(shapes) == {(16, 64)}
+    lo = 0
+    with jax.enable_x64(True):
+        for data, w, theta in parts:
+            h, m = kernel(spec.cfg, data, theta, w, True)
+            scale_h = np.max(np.abs(h), axis=(1, 2), keepdims=True)
+            scale_m = np.max(np.abs(m), axis=(1, 2), keepdims=True)
+            np.testing.assert_allclose(hess[lo : lo + len(w)] / scale_h, np.asarray(h) / scale_h, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(gn[lo : lo + len(w)] / scale_m, np.asarray(m) / scale_m, rtol=0, atol=1e-12)
+            lo += len(w)
+    assert lo == len(hess)
