@@ -25,6 +25,12 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   and bookkeeping between calls, the next shape's compilation): two at once were faster on 2 cores
   for fit_groups and the bootstrap, more were slower (RESULTS.md, "Calls at once"). On a GPU the
   host's work and compilation overlap the device's.
+* ``compile_points``: what one more compiled kernel costs, in padded group-points of work, when
+  ``fit_groups`` chooses its buckets (:func:`jaxscale.batches.group_buckets`). On this 2-core
+  CPU a bucket kernel compiled in 2.4-4.3 s, and padding cost 7.4-11.4 µs per point per group
+  (1,104 groups of 129-160 runs padded to 160, 320 and 640; benchmarks/RESULTS.md, "Buckets"):
+  about 300,000 points. Issue 22's H200 compiled ~4.4 s per kernel (35 s first call, 8.9 s warm,
+  6 kernels) and is launch-bound, where padding costs little: 2,000,000, not measured.
 
 The GPU sizes other than issue 22's lanes and chunks are not measured yet (no GPU lent since);
 ``benchmarks/device_run.sh`` measures them. Results are bit-identical whatever ``chunk_size``
@@ -53,10 +59,27 @@ class Sizes(NamedTuple):
     screen_batch: int
     calls_at_once: int
     posterior_groups: int  # groups per call of posterior(by=...); 0: all at once
+    compile_points: int  # a compilation's cost in padded group-points of work (batches.group_buckets)
 
 
-CPU = Sizes(lanes=512, chunk_size=2048, one_block=False, screen_batch=1, calls_at_once=2, posterior_groups=4)
-GPU = Sizes(lanes=16384, chunk_size=16384, one_block=True, screen_batch=256, calls_at_once=2, posterior_groups=0)
+CPU = Sizes(
+    lanes=512,
+    chunk_size=2048,
+    one_block=False,
+    screen_batch=1,
+    calls_at_once=2,
+    posterior_groups=4,
+    compile_points=300_000,
+)
+GPU = Sizes(
+    lanes=16384,
+    chunk_size=16384,
+    one_block=True,
+    screen_batch=256,
+    calls_at_once=2,
+    posterior_groups=0,
+    compile_points=2_000_000,
+)
 GPU_NAMES = ("gpu", "cuda", "rocm")
 
 

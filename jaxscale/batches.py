@@ -100,6 +100,52 @@ def bucket_size(n_points: int) -> int:
     return max(MIN_BUCKET, power_of_two(n_points))
 
 
+# fit_groups' bucket sizes: as bucket_size up to this many runs, then its multiples.
+GROUP_STEP = 32
+
+
+def group_buckets(counts, compile_points: int, split_after: int | None = None) -> dict[int, int]:
+    """The padded size of each group size in ``counts`` (run counts of an archive's groups), as
+    ``{count: size}``: buckets chosen for the archive.
+
+    A bucket compiles one kernel (seconds) and pads its groups to its size (time in every call),
+    so the choice weighs the two. A count's own size is :func:`bucket_size` up to
+    :data:`GROUP_STEP` runs and the next multiple of :data:`GROUP_STEP` above; consecutive own
+    sizes then share a bucket (the largest of them) wherever that pads fewer points than
+    ``compile_points`` (a compilation's cost in padded points of work: the backend's,
+    :data:`jaxscale.backends.Sizes.compile_points`) per bucket saved: the exact minimum of padded
+    points + ``compile_points`` × buckets, by dynamic programming over the sorted sizes. No bucket
+    holds groups on both sides of ``split_after`` runs (a multiple of :data:`GROUP_STEP`).
+
+    Example:
+        >>> group_buckets([20, 30, 40, 70, 300], compile_points=0)
+        {20: 32, 30: 32, 40: 64, 70: 96, 300: 320}
+        >>> group_buckets([20, 30, 40, 70, 300], compile_points=10_000, split_after=64)
+        {20: 64, 30: 64, 40: 64, 70: 320, 300: 320}
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    own = np.array([bucket_size(n) if n <= GROUP_STEP else -(-n // GROUP_STEP) * GROUP_STEP for n in counts.tolist()])
+    sizes, per_size = np.unique(own, return_counts=True)
+    groups_upto = np.concatenate([[0], np.cumsum(per_size)])
+    best = np.zeros(len(sizes) + 1)  # best[j]: cost of the first j sizes in buckets
+    cut = np.zeros(len(sizes) + 1, dtype=np.int64)  # where the last of those buckets starts
+    for j in range(1, len(sizes) + 1):
+        best[j] = np.inf
+        for i in range(j, 0, -1):  # the last bucket holds sizes i-1 .. j-1, padded to sizes[j-1]
+            if split_after is not None and sizes[i - 1] <= split_after < sizes[j - 1]:
+                break
+            cost = best[i - 1] + compile_points + sizes[j - 1] * (groups_upto[j] - groups_upto[i - 1])
+            if cost < best[j]:
+                best[j], cut[j] = cost, i - 1
+    bucket_of = {}
+    j = len(sizes)
+    while j > 0:
+        for size in sizes[cut[j] : j]:
+            bucket_of[int(size)] = int(sizes[j - 1])
+        j = cut[j]
+    return {int(n): bucket_of[int(o)] for n, o in zip(counts.tolist(), own.tolist(), strict=True)}
+
+
 def pad_points(data: Data, weights: np.ndarray, size: int) -> tuple[Data, np.ndarray]:
     """One problem's points padded to ``size`` with weight-0 copies of its points (cycled), which
     add exactly 0 to the objective; the centring shift stays that of the real points."""

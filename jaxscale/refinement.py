@@ -47,13 +47,14 @@ INERT_TOL = 1e-6
 # give resamples that do too, and there a few agreeing starts can share a worse one
 # (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
 STAGE_AGREEMENT = 0.5
-# Groups (fit_groups) are staged only in buckets of at least this many runs (groups of more than
-# 64 runs), with a first pass spread over their best 8 (engine._spread_first). On 2,000-group
-# archives (benchmarks/RESULTS.md, "Refinement policy"): the best 3 of every group left 4 (3%
-# noise) and 6 (5%) more groups above the 64-start optimum than the best 8; the best 3 in groups of
-# more than 64 runs, 0 and 4 more; spread over the 8 in every group, 0 and 1; spread, in groups of
-# more than 64 runs, none. Small groups are also the cheap ones.
-STAGE_MIN_BUCKET = 128
+# Groups (fit_groups) are staged only where they have more than this many runs (buckets of such
+# groups only: batches.group_buckets splits there), with a first pass spread over their best 8
+# (engine._spread_first). On 2,000-group archives (benchmarks/RESULTS.md, "Refinement policy"):
+# the best 3 of every group left 4 (3% noise) and 6 (5%) more groups above the 64-start optimum
+# than the best 8; the best 3 in groups of more than 64 runs, 0 and 4 more; spread over the 8 in
+# every group, 0 and 1; spread, in groups of more than 64 runs, none. Small groups are also the
+# cheap ones.
+STAGE_ABOVE_RUNS = 64
 
 
 class Solved(NamedTuple):
@@ -120,8 +121,9 @@ def first_pass(spec: Spec) -> int:
 
 def stages_bucket(spec: Spec, bucket_size: int) -> int | None:
     """Starts a bucket of groups of ``bucket_size`` (padded) runs refines first: :func:`first_pass`
-    from :data:`STAGE_MIN_BUCKET` runs, else None (all ``n_refine``)."""
-    return first_pass(spec) if bucket_size >= STAGE_MIN_BUCKET else None
+    above :data:`STAGE_ABOVE_RUNS` runs, else None (all ``n_refine``). A bucket larger than that
+    holds only groups of more runs than that (:func:`jaxscale.batches.group_buckets`' split)."""
+    return first_pass(spec) if bucket_size > STAGE_ABOVE_RUNS else None
 
 
 def may_stage(n_at_optimum: int, n_starts: int) -> bool:

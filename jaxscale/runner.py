@@ -40,6 +40,7 @@ import numpy as np
 
 from . import backends, batches, identify, polish, problem
 from .refinement import (
+    STAGE_ABOVE_RUNS,
     Solved,
     first_pass,
     replace_rows,
@@ -207,15 +208,20 @@ def solve_groups(
 ) -> list[Bucket]:
     """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
     ``run_weights`` [rows], default 1): groups of similar size share a bucket (padded to one
-    size) and one kernel call per chunk of it; retried (:func:`retry`) in one call for all
+    size, the buckets chosen for these groups: :func:`jaxscale.batches.group_buckets`) and one
+    kernel call per chunk of it; retried (:func:`retry`) in one call for all
     buckets (:func:`_retry_buckets`). ``n_resamples``: also solve that many resamples of every
     group, group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
     # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
     # fixes the compiled arithmetic and results would then depend on the chunking.
     spec = spec._replace(lanes=min(spec.lanes, max(1, spec.n_refine * len(ids))))
+    # Buckets chosen for the archive (batches.group_buckets); none mixes staged and unstaged groups.
+    size_of = batches.group_buckets(
+        [len(members[g]) for g in ids], backends.sizes().compile_points, split_after=STAGE_ABOVE_RUNS
+    )
     sizes: dict[int, list[int]] = {}
     for g in ids:
-        sizes.setdefault(batches.bucket_size(len(members[g])), []).append(g)
+        sizes.setdefault(size_of[len(members[g])], []).append(g)
 
     def solve_bucket(size: int) -> Bucket:
         bucket = sizes[size]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
-from jaxscale.batches import balanced_chunk, bucket_size
+from jaxscale.batches import GROUP_STEP, balanced_chunk, bucket_size, group_buckets
 
 from .conftest import shared_file
 
@@ -74,7 +74,7 @@ def test_gadre_24_groups_in_one_call_equal_24_fits():
 
 
 def test_ragged_groups_recover_their_own_truth():
-    sizes = [7, 20, 33, 120, 300]  # buckets 8, 32, 64, 128, 512: five compiled shapes, one per bucket
+    sizes = [7, 20, 33, 120, 300]  # buckets 64 (up to 64 runs) and 320 (batches.group_buckets)
     table = js.fit_groups(synthetic_groups(sizes, noise=0.0), by="group", n_refine=16)
     assert list(table["n_points"]) == sizes
     assert table["converged"].all()
@@ -85,6 +85,46 @@ def test_ragged_groups_recover_their_own_truth():
 
 def test_bucket_sizes():
     assert [bucket_size(n) for n in (1, 8, 9, 16, 17, 300, 512, 513)] == [8, 8, 16, 16, 32, 512, 512, 1024]
+
+
+def _own_size(n: int) -> int:
+    return bucket_size(n) if n <= GROUP_STEP else -(-n // GROUP_STEP) * GROUP_STEP
+
+
+def _partition_costs(sizes: list[int], per_size: list[int], compile_points: int, split_after: int):
+    """Cost of every way to cut the sorted own sizes into buckets of consecutive ones (brute force)."""
+    m = len(sizes)
+    for mask in range(1 << (m - 1)):  # bit i: a bucket ends after size i
+        ends = [i for i in range(m - 1) if mask >> i & 1] + [m - 1]
+        cost, start, ok = 0, 0, True
+        for end in ends:
+            ok &= not (sizes[start] <= split_after < sizes[end])
+            cost += compile_points + sizes[end] * sum(per_size[start : end + 1])
+            start = end + 1
+        if ok:
+            yield cost
+
+
+@given(
+    counts=st.lists(st.integers(1, 400), min_size=1, max_size=60),
+    compile_points=st.sampled_from([0, 500, 5_000, 50_000]),
+)
+@settings(max_examples=200, deadline=None)
+def test_group_buckets_pad_each_group_to_the_cheapest_set_of_buckets(counts, compile_points):
+    """fit_groups' buckets: every group fits its bucket, no bucket straddles the staging split
+    (64 runs), and the padded points plus compile_points per bucket are the least of every way to
+    cut the groups' own sizes into buckets of consecutive ones."""
+    size_of = group_buckets(counts, compile_points, split_after=64)
+    assert all(size_of[n] >= n for n in counts)
+    assert all((n <= 64) == (size_of[n] <= 64) for n in counts)
+    assert all(size_of[n] % GROUP_STEP == 0 or size_of[n] == bucket_size(n) for n in counts)
+    if compile_points == 0:
+        assert all(size_of[n] == _own_size(n) for n in counts)
+    own = sorted({_own_size(n) for n in counts})
+    per_size = [sum(_own_size(n) == s for n in counts) for s in own]
+    if len(own) <= 12:
+        chosen = compile_points * len(set(size_of.values())) + sum(size_of[n] for n in counts)
+        assert chosen == min(_partition_costs(own, per_size, compile_points, 64))
 
 
 @given(n=st.integers(1, 20_000), most=st.integers(1, 4096))
@@ -272,9 +312,9 @@ def test_retry_reaches_fits_optimum_where_eight_starts_do_not():
 
 def test_retries_of_every_bucket_are_one_padded_call(monkeypatch):
     """Group 5318's 20 runs (bucket 32) beside the same runs four times over (80 runs, bucket
-    128; the objective is exactly 4x, the optimum the same): both stop at max_steps with 8
+    96; the objective is exactly 4x, the optimum the same): both stop at max_steps with 8
     starts, and both are retried in one kernel call, group 5318 padded with weight-0 points to
-    128. Padding changes nothing: group 5318 ends where it does retried alone, and the copy
+    96. Padding changes nothing: group 5318 ends where it does retried alone, and the copy
     at the same parameters with 4x the objective."""
     import sys
 
@@ -296,7 +336,7 @@ def test_retries_of_every_bucket_are_one_padded_call(monkeypatch):
     monkeypatch.setattr(runner.batches, "solve", spy)
     table = js.fit_groups(js.read_runs(both, group="group", check_duplicates=False)).set_index("group")
     retries = [shape for k, shape in calls if k > specs.N_REFINE_MANY]
-    assert retries == [(2, 128)], calls
+    assert retries == [(2, 96)], calls
     monkeypatch.undo()
     alone = js.fit_groups(part, by="group").iloc[0]
     assert (table["status"] == "converged").all() and alone["status"] == "converged"
