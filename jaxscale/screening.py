@@ -17,11 +17,15 @@ from .problem import Config, Data, full_theta
 from .selection import SORT_AT_MOST, smallest_k
 
 # Two-stage screening of one problem's data (a single fit, or each group): rank every start on
-# SCREEN_POINTS evenly spaced points, keep the best PRESELECT, rank those on all points. The
-# exact ranking of S starts costs S x P loss evaluations per problem, most of a grouped fit's
-# time; this costs S x 32 + 256 x P. Used only where P and S are large enough to gain.
+# SCREEN_POINTS evenly spaced points, keep the best max(PRESELECT, PRESELECT_PER_REFINED x
+# n_refine), rank those on all points. The exact ranking of S starts costs S x P loss
+# evaluations per problem, most of a grouped fit's time; this costs S x 32 + 128 x P for 8
+# refined starts (256 x P for a fit's 64). On the 10,000-group archive, keeping 128 rather than
+# 256 of the 4,500 changed the 8 chosen on 3 groups (64: on 245) and cut screening by 18%
+# (benchmarks/RESULTS.md, "Screening"). Used only where P and S are large enough to gain.
 SCREEN_POINTS = 32
-PRESELECT = 256
+PRESELECT = 128
+PRESELECT_PER_REFINED = 4
 
 
 def point_loss(cfg: Config, data: Data, starts_c, points=None):
@@ -66,7 +70,7 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
     many problems keep the bisection, cheaper per problem.
     """
     n_starts, n_points = starts_c.shape[0], data.log_y.shape[0]
-    keep = max(PRESELECT, n_refine)
+    keep = max(PRESELECT, PRESELECT_PER_REFINED * n_refine)
     sort_at_most = n_starts if alone else SORT_AT_MOST
 
     def best(values, k):
