@@ -21,6 +21,7 @@ Measures, in one run:
 import json
 import os
 import time
+from collections import Counter
 
 import jax
 import numpy as np
@@ -30,7 +31,9 @@ import jaxscale as js
 from benchmarks.blas import single_threaded_blas
 from benchmarks.groups_data import make_archive
 from benchmarks.test_bench_bootstrap import _machine
-from jaxscale.batches import bucket_size
+from jaxscale import backends
+from jaxscale.batches import bucket_size, group_buckets
+from jaxscale.refinement import STAGE_ABOVE_RUNS
 from jaxscale.specs import N_REFINE_MANY as DEFAULT_N_REFINE
 from tests.reference import chinchilla_objective, scipy_best
 
@@ -85,6 +88,8 @@ def test_fit_groups_vs_loop(benchmark):
             seen.add(size)
     sizes = df.groupby("group").size()
     n_sizes = sizes.map(bucket_size).nunique()
+    size_of = group_buckets(sizes.to_numpy(), backends.sizes().compile_points, split_after=STAGE_ABOVE_RUNS)
+    fit_groups_buckets = {int(k): int(v) for k, v in sorted(Counter(size_of[n] for n in sizes.tolist()).items())}
     loop_total = n_sizes * np.mean(compile_costs) + N_GROUPS * np.mean(warm)
     loop_warm_total = N_GROUPS * np.mean(warm)
 
@@ -106,7 +111,8 @@ def test_fit_groups_vs_loop(benchmark):
         "n_groups": N_GROUPS,
         "n_runs": len(df),
         "distinct_group_sizes": int(sizes.nunique()),
-        "distinct_bucket_sizes": int(n_sizes),
+        "distinct_fit_bucket_sizes": int(n_sizes),  # the loop of fit's (powers of two)
+        "fit_groups_buckets": fit_groups_buckets,  # padded size: groups
         "n_refine": DEFAULT_N_REFINE,
         "converged_fraction": float(table["converged"].mean()),
         "status_counts": {k: int(v) for k, v in table["status"].value_counts().items()},

@@ -1,8 +1,9 @@
 """``fit_groups``: one fit per group of runs (dataset, configuration, model family), all at once.
 
-Groups are ragged; each is padded with weight-0 points to a bucket size (the next power of
-two, at least 8) so that groups of similar size share one compiled kernel call: every group ×
-every start of a bucket is solved in one call (chunked to bound memory), and the kernel
+Groups are ragged; each is padded with weight-0 points to a bucket size, chosen for the
+archive (:func:`jaxscale.batches.group_buckets`: few sizes where a compilation costs more than
+the padding it saves), so that groups of similar size share one compiled kernel call: every
+group × every start of a bucket is solved in one call (chunked to bound memory), and the kernel
 compiles once per bucket size rather than once per group size as a loop of ``fit`` would.
 A weight-0 point adds exactly 0 to the objective, so each group's optimum is its own fit's.
 
