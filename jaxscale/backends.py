@@ -26,11 +26,11 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   for fit_groups and the bootstrap, more were slower (RESULTS.md, "Calls at once"). On a GPU the
   host's work and compilation overlap the device's.
 * ``compile_points``: what one more compiled kernel costs, in padded group-points of work, when
-  ``fit_groups`` chooses its buckets (:func:`jaxscale.batches.group_buckets`). On this 2-core
-  CPU a bucket kernel compiled in 2.4-4.3 s, and padding cost 7.4-11.4 µs per point per group
-  (1,104 groups of 129-160 runs padded to 160, 320 and 640; benchmarks/RESULTS.md, "Buckets"):
-  about 300,000 points. Issue 22's H200 compiled ~4.4 s per kernel (35 s first call, 8.9 s warm,
-  6 kernels) and is launch-bound, where padding costs little: 2,000,000, not measured.
+  ``fit_groups`` chooses its buckets (:func:`jaxscale.batches.group_buckets`): on a CPU, a
+  bucket kernel's compilation over what padding one more point costs per group, both measured on
+  this project's 2-core machine (benchmarks/RESULTS.md, "Buckets"). A GPU compiles as slowly
+  and is launch-bound, so padding costs it little: a larger figure, derived from issue 22's H200
+  figures, not measured.
 
 The GPU sizes other than issue 22's lanes and chunks are not measured yet (no GPU lent since);
 ``benchmarks/device_run.sh`` measures them. Results are bit-identical whatever ``chunk_size``
