@@ -213,7 +213,6 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
         )
         for bucket, results in zip(buckets, assessed, strict=True):
             fits.update(zip(bucket.ids, results, strict=True))
-        for bucket in buckets:
             if bucket.resamples is not None:
                 boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
     return fits, boots

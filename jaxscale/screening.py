@@ -49,7 +49,7 @@ def coarse_loss(cfg: Config, data: Data, starts_c, points=None):
     A float64 exp or log costs XLA:CPU several times its float32 counterpart, and this ranking
     is most of screening's arithmetic (benchmarks/RESULTS.md, "float32 coarse screening"). The
     best PRESELECT of that ranking are ranked again in float64 on every point, so float32's
-    ~1e-7 relative rounding only decides which of the starts near the 256th place are kept,
+    ~1e-7 relative rounding only decides which of the starts near the last place kept are kept,
     never the final order.
     """
     if coarse_in_float32(cfg, starts_c):

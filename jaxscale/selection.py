@@ -1,14 +1,14 @@
 """Exact k-smallest selection by bisection, for ranking thousands of starts per problem.
 
-``jax.lax.top_k`` sorts on XLA:CPU, which made picking the best 8 (or 256) of 4,500 screened
+``jax.lax.top_k`` sorts on XLA:CPU, which made picking the best 8 (or 128-256) of 4,500 screened
 starts a large share of screening. The k-th smallest value is found instead by bisection on
 the values' order-preserving integer keys (one compare-and-count pass over the row per halving,
 until a threshold has exactly k keys at or below it), and only the ``k`` selected entries are
 sorted: several times faster per row, with the same indices in the same order as ``top_k``
 (ties in index order).
 
-Short rows (the 256 starts a two-stage screen keeps) are sorted instead: the bisection's loop
-costs more to compile, in every kernel that screens, than sorting 256 values costs at run
+Short rows (the 128-256 starts a two-stage screen keeps) are sorted instead: the bisection's
+loop costs more to compile, in every kernel that screens, than sorting 256 values costs at run
 time. A kernel that ranks a single row (one fit) sorts it whatever its length
 (``sort_at_most``). Figures: benchmarks/RESULTS.md, "Selection".
 
