@@ -168,6 +168,54 @@ def center(law: Law, theta, shift):
     return theta_c
 
 
+def _exp_shares(ts):
+    """``exp(t_j - max_k t_k)`` for each of the arrays ``ts`` (a LogSumExp's unnormalised weights)."""
+    top = functools.reduce(jnp.maximum, ts)
+    return tuple(jnp.exp(t - top) for t in ts)
+
+
+def _ranked_shares(ts):
+    """:func:`_exp_shares`, the same values, taking the ``exp`` of all but the largest term (whose
+    share is 1) for 2 or 3 float64 terms, where an ``exp`` is much of the objective's cost."""
+    if ts[0].dtype != jnp.float64 or len(ts) > 3:
+        return _exp_shares(ts)
+    top = functools.reduce(jnp.maximum, ts)
+    if len(ts) == 2:
+        t0, t1 = ts
+        e = jnp.exp(jnp.minimum(t0, t1) - top)
+        return jnp.where(t0 == top, 1.0, e), jnp.where(t1 == top, 1.0, e)
+    t0, t1, t2 = ts
+    low = jnp.minimum(t0, t1)
+    bottom = jnp.minimum(low, t2)
+    middle = jnp.maximum(low, jnp.minimum(jnp.maximum(t0, t1), t2))
+    e_middle, e_bottom = jnp.exp(middle - top), jnp.exp(bottom - top)
+    return tuple(jnp.where(t == top, 1.0, jnp.where(t == bottom, e_bottom, e_middle)) for t in ts)
+
+
+# Where the objective is differentiated (every solver step), the shares are ranked; where it is
+# only evaluated (screening) the plain exps are cheaper than the ranking's selects. Either way
+# the derivative is that of exp(t_j - c) with the max c held constant, as jax.nn.logsumexp's
+# stop_gradient has it; differentiating through the ranking's min/max instead would be wrong at
+# ties (a start with two equal terms).
+@jax.custom_jvp
+def _shares(ts):
+    return _exp_shares(ts)
+
+
+@jax.custom_jvp
+def _ranked(ts):
+    return _ranked_shares(ts)
+
+
+def _shares_jvp(primals, tangents):
+    shares = _ranked(*primals)
+    return shares, tuple(e * dt for e, dt in zip(shares, tangents[0], strict=True))
+
+
+_shares.defjvp(_shares_jvp)
+_ranked.defjvp(_shares_jvp)
+
+
 def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]):
     """The predictor ``log L = LSE_j(θ[c_j] − Σ θ[e]·log x[k])`` (LogSumExp of linear terms).
 
@@ -188,10 +236,10 @@ def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
         return out
 
     def log_predict(theta, log_x):
-        ts = term_list(theta, log_x)
+        ts = tuple(term_list(theta, log_x))
         # The max is a constant shift: stop its gradient, as jax.nn.logsumexp does.
         top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, ts))
-        return top + jnp.log(functools.reduce(jnp.add, [jnp.exp(t - top) for t in ts]))
+        return top + jnp.log(functools.reduce(jnp.add, _shares(ts)))
 
     return log_predict
 

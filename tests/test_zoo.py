@@ -175,6 +175,39 @@ def test_log_space_predictor_matches_the_papers_formula(name):
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["chinchilla", "chinchilla_tied", "power"])
+def test_logsumexp_laws_match_jax_logsumexp_with_derivatives_at_ties(name):
+    """The LogSumExp laws take the exp of all but the largest term (jaxscale.laws._ranked_shares);
+    value, gradient and Hessian must be jax.nn.logsumexp's, also where terms tie exactly (a grid
+    start with e = a = alpha = 0 has two equal terms), where differentiating through the
+    ranking's min/max would split the derivative wrongly."""
+    law = get_law(name)
+    k = len(law.inputs)
+    rng = np.random.default_rng(3)
+    log_x = jnp.asarray(rng.uniform(15.0, 28.0, (40, k)))
+    log_y = jnp.asarray(rng.normal(0.7, 0.1, 40))
+
+    def terms(theta, x):  # the law's terms, written out: e, then a_j - exponent_j * log x_j
+        expo = theta[len(theta) - k :] if name != "chinchilla_tied" else jnp.repeat(theta[3], 2)
+        return jnp.stack(
+            [jnp.broadcast_to(theta[0], x.shape[:-1])] + [theta[1 + j] - expo[j] * x[:, j] for j in range(k)], -1
+        )
+
+    def objectives(theta, x):
+        ours = jnp.sum((law.log_predict(theta, x) - log_y) ** 2)
+        reference = jnp.sum((jax.nn.logsumexp(terms(theta, x), axis=-1) - log_y) ** 2)
+        return ours, reference
+
+    p = len(law.params)
+    thetas = [rng.normal(0.5, 1.5, p) for _ in range(4)] + [np.zeros(p)]
+    for theta, x in [(jnp.asarray(t), log_x) for t in thetas] + [(jnp.zeros(p), jnp.zeros((40, k)))]:
+        value, reference = objectives(theta, x)
+        np.testing.assert_allclose(value, reference, rtol=1e-14)
+        for derivative in (jax.grad, jax.hessian):
+            ours, expected = (derivative(lambda t, x=x, i=i: objectives(t, x)[i])(theta) for i in (0, 1))
+            np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(expected))))
+
+
 def test_gradients_are_finite_at_the_edges():
     """Kinks (max/min), R* -> 0 or huge, non-positive exponents, repeats of 0 and of 1e15:
     the objective's gradient stays finite (the solver can always take a step or stop)."""
