@@ -37,10 +37,11 @@ from .screening import screen
 # are packed to the front and only the blocks holding them are stepped, so a call's tail (a
 # few slow starts) does not iterate every lane. Narrower blocks cut more of the tail but step
 # each lane more slowly (a step has fixed costs), so the best width depends on the job:
-# narrower for grouped data than for resamples of shared data, narrowest for a single fit
-# (all of whose 64 lanes are tail), and twice as wide in float32, whose lane-step costs less.
+# narrower for grouped data than for resamples of shared data (a grouped call's second, staged
+# pass is mostly tail), narrowest for a single fit (all of whose 64 lanes are tail), and twice
+# as wide in float32, whose lane-step costs less.
 # The widths were chosen by end-to-end timings: benchmarks/RESULTS.md, "Lane packing".
-BLOCK_GROUPED = 128  # float64 widths
+BLOCK_GROUPED = 32  # float64 widths
 BLOCK_SHARED = 256
 FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
 BLOCK_FEW = 16
@@ -64,7 +65,7 @@ def lane_layout(lanes: int, grouped: bool, dtype=jnp.float64, backend: str | Non
     Example:
         >>> import numpy as np
         >>> lane_layout(512, grouped=True), lane_layout(512, grouped=False), lane_layout(64, grouped=False)
-        ((128, 4), (256, 2), (16, 4))
+        ((32, 16), (256, 2), (16, 4))
         >>> lane_layout(512, grouped=False, dtype=np.float32), lane_layout(512, grouped=True, backend="gpu")
         ((512, 1), (512, 1))
     """

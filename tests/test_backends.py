@@ -21,7 +21,7 @@ def test_sizes_by_backend():
     assert backends.sizes() == backends.sizes(jax.default_backend())
     # A GPU steps all its lanes as one block; a CPU packs them in blocks (RESULTS.md, "Lane packing").
     assert engine.lane_layout(16384, grouped=True, backend="gpu") == (16384, 1)
-    assert engine.lane_layout(16384, grouped=True, backend="cpu") == (128, 128)
+    assert engine.lane_layout(16384, grouped=True, backend="cpu") == (32, 512)
     # The defaults reach the spec.
     spec = specs.make_spec(js.get_law("chinchilla"))
     assert (spec.lanes, spec.chunk_size) == (backends.sizes().lanes, backends.sizes().chunk_size)
