@@ -214,11 +214,7 @@ def solve(
     first = None if first_refine is None or first_refine >= k else int(first_refine)
     limits = limits_of(cfg, np.asarray(starts).dtype)
     cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
-    # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
-    # problem differently (its size-1 axes are simplified away), and the last bits that
-    # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
-    # groups solved 2 or more per call (same optimum, objective within 1e-14).
-    chunk = max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
+    chunk = call_chunk(n, chunk_size, devices, grouped)
     step = chunk * devices
 
     def call(lo: int) -> tuple[int, Best]:
@@ -244,6 +240,21 @@ def solve(
         if progress is not None:
             progress(hi, n)
     return Best(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
+
+
+def call_chunk(n: int, chunk_size: int, devices: int = 1, grouped: bool = False) -> int:
+    """Problems per device in each kernel call of :func:`solve` over ``n`` problems: equal calls
+    (:func:`balanced_chunk`) of at most ``chunk_size`` per device; ``devices`` such chunks per call.
+
+    Example:
+        >>> call_chunk(4543, 2048), call_chunk(4543, 2048, devices=2), call_chunk(1, 2048, grouped=True)
+        (1515, 1136, 2)
+    """
+    # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
+    # problem differently (its size-1 axes are simplified away), and the last bits that
+    # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
+    # groups solved 2 or more per call (same optimum, objective within 1e-14).
+    return max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
 
 
 def pad_groups(

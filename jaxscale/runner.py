@@ -53,6 +53,10 @@ from .solver import CONVERGED
 from .specs import N_REFINE_MANY, Spec
 
 GROUP_RESAMPLE_CHUNK = 1024  # most group resamples per call: each carries its group's data
+# What a group costs beyond its padded points, in points: ordering fit_groups' calls only
+# (_bucket_calls). On the 10,000-group archive, calls of buckets 64 (unstaged), 192 and 320 took
+# time in proportion to groups x (size + 128) x starts refined, within 2% (benchmarks/RESULTS.md).
+CALL_FIXED_POINTS = 128
 
 
 def flag_flat(spec: Spec, data, solved: Solved, weights_of: Callable[[np.ndarray], np.ndarray], **grouped) -> Solved:
@@ -223,42 +227,95 @@ def solve_groups(
     for g in ids:
         sizes.setdefault(size_of[len(members[g])], []).append(g)
 
-    def solve_bucket(size: int) -> Bucket:
-        bucket = sizes[size]
-        data, w = batches.pad_groups(
-            spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in bucket], size, run_weights
+    padded = {
+        size: batches.pad_groups(
+            spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in group], size, run_weights
         )
-        # Staged within each kernel call (engine._staged): no second call with new shapes.
-        solved = _solve_padded(spec, data, w, spec.n_refine, stages_bucket(spec, size))
-        resamples = _group_resamples(spec, data, w, bucket, members, n_resamples, seed) if n_resamples else None
-        return Bucket(bucket, data, w, solved, resamples)
+        for size, group in sizes.items()
+    }
+    calls = _bucket_calls(spec, {size: len(group) for size, group in sizes.items()})
 
-    # Buckets side by side (each bucket's own calls one at a time), the most work first so
-    # that the last to start is a small one; returned in order of size.
-    order = sorted(sizes, key=lambda size: -size * len(sizes[size]))
-    solved_buckets = batches.side_by_side(solve_bucket, order, backends.sizes().calls_at_once)
-    out, done = {}, 0
-    for size, bucket in zip(order, solved_buckets, strict=True):
-        out[size] = bucket
-        done += len(bucket.ids)
+    def solve_call(call: tuple[int, int, int]) -> Solved:
+        size, lo, hi = call
+        data, w = padded[size]
+        # Padded to the bucket's call shape with copies of its first group, as batches.solve
+        # pads its last call (results trimmed): every call of a bucket runs one kernel.
+        rows = batches.pad_rows(np.arange(lo, hi), calls.rows[size])
+        part = problem.Data(*(np.asarray(a)[rows] for a in data))
+        # Staged within each kernel call (engine._staged): no second call with new shapes.
+        solved = _solve_padded(spec, part, w[rows], spec.n_refine, stages_bucket(spec, size), calls.chunk[size])
+        return Solved(*(np.asarray(a)[: hi - lo] for a in solved))
+
+    parts: dict[int, dict[int, Solved]] = {size: {} for size in sizes}
+    done = 0
+    for (size, lo, hi), solved in zip(
+        calls.order, batches.side_by_side(solve_call, calls.order, calls.at_once), strict=True
+    ):
+        parts[size][lo] = solved
+        done += hi - lo
         if progress is not None and done < len(ids):  # the last report waits for the retry
             progress(done, len(ids))
-    buckets = _retry_buckets(spec, log_x, log_y, members, run_weights, [out[size] for size in sorted(out)])
+
+    def bucket(size: int) -> Bucket:
+        in_order = [parts[size][lo] for lo in sorted(parts[size])]
+        solved = Solved(*(np.concatenate(a) for a in zip(*in_order, strict=True)))
+        data, w = padded[size]
+        resamples = _group_resamples(spec, data, w, sizes[size], members, n_resamples, seed) if n_resamples else None
+        return Bucket(sizes[size], data, w, solved, resamples)
+
+    out = list(batches.side_by_side(bucket, sorted(sizes), calls.at_once if n_resamples else 1))
+    buckets = _retry_buckets(spec, log_x, log_y, members, run_weights, out)
     if progress is not None and ids:
         progress(len(ids), len(ids))
     return buckets
 
 
-def _solve_padded(spec: Spec, data: problem.Data, w: np.ndarray, k: int, first: int | None = None) -> Solved:
+class _Calls(NamedTuple):
+    """How :func:`solve_groups` runs its buckets' kernel calls."""
+
+    order: list[tuple[int, int, int]]  # (bucket size, first group, end): the calls, in the order started
+    rows: dict[int, int]  # groups per call, by bucket size
+    chunk: dict[int, int]  # groups per device in a call
+    at_once: int
+
+
+def _bucket_calls(spec: Spec, counts: dict[int, int]) -> _Calls:
+    """Every bucket's kernel calls (those ``batches.solve`` would make for it), in the order that
+    keeps the calls side by side busy: first one call of each of the ``calls_at_once`` buckets
+    with the most work, so that their kernels compile side by side rather than one call waiting
+    for another's compilation; then the other calls longest first, so that the last to start
+    are short and no thread idles long while another finishes."""
+    chunk = {size: batches.call_chunk(n, spec.chunk_size, spec.devices, grouped=True) for size, n in counts.items()}
+    rows = {size: c * spec.devices for size, c in chunk.items()}
+    calls = [(size, lo, min(lo + rows[size], n)) for size, n in counts.items() for lo in range(0, n, rows[size])]
+
+    def work(call: tuple[int, int, int]) -> float:
+        # Starts refined per group (a staged group: its first pass, and all of them for the
+        # tenth or so in doubt) times its padded points and a fixed part (screening 4,500 starts).
+        size, lo, hi = call
+        first = stages_bucket(spec, size)
+        starts = spec.n_refine if first is None else first + (spec.n_refine - first) / 8
+        return (hi - lo) * (size + CALL_FIXED_POINTS) * starts
+
+    at_once = backends.sizes().calls_at_once
+    by_bucket = sorted(counts, key=lambda size: -work((size, 0, counts[size])))
+    opening = [next(c for c in calls if c[0] == size) for size in by_bucket[:at_once]]
+    rest = sorted((c for c in calls if c not in opening), key=work, reverse=True)
+    return _Calls(opening + rest, rows, chunk, at_once)
+
+
+def _solve_padded(
+    spec: Spec, data: problem.Data, w: np.ndarray, k: int, first: int | None = None, chunk: int | None = None
+) -> Solved:
     """One problem per padded group (``data [G, size, ...]``, run weights ``w [G, size]``), ``k``
-    starts each, staged with ``first``."""
+    starts each, staged with ``first``, in calls of ``chunk`` groups per device (default the spec's)."""
     best = batches.solve(
         spec.cfg,
         data,
         spec.candidates,
         w,
         n_refine=k,
-        chunk_size=spec.chunk_size,
+        chunk_size=spec.chunk_size if chunk is None else chunk,
         lanes=spec.lanes,
         devices=spec.devices,
         grouped=True,
