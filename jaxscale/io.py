@@ -140,6 +140,25 @@ def python_value(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+def row_keys(df: pd.DataFrame, by: Sequence[str]) -> np.ndarray:
+    """Each row's values in columns ``by``, as a tuple of Python values (an object array).
+
+    Column by column (``tolist`` gives Python scalars), not row by row: a million runs in a
+    fraction of a second rather than seconds.
+
+    Example:
+        >>> row_keys(pd.DataFrame({"d": ["a", "b"], "s": np.array([1, 2])}), ["d", "s"]).tolist()
+        [('a', 1), ('b', 2)]
+    """
+    columns = [df[c].tolist() for c in by]
+    columns = [
+        [python_value(v) for v in col] if df[c].dtype == object else col for c, col in zip(by, columns, strict=True)
+    ]
+    keys = np.empty(len(df), dtype=object)
+    keys[:] = list(zip(*columns, strict=True))
+    return keys
+
+
 def read_runs(
     source: pd.DataFrame | str | os.PathLike,
     *,
@@ -256,9 +275,7 @@ def read_runs(
         _check_loss_scale(runs.y, loss)
     if by:
         _check_group_labels(df, by, names)
-        keys = np.empty(len(df), dtype=object)
-        keys[:] = [tuple(python_value(v) for v in row) for row in df[by].itertuples(index=False, name=None)]
-        runs = runs._replace(groups=keys, group_columns=tuple(by))
+        runs = runs._replace(groups=row_keys(df, by), group_columns=tuple(by))
     if min_points is not None:
         _check_min_points(runs, int(min_points))
     return runs

@@ -227,39 +227,32 @@ def solve_groups(
     for g in ids:
         sizes.setdefault(size_of[len(members[g])], []).append(g)
 
-    padded = {
-        size: batches.pad_groups(
-            spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in group], size, run_weights
-        )
-        for size, group in sizes.items()
-    }
     calls = _bucket_calls(spec, {size: len(group) for size, group in sizes.items()})
 
-    def solve_call(call: tuple[int, int, int]) -> Solved:
+    def solve_call(call: tuple[int, int, int]) -> tuple[problem.Data, np.ndarray, Solved]:
         size, lo, hi = call
-        data, w = padded[size]
         # Padded to the bucket's call shape with copies of its first group, as batches.solve
         # pads its last call (results trimmed): every call of a bucket runs one kernel.
-        rows = batches.pad_rows(np.arange(lo, hi), calls.rows[size])
-        part = problem.Data(*(np.asarray(a)[rows] for a in data))
+        picked = batches.pad_rows(np.asarray(sizes[size][lo:hi]), calls.rows[size])
+        data, w = batches.pad_groups(
+            spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in picked], size, run_weights
+        )
         # Staged within each kernel call (engine._staged): no second call with new shapes.
-        solved = _solve_padded(spec, part, w[rows], spec.n_refine, stages_bucket(spec, size), calls.chunk[size])
-        return Solved(*(np.asarray(a)[: hi - lo] for a in solved))
+        solved = _solve_padded(spec, data, w, spec.n_refine, stages_bucket(spec, size), calls.chunk[size])
+        return jax.tree.map(lambda a: np.asarray(a)[: hi - lo], (data, w, solved))
 
-    parts: dict[int, dict[int, Solved]] = {size: {} for size in sizes}
+    parts: dict[int, dict[int, tuple]] = {size: {} for size in sizes}
     done = 0
-    for (size, lo, hi), solved in zip(
+    for (size, lo, hi), part in zip(
         calls.order, batches.side_by_side(solve_call, calls.order, calls.at_once), strict=True
     ):
-        parts[size][lo] = solved
+        parts[size][lo] = part
         done += hi - lo
         if progress is not None and done < len(ids):  # the last report waits for the retry
             progress(done, len(ids))
 
     def bucket(size: int) -> Bucket:
-        in_order = [parts[size][lo] for lo in sorted(parts[size])]
-        solved = Solved(*(np.concatenate(a) for a in zip(*in_order, strict=True)))
-        data, w = padded[size]
+        data, w, solved = jax.tree.map(lambda *a: np.concatenate(a), *(parts[size][lo] for lo in sorted(parts[size])))
         resamples = _group_resamples(spec, data, w, sizes[size], members, n_resamples, seed) if n_resamples else None
         return Bucket(sizes[size], data, w, solved, resamples)
 
