@@ -178,7 +178,8 @@ def solve(
     first_refine: int | None = None,
     spread_first: bool = False,
     at_once: int = 1,
-) -> Best:
+    compile_only: bool = False,
+) -> Best | None:
     """All problems in chunks of ``chunk_size`` problems (``devices`` chunks at a time), up to
     ``at_once`` kernel calls in flight (:func:`side_by_side`).
 
@@ -198,7 +199,8 @@ def solve(
     ``data`` each problem uses (e.g. several resamples of one group). ``first_refine``
     (``< n_refine``): each problem refines that many first and the rest only where in doubt,
     within each call (:func:`jaxscale.engine.solve_chunk`'s ``first``), those spread over the
-    ``n_refine`` with ``spread_first``.
+    ``n_refine`` with ``spread_first``. ``compile_only``: compile the kernel of these calls
+    (JAX keeps it for the calls to come) without running it, and return None.
     """
     lanes = backends.or_default("lanes", lanes)
     if callable(weights):
@@ -225,15 +227,24 @@ def solve(
             rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
             chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
             chunk_starts = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
+        args = (chunk_data, chunk_starts, w, limits)
         if devices == 1:
-            out = engine.solve_chunk(
-                cfg, chunk_data, chunk_starts, w, limits, k, lanes, grouped=grouped, first=first, spread=spread_first
-            )
+            static = dict(grouped=grouped, first=first, spread=spread_first)
+            if compile_only:
+                engine.solve_chunk.lower(cfg, *args, k, lanes, **static).compile()
+                return hi, None
+            out = engine.solve_chunk(cfg, *args, k, lanes, **static)
         else:
             kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
-            out = kernel(chunk_data, chunk_starts, w, limits)
+            if compile_only:
+                kernel.lower(*args).compile()
+                return hi, None
+            out = kernel(*args)
         return hi, jax.tree.map(lambda a: np.asarray(a)[: hi - lo], out)
 
+    if compile_only:  # every call has the first one's shapes
+        call(0)
+        return None
     outs = []
     for hi, out in side_by_side(call, range(0, n, step), at_once):
         outs.append(out)

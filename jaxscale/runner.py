@@ -229,8 +229,8 @@ def solve_groups(
 
     calls = _bucket_calls(spec, {size: len(group) for size, group in sizes.items()})
 
-    def solve_call(call: tuple[int, int, int]) -> tuple[problem.Data, np.ndarray, Solved]:
-        size, lo, hi = call
+    def solve_call(call: _Call) -> tuple[problem.Data, np.ndarray, Solved] | None:
+        size, lo, hi, compile_only = call
         # Padded to the bucket's call shape with copies of its first group, as batches.solve
         # pads its last call (results trimmed): every call of a bucket runs one kernel.
         picked = batches.pad_rows(np.asarray(sizes[size][lo:hi]), calls.rows[size])
@@ -238,14 +238,16 @@ def solve_groups(
             spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in picked], size, run_weights
         )
         # Staged within each kernel call (engine._staged): no second call with new shapes.
-        solved = _solve_padded(spec, data, w, spec.n_refine, stages_bucket(spec, size), calls.chunk[size])
-        return jax.tree.map(lambda a: np.asarray(a)[: hi - lo], (data, w, solved))
+        first = stages_bucket(spec, size)
+        solved = _solve_padded(spec, data, w, spec.n_refine, first, calls.chunk[size], compile_only)
+        return None if compile_only else jax.tree.map(lambda a: np.asarray(a)[: hi - lo], (data, w, solved))
 
     parts: dict[int, dict[int, tuple]] = {size: {} for size in sizes}
     done = 0
-    for (size, lo, hi), part in zip(
-        calls.order, batches.side_by_side(solve_call, calls.order, calls.at_once), strict=True
-    ):
+    for call, part in zip(calls.order, batches.side_by_side(solve_call, calls.order, calls.at_once), strict=True):
+        if call.compile_only:
+            continue
+        size, lo, hi, _ = call
         parts[size][lo] = part
         done += hi - lo
         if progress is not None and done < len(ids):  # the last report waits for the retry
@@ -263,10 +265,19 @@ def solve_groups(
     return buckets
 
 
+class _Call(NamedTuple):
+    """One kernel call of :func:`solve_groups`: groups ``lo..hi-1`` of the bucket of ``size`` runs."""
+
+    size: int
+    lo: int
+    hi: int
+    compile_only: bool = False  # compile the bucket's kernel, do not run it
+
+
 class _Calls(NamedTuple):
     """How :func:`solve_groups` runs its buckets' kernel calls."""
 
-    order: list[tuple[int, int, int]]  # (bucket size, first group, end): the calls, in the order started
+    order: list[_Call]  # in the order started
     rows: dict[int, int]  # groups per call, by bucket size
     chunk: dict[int, int]  # groups per device in a call
     at_once: int
@@ -275,33 +286,41 @@ class _Calls(NamedTuple):
 def _bucket_calls(spec: Spec, counts: dict[int, int]) -> _Calls:
     """Every bucket's kernel calls (those ``batches.solve`` would make for it), in the order that
     keeps the calls side by side busy: first one call of each of the ``calls_at_once`` buckets
-    with the most work, so that their kernels compile side by side rather than one call waiting
-    for another's compilation; then the other calls longest first, so that the last to start
-    are short and no thread idles long while another finishes."""
+    with the most work, which compile their kernels side by side; then the other buckets'
+    kernels compiled, so that no compilation falls among the last calls; then the calls left,
+    longest first, so that the last to start are short and no thread idles long while another
+    finishes."""
     chunk = {size: batches.call_chunk(n, spec.chunk_size, spec.devices, grouped=True) for size, n in counts.items()}
     rows = {size: c * spec.devices for size, c in chunk.items()}
-    calls = [(size, lo, min(lo + rows[size], n)) for size, n in counts.items() for lo in range(0, n, rows[size])]
+    calls = [_Call(size, lo, min(lo + rows[size], n)) for size, n in counts.items() for lo in range(0, n, rows[size])]
 
-    def work(call: tuple[int, int, int]) -> float:
+    def work(call: _Call) -> float:
         # Starts refined per group (a staged group: its first pass, and all of them for the
         # tenth or so in doubt) times its padded points and a fixed part (screening 4,500 starts).
-        size, lo, hi = call
-        first = stages_bucket(spec, size)
+        first = stages_bucket(spec, call.size)
         starts = spec.n_refine if first is None else first + (spec.n_refine - first) / 8
-        return (hi - lo) * (size + CALL_FIXED_POINTS) * starts
+        return (call.hi - call.lo) * (call.size + CALL_FIXED_POINTS) * starts
 
     at_once = backends.sizes().calls_at_once
-    by_bucket = sorted(counts, key=lambda size: -work((size, 0, counts[size])))
-    opening = [next(c for c in calls if c[0] == size) for size in by_bucket[:at_once]]
-    rest = sorted((c for c in calls if c not in opening), key=work, reverse=True)
-    return _Calls(opening + rest, rows, chunk, at_once)
+    by_bucket = sorted(counts, key=lambda size: -work(_Call(size, 0, counts[size])))
+    firsts = [next(c for c in calls if c.size == size) for size in by_bucket]
+    compiles = [c._replace(compile_only=True) for c in firsts[at_once:]]
+    rest = sorted((c for c in calls if c not in firsts[:at_once]), key=work, reverse=True)
+    return _Calls(firsts[:at_once] + compiles + rest, rows, chunk, at_once)
 
 
 def _solve_padded(
-    spec: Spec, data: problem.Data, w: np.ndarray, k: int, first: int | None = None, chunk: int | None = None
-) -> Solved:
+    spec: Spec,
+    data: problem.Data,
+    w: np.ndarray,
+    k: int,
+    first: int | None = None,
+    chunk: int | None = None,
+    compile_only: bool = False,
+) -> Solved | None:
     """One problem per padded group (``data [G, size, ...]``, run weights ``w [G, size]``), ``k``
-    starts each, staged with ``first``, in calls of ``chunk`` groups per device (default the spec's)."""
+    starts each, staged with ``first``, in calls of ``chunk`` groups per device (default the
+    spec's); ``compile_only``: compile the kernel and return None (``batches.solve``)."""
     best = batches.solve(
         spec.cfg,
         data,
@@ -314,8 +333,9 @@ def _solve_padded(
         grouped=True,
         first_refine=first,
         spread_first=True,  # groups: a first pass spread over the 8 (refinement.stages_bucket)
+        compile_only=compile_only,
     )
-    return solved_from(best)
+    return None if best is None else solved_from(best)
 
 
 def _retry_buckets(spec: Spec, log_x, log_y, members, run_weights, buckets: list[Bucket]) -> list[Bucket]:

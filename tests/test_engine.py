@@ -1,5 +1,7 @@
 """The batched kernel: vmapped batch == Python loop, no recompilation, honest statuses."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,3 +183,20 @@ def test_float32_coarse_screening_keeps_the_float64_best_starts(n_points):
     else:
         np.testing.assert_allclose(exact[chosen[0]], best8[0], rtol=1e-12)
     assert np.all(np.diff(exact[chosen]) >= 0)  # chosen in float64 order
+
+
+def test_compile_only_compiles_the_kernel_that_the_calls_then_run(caplog):
+    """batches.solve(compile_only=True) compiles the kernel of its calls and runs nothing; the
+    calls that follow (fit_groups' later buckets: runner._bucket_calls) compile nothing more."""
+    cfg, data, grid, weights = _kernel_inputs(n_resamples=5, seed=4)
+    options = dict(n_refine=12, chunk_size=5, lanes=96)  # shapes no other test compiles
+
+    def compiled() -> int:
+        return sum("Finished XLA compilation of jit(_solve_chunk)" in r.getMessage() for r in caplog.records)
+
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        assert batches.solve(cfg, data, grid, weights, compile_only=True, **options) is None
+        assert compiled() == 1
+        solved = batches.solve(cfg, data, grid, weights, **options)
+        assert compiled() == 1
+    assert np.all(solved.status == CONVERGED)

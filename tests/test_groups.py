@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
+from jaxscale import batches, runner, specs
 from jaxscale.batches import GROUP_STEP, balanced_chunk, bucket_size, group_buckets
 
 from .conftest import shared_file
@@ -134,6 +135,29 @@ def test_balanced_chunks_are_as_few_and_as_full_as_possible(n, most):
     assert chunk <= most
     assert calls == -(-n // most)  # no more calls than chunks of `most` would need
     assert calls * chunk - n < calls  # padding: less than one problem per call
+
+
+def test_bucket_calls_compile_side_by_side_then_run_longest_first():
+    """fit_groups' calls on the 10,000-group archive's buckets: the two buckets with the most
+    work open (compiling their kernels side by side), the third bucket's kernel is compiled
+    next, then every other call runs longest first; each group is in exactly one call, and a
+    bucket's calls are those batches.solve would make (one shape, one kernel)."""
+    spec = specs.make_spec(js.get_law("chinchilla"), staged=True)._replace(chunk_size=2048, devices=1)
+    counts = {64: 1620, 192: 4543, 320: 3837}
+    calls = runner._bucket_calls(spec, counts)
+    assert [(c.size, c.lo, c.compile_only) for c in calls.order[:3]] == [
+        (320, 0, False),
+        (192, 0, False),
+        (64, 0, True),
+    ]
+    runs = [c for c in calls.order if not c.compile_only]
+    for size, n in counts.items():
+        assert calls.chunk[size] == batches.call_chunk(n, 2048, grouped=True)
+        spans = sorted((c.lo, c.hi) for c in runs if c.size == size)
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(a[1] == b[0] and a[1] - a[0] == calls.rows[size] for a, b in zip(spans, spans[1:], strict=False))
+    rest = [(c.hi - c.lo) * (c.size + runner.CALL_FIXED_POINTS) * (8 if c.size == 64 else 3 + 5 / 8) for c in runs[2:]]
+    assert rest == sorted(rest, reverse=True)
 
 
 def test_chunk_size_does_not_change_group_results():
