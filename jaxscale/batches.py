@@ -3,14 +3,15 @@
 The runner's host side below :mod:`jaxscale.runner`: a problem's points are padded to a bucket
 size (:func:`bucket_size`, :func:`pad_points`, :func:`pad_groups`) so that many run counts share
 a few compiled kernels, and a batch of problems is split into equal chunks (:func:`balanced_chunk`)
-solved one kernel call at a time, or one chunk per device (:func:`solve`).
+solved one kernel call at a time, or one chunk per device (:func:`solve`); calls run side by side
+(:func:`side_by_side`), several buckets' calls in the order :func:`bucket_calls` gives them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -266,6 +267,54 @@ def call_chunk(n: int, chunk_size: int, devices: int = 1, grouped: bool = False)
     # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
     # groups solved 2 or more per call (same optimum, objective within 1e-14).
     return max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
+
+
+class Call(NamedTuple):
+    """One kernel call over groups ``lo..hi-1`` of the bucket of ``size`` runs (:func:`bucket_calls`)."""
+
+    size: int
+    lo: int
+    hi: int
+    compile_only: bool = False  # compile the bucket's kernel, do not run it
+
+
+class Calls(NamedTuple):
+    """Every bucket's kernel calls and their shapes (:func:`bucket_calls`)."""
+
+    order: list[Call]  # in the order to start them
+    rows: dict[int, int]  # groups per call, by bucket size
+    chunk: dict[int, int]  # groups per device in a call
+    at_once: int
+
+
+def bucket_calls(
+    counts: dict[int, int], per_group: dict[int, float], chunk_size: int, devices: int, at_once: int
+) -> Calls:
+    """The kernel calls of buckets of ``counts[size]`` groups (those :func:`solve` makes for each,
+    grouped), in an order that keeps ``at_once`` calls side by side busy: first one call of each
+    of the ``at_once`` buckets with the most work (``per_group[size]`` a group, in any unit),
+    which compile their kernels side by side; then the other buckets' kernels compiled
+    (``compile_only`` calls), so that no compilation falls among the last calls; then the calls
+    left, longest first, so that the last to start are short and no thread idles long while
+    another finishes.
+
+    Example:
+        >>> calls = bucket_calls({64: 1620, 192: 4543, 320: 3837}, {64: 1536, 192: 1160, 320: 1624}, 2048, 1, 2)
+        >>> [(c.size, c.lo, c.compile_only) for c in calls.order[:4]], calls.rows
+        ([(320, 0, False), (192, 0, False), (64, 0, True), (320, 1919, False)], {64: 1620, 192: 1515, 320: 1919})
+    """
+    chunk = {size: call_chunk(n, chunk_size, devices, grouped=True) for size, n in counts.items()}
+    rows = {size: c * devices for size, c in chunk.items()}
+    calls = [Call(size, lo, min(lo + rows[size], n)) for size, n in counts.items() for lo in range(0, n, rows[size])]
+
+    def work(call: Call) -> float:
+        return (call.hi - call.lo) * per_group[call.size]
+
+    by_bucket = sorted(counts, key=lambda size: -counts[size] * per_group[size])
+    firsts = [next(c for c in calls if c.size == size) for size in by_bucket]
+    compiles = [c._replace(compile_only=True) for c in firsts[at_once:]]
+    rest = sorted((c for c in calls if c not in firsts[:at_once]), key=work, reverse=True)
+    return Calls(firsts[:at_once] + compiles + rest, rows, chunk, at_once)
 
 
 def pad_groups(

@@ -229,7 +229,7 @@ def solve_groups(
 
     calls = _bucket_calls(spec, {size: len(group) for size, group in sizes.items()})
 
-    def solve_call(call: _Call) -> tuple[problem.Data, np.ndarray, Solved] | None:
+    def solve_call(call: batches.Call) -> tuple[problem.Data, np.ndarray, Solved] | None:
         size, lo, hi, compile_only = call
         # Padded to the bucket's call shape with copies of its first group, as batches.solve
         # pads its last call (results trimmed): every call of a bucket runs one kernel.
@@ -265,48 +265,18 @@ def solve_groups(
     return buckets
 
 
-class _Call(NamedTuple):
-    """One kernel call of :func:`solve_groups`: groups ``lo..hi-1`` of the bucket of ``size`` runs."""
+def _bucket_calls(spec: Spec, counts: dict[int, int]) -> batches.Calls:
+    """:func:`jaxscale.batches.bucket_calls` for fit_groups' buckets (``counts``: groups per
+    bucket size), each group's work its padded points and a fixed part times the starts it refines
+    (a staged group: its first pass, and all of them for the tenth or so in doubt)."""
 
-    size: int
-    lo: int
-    hi: int
-    compile_only: bool = False  # compile the bucket's kernel, do not run it
-
-
-class _Calls(NamedTuple):
-    """How :func:`solve_groups` runs its buckets' kernel calls."""
-
-    order: list[_Call]  # in the order started
-    rows: dict[int, int]  # groups per call, by bucket size
-    chunk: dict[int, int]  # groups per device in a call
-    at_once: int
-
-
-def _bucket_calls(spec: Spec, counts: dict[int, int]) -> _Calls:
-    """Every bucket's kernel calls (those ``batches.solve`` would make for it), in the order that
-    keeps the calls side by side busy: first one call of each of the ``calls_at_once`` buckets
-    with the most work, which compile their kernels side by side; then the other buckets'
-    kernels compiled, so that no compilation falls among the last calls; then the calls left,
-    longest first, so that the last to start are short and no thread idles long while another
-    finishes."""
-    chunk = {size: batches.call_chunk(n, spec.chunk_size, spec.devices, grouped=True) for size, n in counts.items()}
-    rows = {size: c * spec.devices for size, c in chunk.items()}
-    calls = [_Call(size, lo, min(lo + rows[size], n)) for size, n in counts.items() for lo in range(0, n, rows[size])]
-
-    def work(call: _Call) -> float:
-        # Starts refined per group (a staged group: its first pass, and all of them for the
-        # tenth or so in doubt) times its padded points and a fixed part (screening 4,500 starts).
-        first = stages_bucket(spec, call.size)
+    def work(size: int) -> float:
+        first = stages_bucket(spec, size)
         starts = spec.n_refine if first is None else first + (spec.n_refine - first) / 8
-        return (call.hi - call.lo) * (call.size + CALL_FIXED_POINTS) * starts
+        return (size + CALL_FIXED_POINTS) * starts
 
-    at_once = backends.sizes().calls_at_once
-    by_bucket = sorted(counts, key=lambda size: -work(_Call(size, 0, counts[size])))
-    firsts = [next(c for c in calls if c.size == size) for size in by_bucket]
-    compiles = [c._replace(compile_only=True) for c in firsts[at_once:]]
-    rest = sorted((c for c in calls if c not in firsts[:at_once]), key=work, reverse=True)
-    return _Calls(firsts[:at_once] + compiles + rest, rows, chunk, at_once)
+    per_group = {size: work(size) for size in counts}
+    return batches.bucket_calls(counts, per_group, spec.chunk_size, spec.devices, backends.sizes().calls_at_once)
 
 
 def _solve_padded(
