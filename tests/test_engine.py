@@ -187,7 +187,7 @@ def test_float32_coarse_screening_keeps_the_float64_best_starts(n_points):
 
 def test_compile_only_compiles_the_kernel_that_the_calls_then_run(caplog):
     """batches.solve(compile_only=True) compiles the kernel of its calls and runs nothing; the
-    calls that follow (fit_groups' later buckets: runner._bucket_calls) compile nothing more."""
+    calls that follow (fit_groups' later buckets: batches.bucket_calls) compile nothing more."""
     cfg, data, grid, weights = _kernel_inputs(n_resamples=5, seed=4)
     options = dict(n_refine=12, chunk_size=5, lanes=96)  # shapes no other test compiles
 
