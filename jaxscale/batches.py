@@ -228,20 +228,16 @@ def solve(
             rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
             chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
             chunk_starts = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
-        args = (chunk_data, chunk_starts, w, limits)
+        args, static = (chunk_data, chunk_starts, w, limits), {}
         if devices == 1:
+            kernel, args = engine.solve_chunk, (cfg, *args, k, lanes)
             static = dict(grouped=grouped, first=first, spread=spread_first)
-            if compile_only:
-                engine.solve_chunk.lower(cfg, *args, k, lanes, **static).compile()
-                return hi, None
-            out = engine.solve_chunk(cfg, *args, k, lanes, **static)
         else:
             kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
-            if compile_only:
-                kernel.lower(*args).compile()
-                return hi, None
-            out = kernel(*args)
-        return hi, jax.tree.map(lambda a: np.asarray(a)[: hi - lo], out)
+        if compile_only:
+            kernel.lower(*args, **static).compile()
+            return hi, None
+        return hi, jax.tree.map(lambda a: np.asarray(a)[: hi - lo], kernel(*args, **static))
 
     if compile_only:  # every call has the first one's shapes
         call(0)
@@ -311,10 +307,10 @@ def bucket_calls(
         return (call.hi - call.lo) * per_group[call.size]
 
     by_bucket = sorted(counts, key=lambda size: -counts[size] * per_group[size])
-    firsts = [next(c for c in calls if c.size == size) for size in by_bucket]
-    compiles = [c._replace(compile_only=True) for c in firsts[at_once:]]
-    rest = sorted((c for c in calls if c not in firsts[:at_once]), key=work, reverse=True)
-    return Calls(firsts[:at_once] + compiles + rest, rows, chunk, at_once)
+    opening = [Call(size, 0, min(rows[size], counts[size])) for size in by_bucket[:at_once]]
+    compiles = [Call(size, 0, min(rows[size], counts[size]), compile_only=True) for size in by_bucket[at_once:]]
+    rest = sorted((c for c in calls if c not in opening), key=work, reverse=True)
+    return Calls(opening + compiles + rest, rows, chunk, at_once)
 
 
 def pad_groups(

@@ -311,8 +311,9 @@ def grouped_curvature(cfg: problem.Config, parts: list[tuple]) -> tuple[np.ndarr
         *fields, w, theta = arrays
         with jax.enable_x64(True):
             h, m = curvature_matrices(cfg, problem.Data(*fields), theta, w, True)
-        hess.append(np.asarray(h)[: min(n_call, n - lo)])
-        gn.append(np.asarray(m)[: min(n_call, n - lo)])
+        real = min(n_call, n - lo)
+        hess.append(np.asarray(h)[:real])
+        gn.append(np.asarray(m)[:real])
     return np.concatenate(hess), np.concatenate(gn)
 
 

@@ -150,10 +150,7 @@ def row_keys(df: pd.DataFrame, by: Sequence[str]) -> np.ndarray:
         >>> row_keys(pd.DataFrame({"d": ["a", "b"], "s": np.array([1, 2])}), ["d", "s"]).tolist()
         [('a', 1), ('b', 2)]
     """
-    columns = [df[c].tolist() for c in by]
-    columns = [
-        [python_value(v) for v in col] if df[c].dtype == object else col for c, col in zip(by, columns, strict=True)
-    ]
+    columns = [[python_value(v) for v in df[c]] if df[c].dtype == object else df[c].tolist() for c in by]
     keys = np.empty(len(df), dtype=object)
     keys[:] = list(zip(*columns, strict=True))
     return keys
