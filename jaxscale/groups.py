@@ -27,10 +27,11 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import checks, identify, objective, runner, specs
+from . import backends, batches, checks, identify, objective, runner, specs
 from .fit import match_inputs
 from .io import read_runs, read_weights
 from .laws import Law, get_law
+from .refinement import Solved
 from .results import BootstrapResult, FitResult, fit_result
 from .runs import Runs
 
@@ -199,23 +200,64 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
-        buckets = runner.solve_groups(
-            spec, log_x, log_y, members, ids, n_resamples=n_resamples, seed=seed, progress=progress, run_weights=w
+        first = runner.solve_groups(
+            spec,
+            log_x,
+            log_y,
+            members,
+            ids,
+            n_resamples=n_resamples,
+            seed=seed,
+            progress=progress,
+            run_weights=w,
+            retry_later=True,
         )
         totals = {g: float(np.sum(w[members[g]])) for g in ids}
-        found = [
-            [fit_result(spec, b.solved, j, n_points=used[g], total_weight=totals[g]) for j, g in enumerate(b.ids)]
-            for b in buckets
+        # The retry solves a few groups with a kernel of its own to compile, leaving cores idle:
+        # every group's first result is checked beside it, and the groups it changed again after.
+        jobs = [
+            lambda: runner.retry_groups(spec, log_x, log_y, members, first, w),
+            lambda: _checked(spec, first, None, used, totals),
         ]
-        # Every bucket's checks at once: their curvature matrices share one compiled shape.
-        assessed = identify.assess_groups(
-            spec.cfg, [(b.data, b.weights, f) for b, f in zip(buckets, found, strict=True)]
-        )
+        buckets, assessed = batches.side_by_side(lambda job: job(), jobs, backends.sizes().calls_at_once)
+        if progress is not None and ids:
+            progress(len(ids), len(ids))
+        changed = [np.flatnonzero(_rows_differ(a.solved, b.solved)) for a, b in zip(first, buckets, strict=True)]
+        if any(rows.size for rows in changed):
+            again = _checked(spec, buckets, changed, used, totals, like=sum(len(b.ids) for b in buckets))
+            for results, rows, new in zip(assessed, changed, again, strict=True):
+                for j, result in zip(rows, new, strict=True):
+                    results[j] = result
         for bucket, results in zip(buckets, assessed, strict=True):
             fits.update(zip(bucket.ids, results, strict=True))
             if bucket.resamples is not None:
                 boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
     return fits, boots
+
+
+def _checked(spec, buckets, rows, used, totals, like: int | None = None) -> list[list[FitResult]]:
+    """The fit results of rows ``rows[i]`` of bucket ``i`` (``rows`` None: all of them), checked
+    (:func:`jaxscale.identify.assess_groups`, every bucket's at once: their curvature matrices
+    share one compiled shape, that of ``like`` groups where given)."""
+    parts = []
+    for i, bucket in enumerate(buckets):
+        picked = np.arange(len(bucket.ids)) if rows is None else rows[i]
+        found = [
+            fit_result(spec, bucket.solved, j, n_points=used[bucket.ids[j]], total_weight=totals[bucket.ids[j]])
+            for j in picked.tolist()
+        ]
+        data = type(bucket.data)(*(np.asarray(a)[picked] for a in bucket.data))
+        parts.append((data, bucket.weights[picked], found))
+    return identify.assess_groups(spec.cfg, parts, like=like)
+
+
+def _rows_differ(a: Solved, b: Solved) -> np.ndarray:
+    """``[B]`` whether row i of two solutions differs in any field (NaN equal to NaN)."""
+    out = np.zeros(len(a.value), dtype=bool)
+    for x, y in zip(a, b, strict=True):
+        x, y = np.asarray(x).reshape(len(out), -1), np.asarray(y).reshape(len(out), -1)
+        out |= ~np.all((x == y) | (np.isnan(x) & np.isnan(y)), axis=1)
+    return out
 
 
 def group_fits(

@@ -209,13 +209,16 @@ def solve_groups(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     run_weights: np.ndarray | None = None,
+    retry_later: bool = False,
 ) -> list[Bucket]:
     """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
     ``run_weights`` [rows], default 1): groups of similar size share a bucket (padded to one
     size, the buckets chosen for these groups: :func:`jaxscale.batches.group_buckets`) and one
     kernel call per chunk of it; retried (:func:`retry`) in one call for all
-    buckets (:func:`_retry_buckets`). ``n_resamples``: also solve that many resamples of every
-    group, group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
+    buckets (:func:`retry_groups`). ``n_resamples``: also solve that many resamples of every
+    group, group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them.
+    ``retry_later``: return the buckets before the retry (and leave the last progress report),
+    for the caller to run :func:`retry_groups` beside other work."""
     # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
     # fixes the compiled arithmetic and results would then depend on the chunking.
     spec = spec._replace(lanes=min(spec.lanes, max(1, spec.n_refine * len(ids))))
@@ -259,7 +262,9 @@ def solve_groups(
         return Bucket(sizes[size], data, w, solved, resamples)
 
     out = list(batches.side_by_side(bucket, sorted(sizes), calls.at_once if n_resamples else 1))
-    buckets = _retry_buckets(spec, log_x, log_y, members, run_weights, out)
+    if retry_later:
+        return out
+    buckets = retry_groups(spec, log_x, log_y, members, out, run_weights)
     if progress is not None and ids:
         progress(len(ids), len(ids))
     return buckets
@@ -308,7 +313,7 @@ def _solve_padded(
     return None if best is None else solved_from(best)
 
 
-def _retry_buckets(spec: Spec, log_x, log_y, members, run_weights, buckets: list[Bucket]) -> list[Bucket]:
+def retry_groups(spec: Spec, log_x, log_y, members, buckets: list[Bucket], run_weights=None) -> list[Bucket]:
     """Every bucket's groups retried (:func:`retry`) in one solve: those to solve again are
     padded to the largest of their buckets' sizes (weight-0 points add exactly 0 to the
     objective), so the retry compiles one kernel rather than one per bucket it draws from."""
