@@ -253,8 +253,8 @@ def assess_groups(
     comes back. Groups that pass every check on array-wide tests (:func:`_clear_groups`) are
     recorded without the per-group checks, which name the problems of the others; both record
     the same numbers. The curvature matrices of all parts come from calls of one shape
-    (:func:`grouped_curvature`), those calls have where ``like`` groups are checked if given: a
-    few groups checked again reuse the kernel compiled for all of them."""
+    (:func:`grouped_curvature`); with ``like``, the shape they have for ``like`` groups, so that a
+    few groups checked again reuse the kernel compiled when all of them were checked."""
     if not any(results for _, _, results in parts):
         return [[] for _ in parts]
     p = cfg.law.n_params
