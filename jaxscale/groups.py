@@ -224,7 +224,7 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             progress(len(ids), len(ids))
         changed = [np.flatnonzero(_rows_differ(a.solved, b.solved)) for a, b in zip(first, buckets, strict=True)]
         if any(rows.size for rows in changed):
-            again = _checked(spec, buckets, changed, used, totals, like=sum(len(b.ids) for b in buckets))
+            again = _checked(spec, buckets, changed, used, totals, like=len(ids))
             for results, rows, new in zip(assessed, changed, again, strict=True):
                 for j, result in zip(rows, new, strict=True):
                     results[j] = result
