@@ -249,12 +249,13 @@ def assess_groups(
     cfg: problem.Config, parts: list[tuple[problem.Data, np.ndarray, list]], like: int | None = None
 ) -> list[list]:
     """:func:`assess` for the fits of grouped data sets (``fit_groups``' buckets): each part is
-    ``(data [G, P, ...], weights [G, P], results [G])``, and one list of assessed results per part
-    comes back. Groups that pass every check on array-wide tests (:func:`_clear_groups`) are
-    recorded without the per-group checks, which name the problems of the others; both record
-    the same numbers. The curvature matrices of all parts come from calls of one shape
-    (:func:`grouped_curvature`); with ``like``, the shape they have for ``like`` groups, so that a
-    few groups checked again reuse the kernel compiled when all of them were checked."""
+    ``(data [G, P, ...], weights [G, P], results [G])`` (``G`` may be 0: the part still sets the
+    calls' point count), and one list of assessed results per part comes back. Groups that pass
+    every check on array-wide tests (:func:`_clear_groups`) are recorded without the per-group
+    checks, which name the problems of the others; both record the same numbers. The curvature
+    matrices of all parts come from calls of one shape (:func:`grouped_curvature`); with ``like``,
+    the shape they have for ``like`` groups, so that a few groups checked again reuse the kernel
+    compiled when all of them were checked."""
     if not any(results for _, _, results in parts):
         return [[] for _ in parts]
     p = cfg.law.n_params
