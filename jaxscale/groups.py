@@ -94,10 +94,11 @@ def fit_groups(
         max_steps, gtol, solver: as ``law``,
             ``loss``, ... of :func:`jaxscale.fit` (``loss`` here names the loss *column*),
             except that each group refines its best 8 screened starts by default (fit: 64).
-        staged: with screened starts, each group refines its best 3 first and the rest of its
-            ``n_refine`` only where those 3 disagree, fail or lose a term
-            (:func:`jaxscale.refinement.in_doubt`), in the same kernel call; ``False``: all
-            ``n_refine`` (benchmarks/RESULTS.md, "Refinement policy"). Resamples refine all.
+        staged: with screened starts, each group refines 3 of them first (4 in groups of at
+            most 64 runs), spread over its best ``n_refine``, and the rest only where those
+            disagree, fail or lose a term (:func:`jaxscale.refinement.in_doubt`), in the same
+            kernel call; ``False``: all ``n_refine`` (benchmarks/RESULTS.md, "Refinement
+            policy"). Resamples refine all.
         small: a group with no more runs than free parameters raises (``"error"``), or is
             kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
         retry: refit each group whose best start did not converge, or stopped where a term of
@@ -125,7 +126,7 @@ def fit_groups(
     Returns:
         DataFrame, one row per group: the group keys, ``law``, the natural parameters, the
         derived quantities, ``objective``, ``status``, ``converged``, ``steps``,
-        ``grad_norm``, ``n_points``, ``n_starts`` (starts refined: 3 or 8 staged; more where
+        ``grad_norm``, ``n_points``, ``n_starts`` (starts refined: 3, 4 or 8 staged; more where
         retried), ``n_at_optimum`` (of those), ``vanished`` (parameters whose term
         vanished, comma-separated; see ``FitResult.vanished``), ``unidentified`` and
         ``unidentified_reason`` (parameters the group's runs do not determine, and why: status

@@ -47,14 +47,16 @@ INERT_TOL = 1e-6
 # give resamples that do too, and there a few agreeing starts can share a worse one
 # (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
 STAGE_AGREEMENT = 0.5
-# Groups (fit_groups) are staged only where they have more than this many runs (buckets of such
-# groups only: batches.group_buckets splits there), with a first pass spread over their best 8
-# (engine._spread_first). On 2,000-group archives (benchmarks/RESULTS.md, "Refinement policy"):
-# the best 3 of every group left 4 (3% noise) and 6 (5%) more groups above the 64-start optimum
-# than the best 8; the best 3 in groups of more than 64 runs, 0 and 4 more; spread over the 8 in
-# every group, 0 and 1; spread, in groups of more than 64 runs, none. Small groups are also the
-# cheap ones.
+# Groups (fit_groups) refine a first pass spread over their best 8 (engine._spread_first): of
+# first_pass(spec) starts where they have more than STAGE_ABOVE_RUNS runs, and of
+# SMALL_GROUP_EXTRA more where they have no more (buckets never mix the two: batches.group_buckets
+# splits there). On four 2,000-group archives (benchmarks/RESULTS.md, "Refinement policy"): the
+# best 3 of every group left 4 (3% noise) and 6 (5%) more groups above the 64-start optimum than
+# the best 8; spread over the 8 in every group, 0 and 1; 3 spread in large groups and all 8 in
+# small ones, none; 3 spread in large groups and 4 in small ones, none either (3 in small ones:
+# 1 more at 3%); 2 spread in large groups, 2 more at 5%.
 STAGE_ABOVE_RUNS = 64
+SMALL_GROUP_EXTRA = 1
 
 
 class Solved(NamedTuple):
@@ -121,9 +123,19 @@ def first_pass(spec: Spec) -> int:
 
 def stages_bucket(spec: Spec, bucket_size: int) -> int | None:
     """Starts a bucket of groups of ``bucket_size`` (padded) runs refines first: :func:`first_pass`
-    above :data:`STAGE_ABOVE_RUNS` runs, else None (all ``n_refine``). A bucket larger than that
-    holds only groups of more runs than that (:func:`jaxscale.batches.group_buckets`' split)."""
-    return first_pass(spec) if bucket_size > STAGE_ABOVE_RUNS else None
+    above :data:`STAGE_ABOVE_RUNS` runs, :data:`SMALL_GROUP_EXTRA` more at or below; None where
+    that is all ``n_refine`` (not staged). A bucket larger than that holds only groups of more
+    runs than that (:func:`jaxscale.batches.group_buckets`' split).
+
+    Example:
+        >>> import jaxscale as js
+        >>> from jaxscale import specs
+        >>> spec = specs.make_spec(js.get_law("chinchilla"), n_refine=8, staged=True)
+        >>> stages_bucket(spec, 320), stages_bucket(spec, 64), stages_bucket(spec._replace(first_refine=8), 64)
+        (3, 4, None)
+    """
+    first = first_pass(spec) + (0 if bucket_size > STAGE_ABOVE_RUNS else SMALL_GROUP_EXTRA)
+    return first if first < spec.n_refine else None
 
 
 def may_stage(n_at_optimum: int, n_starts: int) -> bool:

@@ -156,7 +156,8 @@ def test_bucket_calls_compile_side_by_side_then_run_longest_first():
         spans = sorted((c.lo, c.hi) for c in runs if c.size == size)
         assert spans[0][0] == 0 and spans[-1][1] == n
         assert all(a[1] == b[0] and a[1] - a[0] == calls.rows[size] for a, b in zip(spans, spans[1:], strict=False))
-    rest = [(c.hi - c.lo) * (c.size + runner.CALL_FIXED_POINTS) * (8 if c.size == 64 else 3 + 5 / 8) for c in runs[2:]]
+    starts = {64: 4 + 4 / 8, 192: 3 + 5 / 8, 320: 3 + 5 / 8}  # stages_bucket's first pass, a tenth or so all 8
+    rest = [(c.hi - c.lo) * (c.size + runner.CALL_FIXED_POINTS) * starts[c.size] for c in runs[2:]]
     assert rest == sorted(rest, reverse=True)
 
 
@@ -501,10 +502,10 @@ def test_run_weights_errors_name_the_rows_and_the_fix():
 
 
 def test_staged_groups_reach_the_unstaged_optima_and_say_how_many_starts_they_refined():
-    """The default refines 3 starts per group of more than 64 runs and all 8 only where those are
-    in doubt (in the same kernel call); smaller groups refine 8. Here every group reaches the
-    optimum of its best 8 (benchmarks/RESULTS.md, "Refinement policy", for 2,000-group archives
-    against the best 64)."""
+    """The default refines 3 starts per group of more than 64 runs (4 in smaller groups) and all 8
+    only where those are in doubt (in the same kernel call). Here every group reaches the optimum
+    of its best 8 (benchmarks/RESULTS.md, "Refinement policy", for 2,000-group archives against
+    the best 64)."""
     from benchmarks.groups_data import make_archive
 
     df, _ = make_archive(40, min_points=20, max_points=200, noise=0.03, seed=2)
@@ -512,7 +513,8 @@ def test_staged_groups_reach_the_unstaged_optima_and_say_how_many_starts_they_re
     full = js.fit_groups(df, by="group", staged=False)
     np.testing.assert_allclose(staged["objective"], full["objective"], rtol=1e-9)
     small = staged["n_points"] <= 64
-    assert (staged.loc[small, "n_starts"] >= 8).all() and small.sum() > 5
+    assert set(staged.loc[small, "n_starts"]) <= {4, 8, 64} and small.sum() > 5
+    assert (staged.loc[small, "n_starts"] == 4).sum() > 3  # most small groups agreed after 4
     assert set(staged.loc[~small, "n_starts"]) <= {3, 8, 64}  # 64: retried
     assert (staged.loc[~small, "n_starts"] == 3).sum() > 15  # most large groups agreed after 3
     assert (full["n_starts"] >= 8).all()
