@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import backends, engine, problem
+from . import backends, engine, problem, screening
 from .problem import Best, Config, Data, centered_starts, limits_of
 
 WeightSource = Callable[[int, int], np.ndarray]
@@ -217,6 +217,7 @@ def solve(
     first = None if first_refine is None or first_refine >= k else int(first_refine)
     limits = limits_of(cfg, np.asarray(starts).dtype)
     cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
+    cfg = screening.with_grid_starts(cfg, starts)  # the law's grid: ranked term by term
     chunk = call_chunk(n, chunk_size, devices, grouped)
     step = chunk * devices
 

@@ -241,6 +241,7 @@ def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
         top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, ts))
         return top + jnp.log(functools.reduce(jnp.add, _shares(ts)))
 
+    log_predict.lse_terms = terms  # read by screening.grid_values
     return log_predict
 
 

@@ -51,6 +51,7 @@ class Config(NamedTuple):
     method: str = "bfgs"  # one of METHODS
     scale: str = "log"  # residuals of log loss or of loss (jaxscale.objective)
     penalty: float = 1.0  # loss factor where the law over-predicts (jaxscale.objective)
+    grid_starts: bool = False  # the candidates are the law's grid: screening.with_grid_starts
 
 
 class Limits(NamedTuple):

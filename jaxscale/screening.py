@@ -8,10 +8,15 @@ groups with data of their own, are ranked one problem at a time in two stages.
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from . import backends
+from . import backends, specs
+from .laws import Law
 from .objective import point_losses
 from .problem import Config, Data, full_theta
 from .selection import SORT_AT_MOST, smallest_k
@@ -61,6 +66,94 @@ def coarse_in_float32(cfg: Config, starts_c) -> bool:
     return cfg.law.screen_float32 and starts_c.dtype == jnp.float64
 
 
+def coarse_values(cfg: Config, data: Data, starts_c, w, points=None):
+    """Objective ``[S]`` of every start under weights ``w`` at the given points (all by default)
+    for the coarse ranking: term by term where ``cfg.grid_starts`` (:func:`grid_values`), else
+    from :func:`coarse_loss`."""
+    if cfg.grid_starts:
+        dtype = jnp.float32 if coarse_in_float32(cfg, starts_c) else starts_c.dtype
+        return grid_values(cfg, data, w, points, dtype)
+    coarse = coarse_loss(cfg, data, starts_c, points)
+    return w.astype(coarse.dtype) @ coarse.T
+
+
+@functools.cache
+def _term_clusters(law: Law, free: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] | None:
+    """The terms of a LogSumExp-linear law (``laws.lse_linear``) in clusters that share no free
+    parameter, as ``(free parameters, terms)`` pairs; None for other laws, or where a free
+    parameter is in no term."""
+    terms = getattr(law.log_predict, "lse_terms", None)
+    if terms is None:
+        return None
+    clusters: list[tuple[set[int], list[int]]] = []
+    for j, (coef, powers) in enumerate(terms):
+        params = ({coef} if coef is not None else set()) | {e for e, _ in powers}
+        params &= set(free)
+        joined = [c for c in clusters if c[0] & params]
+        clusters = [c for c in clusters if not c[0] & params]
+        clusters.append((params.union(*(c[0] for c in joined)), sorted([j, *(t for c in joined for t in c[1])])))
+    if set().union(*(c[0] for c in clusters)) != set(free):
+        return None
+    return tuple((tuple(sorted(p)), tuple(t)) for p, t in clusters)
+
+
+def with_grid_starts(cfg: Config, starts) -> Config:
+    """``cfg`` with ``grid_starts`` set where the candidate ``starts [S, p]`` are the law's grid
+    (:func:`jaxscale.specs.grid_starts`) and the law a LogSumExp of linear terms: the coarse
+    ranking may then build each start's prediction from its terms' values (:func:`grid_values`).
+
+    Example:
+        >>> import jaxscale as js
+        >>> spec = specs.make_spec(js.get_law("chinchilla"))
+        >>> grid = spec.candidates
+        >>> with_grid_starts(spec.cfg, grid).grid_starts, with_grid_starts(spec.cfg, grid[:9]).grid_starts
+        (True, False)
+    """
+    starts = np.asarray(starts)
+    grid = specs.grid_starts(cfg.law, cfg.free) if _term_clusters(cfg.law, cfg.free) is not None else None
+    return cfg._replace(grid_starts=grid is not None and starts.shape == grid.shape and bool(np.all(starts == grid)))
+
+
+def grid_values(cfg: Config, data: Data, w, points=None, dtype=jnp.float32):
+    """Objective ``[S]`` of every start of the law's grid (``cfg.grid_starts``), in ``dtype``,
+    under weights ``w`` at the given points.
+
+    The grid is a Cartesian product, and each LogSumExp term depends on a few of its
+    parameters: Chinchilla's ``exp(a − α log N)`` takes 30 values per point, not 4,500. So the
+    exps are taken once per value of each term, summed over the product by broadcasting, and
+    only the log and the loss are per start and point: a third of the direct ranking's work
+    (benchmarks/RESULTS.md, "Screening"). The shift by the largest term at each point keeps
+    every exp at most 1; a start whose terms all lie ~88 below it (far beyond the data, a
+    hopeless start) rounds to a zero sum and ranks last.
+    """
+    law, free = cfg.law, cfg.free
+    terms = law.log_predict.lse_terms
+    log_x, log_y = (data.log_x, data.log_y) if points is None else (data.log_x[points], data.log_y[points])
+    log_x, log_y, fixed = log_x.astype(dtype), log_y.astype(dtype), data.theta_fixed.astype(dtype)
+    sizes = [len(law.grid[i]) for i in free]
+    parts = []  # per cluster: its terms' values [values of its parameters, points], its broadcast shape
+    for params, members in _term_clusters(law, free):
+        combos = list(itertools.product(*(law.grid[i] for i in params)))  # [()] where none is free
+        sub = np.array(combos, dtype=dtype).reshape(len(combos), len(params))
+
+        def value(i, params=params, sub=sub):
+            return jnp.asarray(sub[:, params.index(i), None]) if i in params else fixed[i]
+
+        ts = []
+        for j in members:
+            coef, powers = terms[j]
+            t = value(coef) if coef is not None else jnp.zeros((), dtype)
+            for expo, inp in powers:
+                t = t - value(expo) * log_x[:, inp]
+            ts.append(jnp.broadcast_to(t, (sub.shape[0], log_y.shape[0])))
+        parts.append((ts, [size if i in params else 1 for i, size in zip(free, sizes, strict=True)]))
+    top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, [jnp.max(t, axis=0) for ts, _ in parts for t in ts]))
+    total = functools.reduce(jnp.add, [sum(jnp.exp(t - top) for t in ts).reshape(*shape, -1) for ts, shape in parts])
+    log_pred = (top + jnp.log(total)).reshape(-1, log_y.shape[0])
+    losses = point_losses(log_pred, log_y, loss_fn=cfg.loss_fn, delta=cfg.delta, scale=cfg.scale, penalty=cfg.penalty)
+    return losses @ w.astype(dtype)
+
+
 def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool = False):
     """Indices ``[n_refine]`` of one problem's best starts by initial objective.
 
@@ -79,16 +172,14 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
     if n_starts <= 2 * keep or (n_points <= 2 * SCREEN_POINTS and not coarse_in_float32(cfg, starts_c)):
         return best(w @ point_loss(cfg, data, starts_c).T, n_refine)
     if n_points <= 2 * SCREEN_POINTS:  # few points: the coarse ranking uses them all
-        coarse = coarse_loss(cfg, data, starts_c)
-        w_coarse = w
+        coarse = coarse_values(cfg, data, starts_c, w)
     else:
         # Evenly spaced over the points up to the last of positive weight: padding (weight-0
         # points appended to reach a kernel's shape) is never sampled.
         n_valid = n_points - jnp.argmax(w[::-1] > 0)
         sub = jnp.round(jnp.linspace(0.0, 1.0, SCREEN_POINTS) * (n_valid - 1)).astype(jnp.int32)
-        coarse = coarse_loss(cfg, data, starts_c, sub)
-        w_coarse = w[sub]
-    pre = best(w_coarse.astype(coarse.dtype) @ coarse.T, keep)
+        coarse = coarse_values(cfg, data, starts_c, w[sub], sub)
+    pre = best(coarse, keep)
     return pre[best(w @ point_loss(cfg, data, starts_c[pre]).T, n_refine)]
 
 
