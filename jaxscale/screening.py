@@ -121,8 +121,8 @@ def grid_values(cfg: Config, data: Data, w, points=None, dtype=jnp.float32):
     The grid is a Cartesian product, and each LogSumExp term depends on a few of its
     parameters: Chinchilla's ``exp(a − α log N)`` takes 30 values per point, not 4,500. So the
     exps are taken once per value of each term, summed over the product by broadcasting, and
-    only the log and the loss are per start and point: a third of the direct ranking's work
-    (benchmarks/RESULTS.md, "Screening"). The shift by the largest term at each point keeps
+    only the log and the loss are per start and point (benchmarks/RESULTS.md, "Screening", for
+    what that saves). The shift by the largest term at each point keeps
     every exp at most 1; a start whose terms all lie ~88 below it (far beyond the data, a
     hopeless start) rounds to a zero sum and ranks last.
     """
