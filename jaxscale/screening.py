@@ -110,8 +110,17 @@ def with_grid_starts(cfg: Config, starts) -> Config:
         (True, False)
     """
     starts = np.asarray(starts)
-    grid = specs.grid_starts(cfg.law, cfg.free) if _term_clusters(cfg.law, cfg.free) is not None else None
+    grid = _law_grid(cfg.law, cfg.free) if _term_clusters(cfg.law, cfg.free) is not None else None
     return cfg._replace(grid_starts=grid is not None and starts.shape == grid.shape and bool(np.all(starts == grid)))
+
+
+@functools.cache
+def _law_grid(law: Law, free: tuple[int, ...]) -> np.ndarray:
+    """:func:`jaxscale.specs.grid_starts`, built once per law and free set (every solve checks its
+    candidates against it), read-only."""
+    grid = specs.grid_starts(law, free)
+    grid.setflags(write=False)
+    return grid
 
 
 def grid_values(cfg: Config, data: Data, w, points=None, dtype=jnp.float32):
