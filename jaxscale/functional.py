@@ -267,8 +267,9 @@ def _setup(law, log_x, log_y, weights, starts, fixed, options: Objective, failed
     free = free_indices(law, fixed)
     cfg = problem.Config(law, loss_fn, float(delta), free, 0, 0.0, "bfgs", scale, float(penalty))
     if starts is None:  # the law's grid: screening ranks it term by term where it can
-        cfg = screening.with_grid_starts(cfg, default_starts(law, fixed))
-    starts = jnp.asarray(default_starts(law, fixed) if starts is None else starts, dtype)
+        starts = default_starts(law, fixed)
+        cfg = screening.with_grid_starts(cfg, starts)
+    starts = jnp.asarray(starts, dtype)
     if starts.ndim != 2 or starts.shape[1] != law.n_params:
         raise ValueError(f"starts must be [S, {law.n_params}] (fitted parameters {law.params}); got {starts.shape}")
     # Center each coefficient/exponent pair on its input's mean (as problem.center_shift does):
