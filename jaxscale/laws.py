@@ -226,13 +226,15 @@ def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
 
     def term_list(theta, log_x):
         # Terms kept as separate arrays (not stacked on a minor axis of length 2-3) so that
-        # XLA vectorises every exp/log along the points.
+        # XLA vectorises every exp/log along the points. ``theta [p, ...]`` may carry axes of
+        # its own (screening.grid_values: one value per grid combination), broadcast with the
+        # points'.
         out = []
         for coef, powers in terms:
             t = theta[coef] if coef is not None else jnp.zeros((), theta.dtype)
             for expo, inp in powers:
                 t = t - theta[expo] * log_x[..., inp]
-            out.append(jnp.broadcast_to(t, log_x.shape[:-1]))
+            out.append(jnp.broadcast_to(t, jnp.broadcast_shapes(jnp.shape(t), log_x.shape[:-1])))
         return out
 
     def log_predict(theta, log_x):
@@ -241,7 +243,8 @@ def lse_linear(terms: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
         top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, ts))
         return top + jnp.log(functools.reduce(jnp.add, _shares(ts)))
 
-    log_predict.lse_terms = terms  # read by screening.grid_values
+    log_predict.lse_terms = terms  # read by screening.grid_values, with the terms' values:
+    log_predict.term_values = term_list
     return log_predict
 
 

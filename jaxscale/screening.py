@@ -136,7 +136,6 @@ def grid_values(cfg: Config, data: Data, w, points=None, dtype=jnp.float32):
     hopeless start) rounds to a zero sum and ranks last.
     """
     law, free = cfg.law, cfg.free
-    terms = law.log_predict.lse_terms
     log_x, log_y = (data.log_x, data.log_y) if points is None else (data.log_x[points], data.log_y[points])
     log_x, log_y, fixed = log_x.astype(dtype), log_y.astype(dtype), data.theta_fixed.astype(dtype)
     sizes = [len(law.grid[i]) for i in free]
@@ -144,18 +143,18 @@ def grid_values(cfg: Config, data: Data, w, points=None, dtype=jnp.float32):
     for params, members in _term_clusters(law, free):
         combos = list(itertools.product(*(law.grid[i] for i in params)))  # [()] where none is free
         sub = np.array(combos, dtype=dtype).reshape(len(combos), len(params))
-
-        def value(i, params=params, sub=sub):
-            return jnp.asarray(sub[:, params.index(i), None]) if i in params else fixed[i]
-
-        ts = []
-        for j in members:
-            coef, powers = terms[j]
-            t = value(coef) if coef is not None else jnp.zeros((), dtype)
-            for expo, inp in powers:
-                t = t - value(expo) * log_x[:, inp]
-            ts.append(jnp.broadcast_to(t, (sub.shape[0], log_y.shape[0])))
-        parts.append((ts, [size if i in params else 1 for i, size in zip(free, sizes, strict=True)]))
+        # theta [p, combinations, 1]: the cluster's grid values, the held-fixed values elsewhere
+        # (the other free parameters' rows are not read by the cluster's terms).
+        theta = jnp.stack(
+            [
+                jnp.asarray(sub[:, params.index(i), None]) if i in params else jnp.full((len(sub), 1), fixed[i])
+                for i in range(law.n_params)
+            ]
+        )
+        ts = law.log_predict.term_values(theta, log_x)
+        parts.append(
+            ([ts[j] for j in members], [size if i in params else 1 for i, size in zip(free, sizes, strict=True)])
+        )
     top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, [jnp.max(t, axis=0) for ts, _ in parts for t in ts]))
     total = functools.reduce(jnp.add, [sum(jnp.exp(t - top) for t in ts).reshape(*shape, -1) for ts, shape in parts])
     log_pred = (top + jnp.log(total)).reshape(-1, log_y.shape[0])
