@@ -31,6 +31,11 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   this project's 2-core machine (benchmarks/RESULTS.md, "Buckets"). A GPU compiles as slowly
   and is launch-bound, so padding costs it little: a larger figure, derived from issue 22's H200
   figures, not measured.
+* ``grouped_compile``: XLA options for the kernels of grouped problems (``fit_groups``), whose
+  first call compiles several kernels for seconds each. On a CPU, XLA's older fusion emitters
+  (``xla_cpu_use_fusion_emitters`` off) compile them faster, which outweighs their slower loops
+  in a first call; a single fit's and a bootstrap's kernels run long after one compilation, so
+  they keep XLA's defaults (benchmarks/RESULTS.md, "Compile time").
 
 The GPU sizes other than issue 22's lanes and chunks are not measured yet (no GPU lent since);
 ``benchmarks/device_run.sh`` measures them. Results are bit-identical whatever ``chunk_size``
@@ -60,6 +65,7 @@ class Sizes(NamedTuple):
     calls_at_once: int
     posterior_groups: int  # groups per call of posterior(by=...); 0: all at once
     compile_points: int  # a compilation's cost in padded group-points of work (batches.group_buckets)
+    grouped_compile: tuple[tuple[str, object], ...]  # XLA options for grouped problems' kernels
 
 
 CPU = Sizes(
@@ -70,6 +76,7 @@ CPU = Sizes(
     calls_at_once=2,
     posterior_groups=4,
     compile_points=300_000,
+    grouped_compile=(("xla_cpu_use_fusion_emitters", False),),
 )
 GPU = Sizes(
     lanes=16384,
@@ -79,6 +86,7 @@ GPU = Sizes(
     calls_at_once=2,
     posterior_groups=0,
     compile_points=2_000_000,
+    grouped_compile=(),
 )
 GPU_NAMES = ("gpu", "cuda", "rocm")
 

@@ -231,7 +231,7 @@ def solve(
             chunk_starts = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
         args, static = (chunk_data, chunk_starts, w, limits), {}
         if devices == 1:
-            kernel, args = engine.solve_chunk, (cfg, *args, k, lanes)
+            kernel, args = engine.chunk_solver(grouped), (cfg, *args, k, lanes)
             static = dict(grouped=grouped, first=first, spread=spread_first)
         else:
             kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
@@ -257,13 +257,18 @@ def call_chunk(n: int, chunk_size: int, devices: int = 1, grouped: bool = False)
 
     Example:
         >>> call_chunk(4543, 2048), call_chunk(4543, 2048, devices=2), call_chunk(1, 2048, grouped=True)
-        (1515, 1136, 2)
+        (1515, 1136, 4)
     """
-    # Grouped: at least 2 problems per call, padding a lone one. XLA compiles a call of one
-    # problem differently (its size-1 axes are simplified away), and the last bits that
-    # changes set BFGS on another path: parameters differed by up to 4e-8 from the same
-    # groups solved 2 or more per call (same optimum, objective within 1e-14).
-    return max(2 if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
+    return max(GROUPED_MIN_ROWS if grouped else 1, balanced_chunk(-(-n // devices), chunk_size))
+
+
+# Grouped calls solve at least this many problems, padding fewer. XLA compiles a call of one
+# problem differently (its size-1 axes are simplified away), and the last bits that changes set
+# BFGS on another path: parameters differed by up to 4e-8 from the same groups solved 2 or more
+# per call (same optimum, objective within 1e-14). Compiled with the CPU's options for grouped
+# kernels (backends.Sizes.grouped_compile), a call of 2 differed too (4 of 20 groups of
+# test_groups' chunk-size test; 3, 4, 5, 7, 16 and 64 agreed with 2,048 to the bit).
+GROUPED_MIN_ROWS = 4
 
 
 class Call(NamedTuple):

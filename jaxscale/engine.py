@@ -359,9 +359,20 @@ def _solve_chunk(
     )
 
 
-solve_chunk = jax.jit(
-    _solve_chunk, static_argnames=("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread")
-)
+_STATIC = ("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread")
+solve_chunk = jax.jit(_solve_chunk, static_argnames=_STATIC)
+
+
+@functools.lru_cache(maxsize=8)
+def _solve_chunk_compiled_with(options: tuple[tuple[str, object], ...]):
+    return jax.jit(_solve_chunk, static_argnames=_STATIC, compiler_options=dict(options))
+
+
+def chunk_solver(grouped: bool):
+    """:data:`solve_chunk`, compiled for grouped problems with the backend's XLA options for them
+    (:data:`jaxscale.backends.Sizes.grouped_compile`)."""
+    options = backends.sizes().grouped_compile if grouped else ()
+    return _solve_chunk_compiled_with(options) if options else solve_chunk
 
 
 @functools.lru_cache(maxsize=32)
@@ -382,7 +393,8 @@ def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, group
         out_specs=PartitionSpec("devices"),
         check_vma=False,
     )
-    return jax.jit(fn)
+    options = backends.sizes().grouped_compile if grouped else ()
+    return jax.jit(fn, compiler_options=dict(options) if options else None)
 
 
 @functools.partial(jax.jit, static_argnums=0)

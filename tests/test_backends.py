@@ -29,6 +29,21 @@ def test_sizes_by_backend():
     assert (given.lanes, given.chunk_size) == (64, 10)
 
 
+def test_grouped_kernels_take_the_backends_compile_options_and_the_others_xlas_defaults():
+    """backends.Sizes.grouped_compile (RESULTS.md, "Compile time"): the CPU's grouped kernels
+    compile with XLA's older fusion emitters, a GPU's and every shared-data kernel with XLA's
+    defaults; one jitted kernel per set of options."""
+    assert backends.CPU.grouped_compile == (("xla_cpu_use_fusion_emitters", False),)
+    assert backends.GPU.grouped_compile == ()
+    assert engine.chunk_solver(grouped=False) is engine.solve_chunk
+    grouped = engine.chunk_solver(grouped=True)
+    assert (grouped is engine.solve_chunk) == (backends.sizes().grouped_compile == ())
+    assert engine.chunk_solver(grouped=True) is grouped
+    # A grouped call pads to at least GROUPED_MIN_ROWS groups: fewer compile to other last bits.
+    assert batches.call_chunk(1, 2048, grouped=True) == batches.call_chunk(3, 2048, grouped=True) == 4
+    assert batches.call_chunk(5, 2048, grouped=True) == 5 and batches.call_chunk(1, 2048) == 1
+
+
 def test_side_by_side_keeps_order_and_the_callers_float64_switch():
     def slow_square(x):
         time.sleep(0.02 * (5 - x))  # later items finish first

@@ -442,12 +442,16 @@ def test_a_plateau_where_a_term_vanished_is_refitted_not_reported_as_the_optimum
         res = js.fit(runs, n_refine=n_refine)
         assert res.vanished == () and res.n_starts == 8 * n_refine
         np.testing.assert_allclose(res.objective, optimum.objective, rtol=1e-9)
-    table = js.fit_groups(part, by="group")
-    np.testing.assert_allclose(table["objective"].iloc[0], optimum.objective, rtol=1e-9)
-    assert table["vanished"].iloc[0] == ""
-    first_pass = js.fit_groups(part, by="group", retry=False)
-    assert first_pass["vanished"].iloc[0] == "A,alpha"
-    assert first_pass["objective"].iloc[0] > 3.0 * optimum.objective
+    # In fit_groups beside group 202 (64 runs), as in the archive: padded to 64 runs, where its
+    # first pass stops on the plateau too (alone, padded to fewer, its last bits differ and the
+    # first pass escapes the plateau).
+    pair = df[df["group"].isin([870, 202])]
+    table = js.fit_groups(pair, by="group").set_index("group")
+    np.testing.assert_allclose(table.loc[870, "objective"], optimum.objective, rtol=1e-9)
+    assert table.loc[870, "vanished"] == ""
+    first_pass = js.fit_groups(pair, by="group", retry=False).set_index("group")
+    assert first_pass.loc[870, "vanished"] == "A,alpha"
+    assert first_pass.loc[870, "objective"] > 3.0 * optimum.objective
     # Resamples refit the same way in a grouped bootstrap: its intervals are bootstrap()'s (to
     # 1e-6 as above: the grouped kernel's last bits differ, and A lies along a flat direction).
     boot_table = js.fit_groups(part, by="group", n_resamples=64, seed=0, level=0.9)
