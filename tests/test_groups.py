@@ -163,7 +163,7 @@ def test_bucket_calls_compile_side_by_side_then_run_longest_first():
 
 def test_chunk_size_does_not_change_group_results():
     """Whole buckets per call, calls of at most 7 groups (a bucket of 8 in two calls of 4), and
-    one group per call (padded to two: batches.solve) agree to the bit."""
+    one group per call (padded to four: batches.GROUPED_MIN_ROWS) agree to the bit."""
     df = synthetic_groups([12, 30, 9, 64, 17] * 4, seed=4)
     tables = [js.fit_groups(df, by="group", n_refine=4, chunk_size=c) for c in (2048, 7, 1)]
     cols = ["E", "A", "B", "alpha", "beta", "objective", "steps"]
