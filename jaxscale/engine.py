@@ -368,10 +368,15 @@ def _solve_chunk_compiled_with(options: tuple[tuple[str, object], ...]):
     return jax.jit(_solve_chunk, static_argnames=_STATIC, compiler_options=dict(options))
 
 
+def _compile_options(grouped: bool) -> tuple[tuple[str, object], ...]:
+    """XLA options for a kernel: the backend's for grouped problems
+    (:data:`jaxscale.backends.Sizes.grouped_compile`), none (XLA's defaults) for the others."""
+    return backends.sizes().grouped_compile if grouped else ()
+
+
 def chunk_solver(grouped: bool):
-    """:data:`solve_chunk`, compiled for grouped problems with the backend's XLA options for them
-    (:data:`jaxscale.backends.Sizes.grouped_compile`)."""
-    options = backends.sizes().grouped_compile if grouped else ()
+    """:data:`solve_chunk`, compiled with :func:`_compile_options` for ``grouped`` problems."""
+    options = _compile_options(grouped)
     return _solve_chunk_compiled_with(options) if options else solve_chunk
 
 
@@ -393,8 +398,7 @@ def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, group
         out_specs=PartitionSpec("devices"),
         check_vma=False,
     )
-    options = backends.sizes().grouped_compile if grouped else ()
-    return jax.jit(fn, compiler_options=dict(options) if options else None)
+    return jax.jit(fn, compiler_options=dict(_compile_options(grouped)) or None)
 
 
 @functools.partial(jax.jit, static_argnums=0)
