@@ -359,13 +359,14 @@ def _solve_chunk(
     )
 
 
-_STATIC = ("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread")
-solve_chunk = jax.jit(_solve_chunk, static_argnames=_STATIC)
-
-
 @functools.lru_cache(maxsize=8)
 def _solve_chunk_compiled_with(options: tuple[tuple[str, object], ...]):
-    return jax.jit(_solve_chunk, static_argnames=_STATIC, compiler_options=dict(options))
+    """:func:`_solve_chunk` jitted with the XLA ``options`` (none: XLA's defaults), once per set."""
+    static = ("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread")
+    return jax.jit(_solve_chunk, static_argnames=static, compiler_options=dict(options) or None)
+
+
+solve_chunk = _solve_chunk_compiled_with(())
 
 
 def _compile_options(grouped: bool) -> tuple[tuple[str, object], ...]:
@@ -376,8 +377,7 @@ def _compile_options(grouped: bool) -> tuple[tuple[str, object], ...]:
 
 def chunk_solver(grouped: bool):
     """:data:`solve_chunk`, compiled with :func:`_compile_options` for ``grouped`` problems."""
-    options = _compile_options(grouped)
-    return _solve_chunk_compiled_with(options) if options else solve_chunk
+    return _solve_chunk_compiled_with(_compile_options(grouped))
 
 
 @functools.lru_cache(maxsize=32)
