@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from . import backends, newton, refinement, solver
+from . import backends, mixed, newton, refinement, solver
 from .problem import (
     METHODS,
     Best,
@@ -119,10 +119,18 @@ def _solve_items(
     lanes = block * n_blocks
     method, evaluate = _stepper(cfg)
 
+    two_precisions = cfg.method == "bfgs_mixed"  # lanes are mixed.Lanes, not solver states
+    data_axis = 0 if grouped else None
+
+    def bfgs(lanes):
+        return lanes.state if two_precisions else lanes
+
     def advance(state, lane_w, lane_data):
+        if two_precisions:
+            return mixed.advance(evaluate, state, lane_w, lane_data, data_axis, max_steps, gtol)
         return jax.vmap(
             lambda st, w, d: method.step(lambda z: evaluate(d, z, w), st, max_steps=max_steps, gtol=gtol),
-            in_axes=(0, 0, 0 if grouped else None),
+            in_axes=(0, 0, data_axis),
         )(state, lane_w, lane_data)
 
     def run_block(b, state, lane_item):
@@ -134,6 +142,8 @@ def _solve_items(
         block_owner = owner[jnp.maximum(part(lane_item), 0)]
         block_data = jax.tree.map(lambda a: a[block_owner], data) if grouped else data
         block_w = weights[block_owner]  # gathered once per refill, not once per step
+        if two_precisions:  # and in single precision, for the lanes still searching
+            block_data, block_w = (block_data, mixed.single(block_data)), (block_w, mixed.single(block_w))
         stepped = jax.lax.fori_loop(
             0, refill_every, lambda _, st: advance(st, block_w, block_data), jax.tree.map(part, state)
         )
@@ -143,14 +153,16 @@ def _solve_items(
     h0 = _start_curvature(cfg, data, x0, owner, weights, grouped, n_items, block) if seeded else None
 
     def start(i):
-        return jax.vmap(method.start)(x0[i], *(() if h0 is None else (h0[i],)))
+        state = jax.vmap(method.start)(x0[i], *(() if h0 is None else (h0[i],)))
+        return mixed.searching(state) if two_precisions else state
 
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items
     take = jnp.where(live, lane_item, 0)
     state = start(take)
     # Idle lanes (more lanes than items) start finished so they never count as work.
-    state = state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS))
+    idle = bfgs(state)._replace(status=jnp.where(live, bfgs(state).status, solver.MAX_STEPS))
+    state = state._replace(state=idle) if two_precisions else idle
     lane_item = jnp.where(live, lane_item, -1)
     out = method.result(jax.vmap(method.start)(x0))  # placeholders, every item is overwritten
 
@@ -161,8 +173,10 @@ def _solve_items(
         state, lane_item, next_item, out = carry
         live_blocks = -(-jnp.sum(lane_item >= 0) // block)  # live lanes are packed in front
         state = jax.lax.fori_loop(0, live_blocks, lambda b, st: run_block(b, st, lane_item), state)
-        finished = (state.status != solver.RUNNING) & (lane_item >= 0)
-        res = method.result(state)
+        if two_precisions:
+            state = mixed.finish_searches(state)
+        finished = (bfgs(state).status != solver.RUNNING) & (lane_item >= 0)
+        res = method.result(bfgs(state))
         dest = jnp.where(finished, lane_item, size)  # size: dropped
         out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
         new_item = next_item + jnp.cumsum(finished) - 1
@@ -170,7 +184,10 @@ def _solve_items(
         fresh = start(jnp.where(refill, new_item, 0))
         state = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
         lane_item = jnp.where(finished, jnp.where(refill, new_item, -1), lane_item)
-        packed = jnp.argsort(lane_item < 0, stable=True)  # live lanes first, in lane order
+        # Live lanes first, in lane order (those still searching before those finishing, so
+        # that at most one block holds both: mixed.advance).
+        key = jnp.where(lane_item < 0, 2, state.finishing.astype(jnp.int32)) if two_precisions else lane_item < 0
+        packed = jnp.argsort(key, stable=True)
         state = jax.tree.map(lambda a: a[packed], state)
         return state, lane_item[packed], next_item + jnp.sum(finished), out
 
@@ -318,9 +335,9 @@ def _solve_chunk(
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
-    (``cfg.method`` ``"bfgs"``, ``"bfgs_hessian"`` or ``"newton"``) or run side by side in one lockstep batch
-    (``"lbfgs"``). ``first < n_refine`` (bfgs/newton): staged in the call (:func:`_staged`, with
-    ``spread``).
+    (``cfg.method`` ``"bfgs"``, ``"bfgs_hessian"``, ``"bfgs_mixed"`` or ``"newton"``) or run
+    side by side in one lockstep batch (``"lbfgs"``). ``first < n_refine`` (not lbfgs): staged
+    in the call (:func:`_staged`, with ``spread``).
     """
     n_problems = weights.shape[0]
     idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
@@ -329,7 +346,7 @@ def _solve_chunk(
         x0, owner = _items(starts_c, idx, grouped)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
-    elif cfg.method not in ("bfgs", "bfgs_hessian", "newton"):
+    elif cfg.method not in ("bfgs", "bfgs_hessian", "newton", "bfgs_mixed"):
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
     elif first is not None and first < k:
         res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)

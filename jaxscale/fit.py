@@ -100,7 +100,10 @@ def fit(
             seeded from the exact Hessian there (fewer steps on the Epoch data, but more
             plateaus on noisy data: benchmarks/RESULTS.md, "Solvers"); ``"newton"``, the same
             lanes stepping an exact-Hessian Newton
-            (:mod:`jaxscale.newton`: fewer, dearer iterations); ``"lbfgs"``, optax's L-BFGS
+            (:mod:`jaxscale.newton`: fewer, dearer iterations); ``"bfgs_mixed"``, the BFGS
+            evaluating the objective in float32 until float32 can go no further, then in
+            float64 to the same tolerance (:mod:`jaxscale.mixed`: the same optima, each step
+            of the search cheaper on a CPU); ``"lbfgs"``, optax's L-BFGS
             with its zoom line search, for laws with many parameters (``steps`` then counts
             L-BFGS iterations, ``max_steps`` bounds them, and ``lanes`` is unused).
 

@@ -75,7 +75,7 @@ def fit_groups(
     chunk_size: int | None = None,
     lanes: int | None = None,
     devices: int | None = None,
-    solver: str = "bfgs",
+    solver: str = "bfgs_mixed",
     progress: Callable[[int, int], None] | None = None,
     where=None,
     C: str | None = None,
@@ -93,7 +93,9 @@ def fit_groups(
         law, loss_fn, delta, scale, reduction, overestimate_penalty, starts, n_refine, fixed,
         max_steps, gtol, solver: as ``law``,
             ``loss``, ... of :func:`jaxscale.fit` (``loss`` here names the loss *column*),
-            except that each group refines its best 8 screened starts by default (fit: 64).
+            except that each group refines its best 8 screened starts by default (fit: 64)
+            and that the default solver is ``"bfgs_mixed"`` (fit: ``"bfgs"``): the same
+            optima, from a search in float32 (benchmarks/RESULTS.md, "Solvers").
         staged: with screened starts, each group refines 3 of them first (4 in groups of at
             most 64 runs), spread over its best ``n_refine``, and the rest only where those
             disagree, fail or lose a term (:func:`jaxscale.refinement.in_doubt`), in the same

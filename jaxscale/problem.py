@@ -36,7 +36,7 @@ from .objective import law_objective
 # Hessian there (staged bootstrap resamples: jaxscale.refinement.with_point_estimate);
 # "newton": the same lanes stepping an exact Newton (jaxscale.newton); "lbfgs": optax's
 # L-BFGS, vmapped in plain lockstep (many parameters, and a cross-check).
-METHODS = ("bfgs", "bfgs_hessian", "newton", "lbfgs")
+METHODS = ("bfgs", "bfgs_hessian", "newton", "lbfgs", "bfgs_mixed")
 
 
 class Config(NamedTuple):

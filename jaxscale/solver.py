@@ -171,10 +171,23 @@ def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xto
     """One iteration = one objective+gradient evaluation; a no-op once ``s.status`` is final.
 
     ``value_and_grad(x) -> (f, g)``. The first call (``k == 0``) only evaluates the start.
+    The same as :func:`update` at :func:`trial`, for callers that evaluate the trial points
+    themselves (e.g. a block of lanes in one precision or another).
     """
-    first = s.k == 0
-    xt = s.x + s.t * s.p
+    xt = trial(s)
     ft, gt = value_and_grad(xt)
+    return update(s, xt, ft, gt, max_steps=max_steps, gtol=gtol, xtol=xtol)
+
+
+def trial(s: State) -> jax.Array:
+    """The point the next :func:`step` evaluates."""
+    return s.x + s.t * s.p
+
+
+def update(s: State, xt, ft, gt, *, max_steps: int, gtol, xtol=1e-15) -> State:
+    """:func:`step`'s state from the objective ``ft`` and gradient ``gt`` at ``xt = trial(s)``.
+    ``gtol`` and ``xtol`` may be traced (e.g. per lane)."""
+    first = s.k == 0
     gp = _dot(s.g, s.p)
     finite = jnp.isfinite(ft) & jnp.all(jnp.isfinite(gt))
     accept = finite & (ft <= s.f + _C1 * s.t * gp)
