@@ -69,8 +69,9 @@ def advance(evaluate: Callable, lanes: Lanes, lane_w, lane_data, data_axis, max_
     each lane has its own data, None where they share it.
 
     A block evaluates in one precision where its running lanes are all in one phase (the engine
-    packs them so that at most one block holds both), else in both, each lane taking its own: a
-    lane's arithmetic depends on its own state only, whichever block it is in."""
+    packs them so that at most one block holds both), else in both, each lane taking its own
+    (each precision's evaluation is one compiled computation, skipped where no lane needs it):
+    a lane's arithmetic depends on its own state only, whichever block it is in."""
     state, finishing = lanes
     xt = jax.vmap(solver.trial)(state)
     (w64, w32), (d64, d32) = lane_w, lane_data
@@ -82,13 +83,13 @@ def advance(evaluate: Callable, lanes: Lanes, lane_w, lane_data, data_axis, max_
         f, g = jax.vmap(evaluate, in_axes=(data_axis, 0, 0))(d32, xt.astype(jnp.float32), w32)
         return f.astype(xt.dtype), g.astype(xt.dtype)
 
-    def both():
-        (f64, g64), (f32, g32) = double(), float32()
-        return jnp.where(finishing, f64, f32), jnp.where(finishing[:, None], g64, g32)
+    def skipped():
+        return jnp.zeros_like(state.f), jnp.zeros_like(xt)
 
     running = state.status == solver.RUNNING
-    any_search, any_finish = jnp.any(running & ~finishing), jnp.any(running & finishing)
-    ft, gt = jax.lax.switch(jnp.where(any_search & any_finish, 2, jnp.where(any_finish, 1, 0)), (float32, double, both))
+    f32, g32 = jax.lax.cond(jnp.any(running & ~finishing), float32, skipped)
+    f64, g64 = jax.lax.cond(jnp.any(running & finishing), double, skipped)
+    ft, gt = jnp.where(finishing, f64, f32), jnp.where(finishing[:, None], g64, g32)
     lane_gtol = jnp.where(finishing, gtol, jnp.asarray(SEARCH_GTOL, xt.dtype))
     lane_xtol = jnp.where(finishing, _FINISH_XTOL, jnp.asarray(_SEARCH_XTOL, xt.dtype))
 
