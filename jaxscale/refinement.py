@@ -203,7 +203,23 @@ def in_doubt_traced(cfg: problem.Config, theta, values, status, sensitivity):
     return (status != CONVERGED) | gone | ~agree
 
 
-def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], Solved]) -> Solved:
+def retry_config(cfg: problem.Config) -> problem.Config:
+    """The solver a retry uses: ``"bfgs_mixed"``'s float64 BFGS, others their own. On a flat
+    objective a float32 search can end where BFGS's curvature, learned from float32's rounded
+    gradients, leaves the float64 finish crawling to ``max_steps`` (a group's bootstrap
+    resample, tests/test_mixed.py); a retry is for such problems, and there are few of them.
+
+    Example:
+        >>> import jaxscale as js
+        >>> from jaxscale import specs
+        >>> cfg = specs.make_spec(js.get_law("chinchilla"), solver="bfgs_mixed").cfg
+        >>> retry_config(cfg).method, retry_config(cfg._replace(method="newton")).method
+        ('bfgs', 'newton')
+    """
+    return cfg._replace(method="bfgs") if cfg.method == "bfgs_mixed" else cfg
+
+
+def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int, problem.Config], Solved]) -> Solved:
     """Solve again, from :data:`RETRY_FACTOR` times more screened starts (which include the
     first pass's), each problem whose best start stopped where a term vanished (and, with
     ``spec.retry_failed``, each that did not converge): a vanished term is a real outcome
@@ -224,4 +240,4 @@ def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int], So
     rows = np.flatnonzero(again)
     if rows.size == 0:
         return solved
-    return keep_better(solved, rows, solve_rows(rows, more))
+    return keep_better(solved, rows, solve_rows(rows, more, retry_config(spec.cfg)))

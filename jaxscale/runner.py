@@ -114,12 +114,10 @@ def solve_one(spec: Spec, data: problem.Data, w: np.ndarray) -> tuple[Solved, pr
     solution and the padded data and weights (for checks at the optimum)."""
     data, w = batches.pad_points(data, w, batches.bucket_size(len(w)))
 
-    def solve(rows: np.ndarray, k: int) -> Solved:
+    def solve(rows: np.ndarray, k: int, cfg: problem.Config = spec.cfg) -> Solved:
         # One problem: no more lanes than starts (cross-chunk bit-identity is moot here).
         lanes = min(spec.lanes, k)
-        return solved_from(
-            batches.solve(spec.cfg, data, spec.candidates, w[None], n_refine=k, chunk_size=1, lanes=lanes)
-        )
+        return solved_from(batches.solve(cfg, data, spec.candidates, w[None], n_refine=k, chunk_size=1, lanes=lanes))
 
     solved = retry(spec, solve(np.arange(1), spec.n_refine), solve)
     return solved, data, w
@@ -163,7 +161,7 @@ def solve_resamples(
         def weights_of(rows: np.ndarray) -> np.ndarray:
             return batches.rows_of(weights, rows, spec.chunk_size)
 
-        def solve_rows(rows: np.ndarray, more: int) -> Solved:
+        def solve_rows(rows: np.ndarray, more: int, cfg: problem.Config = cfg) -> Solved:
             best = batches.solve(
                 cfg,
                 data,
@@ -323,11 +321,11 @@ def retry_groups(spec: Spec, log_x, log_y, members, buckets: list[Bucket], run_w
     groups = [g for b in buckets for g in b.ids]
     size_of = np.concatenate([np.full(len(b.ids), b.weights.shape[1]) for b in buckets])
 
-    def solve_rows(rows: np.ndarray, k: int) -> Solved:
+    def solve_rows(rows: np.ndarray, k: int, cfg: problem.Config) -> Solved:
         size = int(size_of[rows].max())
         picked = [members[groups[r]] for r in rows]
         data, w = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, picked, size, run_weights)
-        return _solve_padded(spec, data, w, k)
+        return _solve_padded(spec._replace(cfg=cfg), data, w, k)
 
     solved = retry(spec, solved, solve_rows)
     ends = np.cumsum([len(b.ids) for b in buckets])
@@ -359,9 +357,9 @@ def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members,
     def weights_of(rows: np.ndarray) -> np.ndarray:
         return batches.rows_of(weights, rows, chunk)
 
-    def solve(w, n_refine: int, rows: np.ndarray) -> Solved:
+    def solve(w, n_refine: int, rows: np.ndarray, cfg: problem.Config = spec.cfg) -> Solved:
         best = batches.solve(
-            spec.cfg,
+            cfg,
             data,
             spec.candidates,
             w,
@@ -375,8 +373,8 @@ def _group_resamples(spec: Spec, data: problem.Data, w, ids: list[int], members,
         )
         return solved_from(best)
 
-    def solve_rows(rows: np.ndarray, more: int) -> Solved:
-        return solve(weights_of(rows), more, rows)
+    def solve_rows(rows: np.ndarray, more: int, cfg: problem.Config) -> Solved:
+        return solve(weights_of(rows), more, rows, cfg)
 
     solved = solve(weights, first_pass(spec), np.arange(len(ids) * n))
     solved = retry(spec, solved, solve_rows)
