@@ -36,6 +36,12 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   (``xla_cpu_use_fusion_emitters`` off) compile them faster, which outweighs their slower loops
   in a first call; a single fit's and a bootstrap's kernels run long after one compilation, so
   they keep XLA's defaults (benchmarks/RESULTS.md, "Compile time").
+* ``grouped_solver``: ``fit_groups``' default solver. On a CPU, ``"bfgs_mixed"``
+  (:mod:`jaxscale.mixed`): a search in float32, whose ``exp`` and ``log`` cost a fraction of
+  float64's, finished in float64; warm calls ~13% faster (benchmarks/RESULTS.md, "Solvers"). A
+  GPU steps all lanes as one block, which would hold lanes of both phases and evaluate both
+  precisions nearly every step, and is bound by loop iterations rather than arithmetic: the
+  float64 ``"bfgs"`` until ``device_run.sh`` measures the other.
 
 The GPU sizes other than issue 22's lanes and chunks are not measured yet (no GPU lent since);
 ``benchmarks/device_run.sh`` measures them. Results are bit-identical whatever ``chunk_size``
@@ -66,6 +72,7 @@ class Sizes(NamedTuple):
     posterior_groups: int  # groups per call of posterior(by=...); 0: all at once
     compile_points: int  # a compilation's cost in padded group-points of work (batches.group_buckets)
     grouped_compile: tuple[tuple[str, object], ...]  # XLA options for grouped problems' kernels
+    grouped_solver: str  # fit_groups' default solver
 
 
 CPU = Sizes(
@@ -77,6 +84,7 @@ CPU = Sizes(
     posterior_groups=4,
     compile_points=300_000,
     grouped_compile=(("xla_cpu_use_fusion_emitters", False),),
+    grouped_solver="bfgs_mixed",
 )
 GPU = Sizes(
     lanes=16384,
@@ -87,6 +95,7 @@ GPU = Sizes(
     posterior_groups=0,
     compile_points=2_000_000,
     grouped_compile=(),
+    grouped_solver="bfgs",
 )
 GPU_NAMES = ("gpu", "cuda", "rocm")
 

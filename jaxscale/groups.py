@@ -75,7 +75,7 @@ def fit_groups(
     chunk_size: int | None = None,
     lanes: int | None = None,
     devices: int | None = None,
-    solver: str = "bfgs_mixed",
+    solver: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     where=None,
     C: str | None = None,
@@ -94,8 +94,9 @@ def fit_groups(
         max_steps, gtol, solver: as ``law``,
             ``loss``, ... of :func:`jaxscale.fit` (``loss`` here names the loss *column*),
             except that each group refines its best 8 screened starts by default (fit: 64)
-            and that the default solver is ``"bfgs_mixed"`` (fit: ``"bfgs"``): the same
-            optima, from a search in float32 (benchmarks/RESULTS.md, "Solvers").
+            and that the default solver (None) is the backend's
+            (:data:`jaxscale.backends.Sizes.grouped_solver`): on a CPU ``"bfgs_mixed"``, the
+            same optima from a search in float32 (benchmarks/RESULTS.md, "Solvers").
         staged: with screened starts, each group refines 3 of them first (4 in groups of at
             most 64 runs), spread over its best ``n_refine``, and the rest only where those
             disagree, fail or lose a term (:func:`jaxscale.refinement.in_doubt`), in the same
@@ -169,7 +170,7 @@ def fit_groups(
         fixed=fixed,
         max_steps=max_steps,
         gtol=gtol,
-        solver=solver,
+        solver=solver or backends.sizes().grouped_solver,
         starts=starts,
         n_refine=n_refine,
         lanes=lanes,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxscale as js
-from jaxscale import mixed, problem, solver, specs
+from jaxscale import backends, mixed, problem, solver, specs
 from tests.reference import scipy_best
 from tests.test_against_scipy import TRUTHS, screened_starts, synthetic
 from tests.test_groups import synthetic_groups
@@ -74,6 +74,12 @@ def test_mixed_groups_equal_the_float64_solvers_optima():
     df = synthetic_groups([24, 40, 90, 150, 230, 300], noise=0.01)
     a = js.fit_groups(df, by="group", solver="bfgs_mixed")
     b = js.fit_groups(df, by="group", solver="bfgs")
+    # The CPU's default (backends.Sizes.grouped_solver; a GPU's is "bfgs").
+    assert backends.CPU.grouped_solver == "bfgs_mixed" and backends.GPU.grouped_solver == "bfgs"
+    if backends.sizes() is backends.CPU:
+        default = js.fit_groups(df, by="group")
+        np.testing.assert_array_equal(default["objective"], a["objective"])
+        np.testing.assert_array_equal(default["steps"], a["steps"])
     assert list(a["status"]) == list(b["status"]) == ["converged"] * 6
     np.testing.assert_allclose(a["objective"], b["objective"], rtol=1e-10)
     np.testing.assert_allclose(a[["alpha", "beta"]], b[["alpha", "beta"]], rtol=1e-5)
