@@ -9,6 +9,7 @@ draws (``calls_at_once`` and ``chunk_size`` must; ``lanes``, ``one_block`` and
     python benchmarks/backend_sizes.py [groups=10000] [resamples=4000] [field=values]
     python benchmarks/backend_sizes.py 10000 4000 calls_at_once=1,2
     python benchmarks/backend_sizes.py 10000 4000 one_block=0,1      # on a GPU
+    python benchmarks/backend_sizes.py 10000 4000 grouped_solver=bfgs,bfgs_mixed
 """
 
 import json
@@ -26,10 +27,13 @@ import numpy as np
 import jaxscale as js
 from jaxscale import backends
 from benchmarks.groups_data import make_archive
-field, out = sys.argv[1], sys.argv[5]
-value, n_groups, n_resamples = (int(a) for a in sys.argv[2:5])
-backends.CPU = backends.CPU._replace(**{field: type(getattr(backends.CPU, field))(value)})
-backends.GPU = backends.GPU._replace(**{field: type(getattr(backends.GPU, field))(value)})
+field, raw, out = sys.argv[1], sys.argv[2], sys.argv[5]
+n_groups, n_resamples = (int(a) for a in sys.argv[3:5])
+for name in ("CPU", "GPU"):
+    sizes = getattr(backends, name)
+    now = getattr(sizes, field)
+    value = raw if isinstance(now, str) else type(now)(int(raw))  # a solver's name, or a number
+    setattr(backends, name, sizes._replace(**{field: value}))
 import jax
 times = {"backend": jax.default_backend()}
 df, _ = make_archive(n_groups, seed=0)
@@ -53,7 +57,7 @@ def main(n_groups: int = 10_000, n_resamples: int = 4000, setting: str = "calls_
     root = Path(__file__).resolve().parents[1]
     tmp = Path(tempfile.mkdtemp())
     field, values = setting.split("=")
-    values = [int(v) for v in values.split(",")]
+    values = values.split(",")
     times = {}
     for v in values:
         run = subprocess.run(

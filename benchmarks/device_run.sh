@@ -39,9 +39,10 @@ for name in frontier bootstrap float32 fit isoflop groups; do
     echo "benchmarks/test_bench_$name.py: exit $? at $((SECONDS - start)) s" >>"$out/log.txt"
 done
 # Then, with what is left: the GPU's own sizes against the CPU's (one block of lanes or blocks;
-# calls in flight), iterations of both solvers, and the CPU split into 1..16 devices.
+# calls in flight; fit_groups' solver), iterations of both solvers, and the CPU split into 1..16
+# devices.
 for script in "backend_sizes 10000 4000 one_block=0,1" "backend_sizes 10000 4000 calls_at_once=1,2" \
-    solver_steps cpu_devices; do
+    "backend_sizes 10000 400 grouped_solver=bfgs,bfgs_mixed" solver_steps cpu_devices; do
     left=$((budget - (SECONDS - start)))
     if [ "$left" -lt 60 ]; then
         echo "benchmarks/$script: skipped, $left s left" >>"$out/log.txt"

@@ -38,7 +38,7 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
   they keep XLA's defaults (benchmarks/RESULTS.md, "Compile time").
 * ``grouped_solver``: ``fit_groups``' default solver. On a CPU, ``"bfgs_mixed"``
   (:mod:`jaxscale.mixed`): a search in float32, whose ``exp`` and ``log`` cost a fraction of
-  float64's, finished in float64; warm calls ~13% faster (benchmarks/RESULTS.md, "Solvers"). A
+  float64's, finished in float64: faster calls (benchmarks/RESULTS.md, "Solvers"). A
   GPU steps all lanes as one block, which would hold lanes of both phases and evaluate both
   precisions nearly every step, and is bound by loop iterations rather than arithmetic: the
   float64 ``"bfgs"`` until ``device_run.sh`` measures the other.
