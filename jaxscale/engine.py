@@ -109,8 +109,9 @@ def _solve_items(
     are then packed behind the live ones, and only the blocks of :func:`lane_layout` that
     hold a live lane are stepped. Each item's arithmetic is that of a fixed-width step,
     whichever lane of whichever block runs it and when, so results do not depend on
-    scheduling or chunking (the block width fixes the compiled shape: keep ``lanes`` fixed,
-    or at least the block width, for bit-identical results). ``limits``: budget and tolerance.
+    scheduling or chunking (keep ``lanes`` fixed for bit-identical results: the block width
+    fixes the step's shape, but XLA may round another lane count's program differently in the
+    last bits: tests/test_groups.py). ``limits``: budget and tolerance.
     """
     size = x0.shape[0]
     n_items = size if n_items is None else n_items
