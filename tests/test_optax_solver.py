@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 import jaxscale as js
@@ -100,9 +101,13 @@ def test_lbfgs_reports_nonfinite_and_budget_and_keeps_dtype():
     np.testing.assert_allclose(single.x, np.ones(3), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("entry", ["fit", "bootstrap"])
+@pytest.mark.parametrize("entry", ["fit", "bootstrap", "fit_groups"])
 def test_unknown_solver_is_refused_naming_the_choices(entry):
     runs = js.datasets.chinchilla()
-    call = js.fit if entry == "fit" else js.bootstrap
-    with pytest.raises(ValueError, match=r"unknown solver 'gauss'.*\('bfgs', 'bfgs_hessian', 'newton', 'lbfgs'\)"):
-        call(runs, law="chinchilla", solver="gauss")
+    choices = r"\('bfgs', 'bfgs_hessian', 'newton', 'lbfgs', 'bfgs_mixed'\)"
+    with pytest.raises(ValueError, match=r"unknown solver 'gauss'.*" + choices):
+        if entry == "fit_groups":
+            table = pd.DataFrame({"N": runs.x[:, 0], "D": runs.x[:, 1], "loss": runs.y, "group": 0})
+            js.fit_groups(table, by="group", solver="gauss")
+        else:
+            (js.fit if entry == "fit" else js.bootstrap)(runs, law="chinchilla", solver="gauss")
