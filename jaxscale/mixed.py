@@ -43,7 +43,6 @@ from . import solver
 # the float64 phase then takes it to the caller's gtol.
 SEARCH_GTOL = 1e-6
 _SEARCH_XTOL = float(np.finfo(np.float32).eps)
-_FINISH_XTOL = 1e-15  # solver.step's default
 
 
 class Lanes(NamedTuple):
@@ -91,7 +90,7 @@ def advance(evaluate: Callable, lanes: Lanes, lane_w, lane_data, data_axis, max_
     f64, g64 = jax.lax.cond(jnp.any(running & finishing), double, skipped)
     ft, gt = jnp.where(finishing, f64, f32), jnp.where(finishing[:, None], g64, g32)
     lane_gtol = jnp.where(finishing, gtol, jnp.asarray(SEARCH_GTOL, xt.dtype))
-    lane_xtol = jnp.where(finishing, _FINISH_XTOL, jnp.asarray(_SEARCH_XTOL, xt.dtype))
+    lane_xtol = jnp.where(finishing, solver.XTOL, jnp.asarray(_SEARCH_XTOL, xt.dtype))
 
     def update(s, x, f, g, tol, xtol):
         return solver.update(s, x, f, g, max_steps=max_steps, gtol=tol, xtol=xtol)

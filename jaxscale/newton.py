@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .solver import RUNNING, SolverResult, abs_inverse, backtrack, result, status_code  # result: the same fields
+from .solver import RUNNING, XTOL, SolverResult, abs_inverse, backtrack, result, status_code  # result: the same fields
 
 ARMIJO = 1e-4  # sufficient-decrease constant, as the BFGS's
 EIG_FLOOR = 1e-8  # |eigenvalue| floor relative to the largest: bounds the step along flat directions
@@ -91,7 +91,7 @@ def start(x0: jax.Array) -> State:
     )
 
 
-def step(value_grad_hess: Callable, s: State, *, max_steps: int, gtol: float, xtol: float = 1e-15) -> State:
+def step(value_grad_hess: Callable, s: State, *, max_steps: int, gtol: float, xtol: float = XTOL) -> State:
     """One iteration = one evaluation of ``(f, ∇f, ∇²f)`` at ``x + t p``; a no-op once ``s.status`` is final."""
     first = s.k == 0
     xt = s.x + s.t * s.p
@@ -119,7 +119,7 @@ def minimize(
     *,
     max_steps: int = 500,
     gtol: float = 1e-10,
-    xtol: float = 1e-15,
+    xtol: float = XTOL,
 ) -> SolverResult:
     """Minimise a twice-differentiable scalar ``fun`` from ``x0 [p]`` by exact-Hessian Newton.
 

@@ -44,6 +44,7 @@ RUNNING, CONVERGED, MAX_STEPS, NONFINITE, STALLED = -1, 0, 1, 2, 3
 STATUS_NAMES = {CONVERGED: "converged", MAX_STEPS: "max_steps", NONFINITE: "nonfinite", STALLED: "stalled"}
 
 _C1 = 1e-4  # Armijo sufficient-decrease constant (Nocedal & Wright's usual choice)
+XTOL = 1e-15  # default relative step size below which a trial step no longer changes x
 
 
 class SolverResult(NamedTuple):
@@ -167,7 +168,7 @@ def start(x0: jax.Array, h0: jax.Array | None = None) -> State:
     )
 
 
-def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xtol: float = 1e-15) -> State:
+def step(value_and_grad: Callable, s: State, *, max_steps: int, gtol: float, xtol: float = XTOL) -> State:
     """One iteration = one objective+gradient evaluation; a no-op once ``s.status`` is final.
 
     ``value_and_grad(x) -> (f, g)``. The first call (``k == 0``) only evaluates the start.
@@ -184,7 +185,7 @@ def trial(s: State) -> jax.Array:
     return s.x + s.t * s.p
 
 
-def update(s: State, xt, ft, gt, *, max_steps: int, gtol, xtol=1e-15) -> State:
+def update(s: State, xt, ft, gt, *, max_steps: int, gtol, xtol=XTOL) -> State:
     """:func:`step`'s state from the objective ``ft`` and gradient ``gt`` at ``xt = trial(s)``.
     ``gtol`` and ``xtol`` may be traced (e.g. per lane)."""
     first = s.k == 0
@@ -236,7 +237,7 @@ def minimize(
     *,
     max_steps: int = 500,
     gtol: float = 1e-10,
-    xtol: float = 1e-15,
+    xtol: float = XTOL,
     h0: jax.Array | None = None,
 ) -> SolverResult:
     """Minimise a smooth scalar ``fun`` from ``x0 [p]`` by BFGS with a folded backtracking step.
@@ -263,7 +264,7 @@ def minimize_batch(
     in_axes=0,
     max_steps: int = 500,
     gtol: float = 1e-10,
-    xtol: float = 1e-15,
+    xtol: float = XTOL,
 ) -> SolverResult:
     """Solve ``min_x fun(x, *args)`` for a leading batch axis of independent problems.
 
