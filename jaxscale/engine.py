@@ -126,6 +126,9 @@ def _solve_items(
     def bfgs(lanes):
         return lanes.state if two_precisions else lanes
 
+    def as_lanes(state):
+        return mixed.searching(state) if two_precisions else state
+
     def advance(state, lane_w, lane_data):
         if two_precisions:
             return mixed.advance(evaluate, state, lane_w, lane_data, data_axis, max_steps, gtol)
@@ -154,16 +157,14 @@ def _solve_items(
     h0 = _start_curvature(cfg, data, x0, owner, weights, grouped, n_items, block) if seeded else None
 
     def start(i):
-        state = jax.vmap(method.start)(x0[i], *(() if h0 is None else (h0[i],)))
-        return mixed.searching(state) if two_precisions else state
+        return jax.vmap(method.start)(x0[i], *(() if h0 is None else (h0[i],)))
 
     lane_item = jnp.arange(lanes)
     live = lane_item < n_items
     take = jnp.where(live, lane_item, 0)
     state = start(take)
     # Idle lanes (more lanes than items) start finished so they never count as work.
-    idle = bfgs(state)._replace(status=jnp.where(live, bfgs(state).status, solver.MAX_STEPS))
-    state = state._replace(state=idle) if two_precisions else idle
+    state = as_lanes(state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS)))
     lane_item = jnp.where(live, lane_item, -1)
     out = method.result(jax.vmap(method.start)(x0))  # placeholders, every item is overwritten
 
@@ -182,7 +183,7 @@ def _solve_items(
         out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
         new_item = next_item + jnp.cumsum(finished) - 1
         refill = finished & (new_item < n_items)
-        fresh = start(jnp.where(refill, new_item, 0))
+        fresh = as_lanes(start(jnp.where(refill, new_item, 0)))
         state = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
         lane_item = jnp.where(finished, jnp.where(refill, new_item, -1), lane_item)
         # Live lanes first, in lane order (those still searching before those finishing, so
@@ -347,7 +348,7 @@ def _solve_chunk(
         x0, owner = _items(starts_c, idx, grouped)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
-    elif cfg.method not in ("bfgs", "bfgs_hessian", "newton", "bfgs_mixed"):
+    elif cfg.method not in METHODS:
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
     elif first is not None and first < k:
         res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)

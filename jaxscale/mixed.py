@@ -9,7 +9,7 @@ below :data:`SEARCH_GTOL` or no float32 step moves ``x``, and then goes on in fl
 curvature it has learned, to the float64 optimum and tolerance. BFGS's own state and arithmetic
 are float64 throughout; the budget ``max_steps`` counts the steps of both phases.
 
-:func:`jaxscale.engine` steps blocks of lanes (:func:`advance`) and, between runs of steps,
+:mod:`jaxscale.engine` steps blocks of lanes (:func:`advance`) and, between runs of steps,
 moves the lanes whose search ended to their float64 phase (:func:`finish_searches`).
 
 Example:
