@@ -347,6 +347,38 @@ def _check_keywords(columns: dict[str, str], inputs: Mapping[str, str] | None) -
     return {**columns, **dict(inputs or {})}
 
 
+def repeated_rows(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """``[rows]`` whether a row's values in every column of ``cols`` are those of another row:
+    ``df.duplicated(subset=cols, keep=False)``, its equality (NaN equal to NaN, -0.0 to 0.0).
+
+    Numeric columns are hashed together as arrays and only rows whose hash repeats are compared
+    by pandas (a repeat always repeats its hash): a million runs in a fraction of the time
+    of pandas' factorizing every column of every row.
+
+    Example:
+        >>> df = pd.DataFrame({"N": [1.0, 2.0, 1.0, -0.0, 0.0], "g": ["a", "a", "a", "b", "b"]})
+        >>> repeated_rows(df, ["N", "g"]).tolist()
+        [True, False, True, True, True]
+    """
+    mixed = np.zeros(len(df), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in cols:
+            v = df[col].to_numpy()
+            if v.dtype.kind == "f":
+                v = v.astype(np.float64) + 0.0  # -0.0 becomes 0.0
+                bits = np.where(np.isnan(v), np.float64(np.nan), v).view(np.uint64)
+            elif v.dtype.kind in "iub":
+                bits = v.astype(np.int64).view(np.uint64)
+            else:  # pandas' own codes: its equality for objects, strings, categories
+                bits = pd.factorize(df[col])[0].astype(np.int64).view(np.uint64)
+            mixed = (mixed ^ bits) * np.uint64(0x9E3779B97F4A7C15)
+            mixed ^= mixed >> np.uint64(29)
+    maybe = pd.Series(mixed).duplicated(keep=False).to_numpy().copy()
+    if maybe.any():
+        maybe[maybe] = df.loc[maybe, cols].duplicated(keep=False).to_numpy()
+    return maybe
+
+
 def _check_duplicates(df: pd.DataFrame, cols: list[str], names: RowNames, *, from_file: bool) -> None:
     """Raise on rows repeated in every column of ``cols``, counting the surplus copies.
 
@@ -354,7 +386,7 @@ def _check_duplicates(df: pd.DataFrame, cols: list[str], names: RowNames, *, fro
     row of the repeated sets, and names the first of those.
     """
     cols = list(dict.fromkeys(cols))
-    every = df.duplicated(subset=cols, keep=False).to_numpy()
+    every = repeated_rows(df, cols)
     if not every.any():
         return
     copies = int(df.duplicated(subset=cols, keep="first").sum())

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
+from jaxscale.io import repeated_rows
 
 
 def frame():
@@ -149,6 +150,28 @@ def test_duplicated_rows_are_named():
         js.read_runs(df, N="params", D="tokens")
     seeds = pd.concat([frame(), frame().assign(loss=lambda d: d["loss"] + 0.01)], ignore_index=True)
     assert js.read_runs(seeds, N="params", D="tokens").n_points == 14
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, -0.0, 1.5, 2.0, float("nan"), 1e300]),
+            st.integers(0, 2),
+            st.sampled_from(["x", "y", None]),
+            st.sampled_from([1, 1.0, "1", True, None]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_repeated_rows_are_pandas_duplicates(rows):
+    # The hashed check finds exactly pandas' repeats (NaN equal to NaN, -0.0 to 0.0, 1 to 1.0 in an
+    # object column), whatever the columns' kinds.
+    df = pd.DataFrame(rows, columns=["f", "i", "s", "o"])
+    for cols in (["f"], ["f", "i"], ["s", "o"], ["f", "i", "s", "o"]):
+        expected = df.duplicated(subset=cols, keep=False).to_numpy()
+        np.testing.assert_array_equal(repeated_rows(df, cols), expected)
 
 
 def test_small_sizes_warn_about_units():
