@@ -9,6 +9,7 @@ solved one kernel call at a time, or one chunk per device (:func:`solve`); calls
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
@@ -55,6 +56,26 @@ def side_by_side(fn: Callable[[T], R], items: Iterable[T], at_once: int) -> Iter
             yield future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+# One thread traces (and lowers) a kernel at a time: tracing is Python, so two threads tracing at
+# once under the GIL each finish at the end of both, where one at a time the first compiles
+# (outside Python, on another core) while the next traces.
+_TRACING = threading.Lock()
+
+
+def traced_alone(kernel, *args, **static):
+    """``kernel.lower(*args, **static)`` while no other thread traces (jitted ``kernel``'s call
+    with these arguments then reuses the trace): calls of :func:`side_by_side` that each start
+    with a new kernel compile one while the next traces, rather than trace side by side.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> traced_alone(jax.jit(jnp.sin), jnp.zeros(3)).compile()(jnp.zeros(3)).tolist()
+        [0.0, 0.0, 0.0]
+    """
+    with _TRACING:
+        return kernel.lower(*args, **static)
 
 
 def balanced_chunk(n: int, most: int) -> int:
@@ -235,8 +256,9 @@ def solve(
             static = dict(grouped=grouped, first=first, spread=spread_first)
         else:
             kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
+        lowered = traced_alone(kernel, *args, **static)
         if compile_only:
-            kernel.lower(*args, **static).compile()
+            lowered.compile()
             return hi, None
         return hi, jax.tree.map(lambda a: np.asarray(a)[: hi - lo], kernel(*args, **static))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -204,6 +205,7 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
+        ahead = _checks_compiled_ahead(spec, log_x, log_y, members, ids, w)
         first = runner.solve_groups(
             spec,
             log_x,
@@ -217,12 +219,15 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             retry_later=True,
         )
         totals = {g: float(np.sum(w[members[g]])) for g in ids}
+
         # The retry solves a few groups with a kernel of its own to compile, leaving cores idle:
         # every group's first result is checked beside it, and the groups it changed again after.
-        jobs = [
-            lambda: runner.retry_groups(spec, log_x, log_y, members, first, w),
-            lambda: _checked(spec, first, None, used, totals),
-        ]
+        def check() -> list[list[FitResult]]:
+            if ahead is not None:
+                ahead.result()  # the kernel compiled: the calls below reuse it
+            return _checked(spec, first, None, used, totals)
+
+        jobs = [lambda: runner.retry_groups(spec, log_x, log_y, members, first, w), check]
         buckets, assessed = batches.side_by_side(lambda job: job(), jobs, backends.sizes().calls_at_once)
         if progress is not None and ids:
             progress(len(ids), len(ids))
@@ -237,6 +242,23 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             if bucket.resamples is not None:
                 boots.update(_bootstraps(law, bucket, fits, totals, n_resamples, seed))
     return fits, boots
+
+
+def _checks_compiled_ahead(spec, log_x, log_y, members, ids: list[int], w) -> Future | None:
+    """The checks' kernel (:func:`jaxscale.identify.compile_grouped_curvature`, for the groups
+    ``ids`` padded to their largest bucket) compiling in a thread of its own, from now: beside
+    the solver kernels' tracing, which holds Python and leaves a core idle, rather than after
+    the solve, when it would wait for the compilation (None: no groups)."""
+    if not ids:
+        return None
+    buckets = runner.bucket_groups(members, ids)
+    size = max(buckets)
+    data, weights = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, [members[buckets[size][0]]], size, w)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead")
+    try:
+        return pool.submit(identify.compile_grouped_curvature, spec.cfg, data, weights, len(ids))
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _checked(spec, buckets, rows, used, totals, like: int | None = None) -> list[list[FitResult]]:

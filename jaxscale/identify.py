@@ -309,7 +309,7 @@ def grouped_curvature(
     part = np.concatenate([np.full(len(w), i) for i, (_, w, _) in enumerate(parts)])
     row = np.concatenate([np.arange(len(w)) for _, w, _ in parts])
     n = len(row)
-    n_call = min(CURVATURE_CALL, batches.power_of_two(max(n, like or 0)))
+    n_call = _call_groups(max(n, like or 0))
     hess, gn = [], []
     for lo in range(0, n, n_call):
         pick = np.resize(np.arange(lo, min(lo + n_call, n)), n_call)
@@ -327,6 +327,35 @@ def grouped_curvature(
         hess.append(np.asarray(h)[:real])
         gn.append(np.asarray(m)[:real])
     return np.concatenate(hess), np.concatenate(gn)
+
+
+def _call_groups(n: int) -> int:
+    """Groups per call of :func:`grouped_curvature` checking ``n`` groups."""
+    return min(CURVATURE_CALL, batches.power_of_two(n))
+
+
+def compile_grouped_curvature(cfg: problem.Config, data: problem.Data, w: np.ndarray, n_groups: int) -> None:
+    """Compile the kernel of :func:`grouped_curvature`'s calls for ``n_groups`` groups whose
+    largest part holds groups like ``data [G, P, ...]``, ``w [G, P]`` (its shapes but the
+    first), without running it. ``fit_groups`` starts this as its solve starts, while its first
+    kernels trace (Python, one core) and a core would otherwise idle, rather than after the solve.
+
+    Example:
+        >>> import numpy as np
+        >>> import jaxscale as js
+        >>> from jaxscale import problem, specs
+        >>> cfg = specs.make_spec(js.get_law("chinchilla")).cfg
+        >>> data = problem.Data(np.zeros((1, 8, 2)), np.zeros((1, 8)), np.zeros((1, 5)), np.zeros((1, 2)))
+        >>> compile_grouped_curvature(cfg, data, np.ones((1, 8)), n_groups=3)
+    """
+    n_call = _call_groups(n_groups)
+
+    def like(a) -> jax.ShapeDtypeStruct:  # grouped_curvature's calls take float64 host arrays
+        return jax.ShapeDtypeStruct((n_call,) + np.shape(a)[1:], np.float64)
+
+    theta = jax.ShapeDtypeStruct((n_call, cfg.law.n_params), np.float64)
+    with jax.enable_x64(True):
+        batches.traced_alone(curvature_matrices, cfg, problem.Data(*map(like, data)), theta, like(w), True).compile()
 
 
 def _clear_groups(cfg: problem.Config, log_x: np.ndarray, w: np.ndarray, results: list, hess, gn):

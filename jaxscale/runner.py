@@ -220,14 +220,7 @@ def solve_groups(
     # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
     # fixes the compiled arithmetic and results would then depend on the chunking.
     spec = spec._replace(lanes=min(spec.lanes, max(1, spec.n_refine * len(ids))))
-    # Buckets chosen for the archive (batches.group_buckets); none mixes staged and unstaged groups.
-    size_of = batches.group_buckets(
-        [len(members[g]) for g in ids], backends.sizes().compile_points, split_after=STAGE_ABOVE_RUNS
-    )
-    sizes: dict[int, list[int]] = {}
-    for g in ids:
-        sizes.setdefault(size_of[len(members[g])], []).append(g)
-
+    sizes = bucket_groups(members, ids)
     calls = _bucket_calls(spec, {size: len(group) for size, group in sizes.items()})
 
     def solve_call(call: batches.Call) -> tuple[problem.Data, np.ndarray, Solved] | None:
@@ -266,6 +259,25 @@ def solve_groups(
     if progress is not None and ids:
         progress(len(ids), len(ids))
     return buckets
+
+
+def bucket_groups(members: list[np.ndarray], ids: list[int]) -> dict[int, list[int]]:
+    """Groups ``ids`` (runs ``members[g]``) by the size :func:`solve_groups` pads them to: the
+    buckets chosen for these groups (:func:`jaxscale.batches.group_buckets`), none holding both
+    staged and unstaged groups (:data:`jaxscale.refinement.STAGE_ABOVE_RUNS`).
+
+    Example:
+        >>> import numpy as np
+        >>> bucket_groups([np.arange(20), np.arange(300), np.arange(30)], [0, 1, 2])
+        {32: [0, 2], 320: [1]}
+    """
+    size_of = batches.group_buckets(
+        [len(members[g]) for g in ids], backends.sizes().compile_points, split_after=STAGE_ABOVE_RUNS
+    )
+    out: dict[int, list[int]] = {}
+    for g in ids:
+        out.setdefault(size_of[len(members[g])], []).append(g)
+    return out
 
 
 def _bucket_calls(spec: Spec, counts: dict[int, int]) -> batches.Calls:

@@ -294,10 +294,8 @@ def test_fuzz_read_runs_fit_status_is_consistent_slow(case):
     check_fuzzed(*case)
 
 
-def test_grouped_curvature_of_buckets_of_several_sizes_matches_each_bucket_alone(monkeypatch):
-    """fit_groups' curvature checks pad every bucket's points to the largest bucket's and its
-    groups to calls of one shape (identify.grouped_curvature): the matrices equal those of each
-    bucket at its own size, and the calls compile one kernel for three bucket sizes."""
+def _buckets_of_three_sizes():
+    """A spec and 10 groups in buckets of 8, 32 and 64 runs, as ``(data, w, theta)`` parts."""
     from jaxscale import batches, specs
 
     law = js.get_law("chinchilla")
@@ -313,6 +311,29 @@ def test_grouped_curvature_of_buckets_of_several_sizes_matches_each_bucket_alone
         data, w = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, members, size)
         theta = np.stack([law.from_natural({"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28})] * n_groups)
         parts.append((data, w, theta + rng.normal(0, 0.05, theta.shape)))
+    return spec, parts
+
+
+def test_grouped_curvature_runs_the_kernel_compiled_ahead(caplog):
+    """fit_groups compiles the checks' kernel as its solve starts (identify.compile_grouped_curvature,
+    from one group of the largest bucket and the number of groups): the checks' calls then
+    compile nothing."""
+    spec, parts = _buckets_of_three_sizes()
+    data, w, _ = parts[-1]
+    one = type(data)(*(np.asarray(a)[:1] for a in data))
+    jax.clear_caches()
+    identify.compile_grouped_curvature(spec.cfg, one, w[:1], n_groups=sum(len(p[1]) for p in parts))
+    with caplog.at_level("WARNING", logger="jax"), jax.log_compiles(True):
+        identify.grouped_curvature(spec.cfg, parts)
+    compiled = [r.getMessage() for r in caplog.records if "XLA compilation" in r.getMessage()]
+    assert not any("curvature_matrices" in m for m in compiled), compiled
+
+
+def test_grouped_curvature_of_buckets_of_several_sizes_matches_each_bucket_alone(monkeypatch):
+    """fit_groups' curvature checks pad every bucket's points to the largest bucket's and its
+    groups to calls of one shape (identify.grouped_curvature): the matrices equal those of each
+    bucket at its own size, and the calls compile one kernel for three bucket sizes."""
+    spec, parts = _buckets_of_three_sizes()
     shapes = []
     kernel = identify.curvature_matrices
     monkeypatch.setattr(
