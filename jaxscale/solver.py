@@ -231,6 +231,27 @@ def result(s: State) -> SolverResult:
     return SolverResult(s.x, s.f, jnp.max(jnp.abs(s.g), axis=-1), s.k, s.status)
 
 
+def unsolved(x0: jax.Array, value=jnp.inf, status=RUNNING) -> SolverResult:
+    """Results ``[M]`` of the starts ``x0 [M, p]`` before any step: ``value`` and ``status``, no
+    steps, gradient norm 0; made like ``x0`` (as :func:`start`) and with no arithmetic on
+    constants, which XLA would fold while compiling, at a cost that grows with ``M``
+    (benchmarks/RESULTS.md, "Compile time").
+
+    Example:
+        >>> r = unsolved(jnp.ones((2, 3)), value=jnp.nan, status=9)
+        >>> r.value.tolist(), r.grad_norm.tolist(), r.steps.tolist(), r.status.tolist()
+        ([nan, nan], [0.0, 0.0], [0, 0], [9, 9])
+    """
+    scalar = x0[:, 0]
+    return SolverResult(
+        x=x0,
+        value=jnp.full_like(scalar, value),
+        grad_norm=jnp.zeros_like(scalar),
+        steps=jnp.zeros_like(scalar, dtype=jnp.int32),
+        status=jnp.full_like(scalar, status, dtype=jnp.int32),
+    )
+
+
 def minimize(
     fun: Callable[[jax.Array], jax.Array],
     x0: jax.Array,
