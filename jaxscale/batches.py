@@ -199,7 +199,6 @@ def solve(
     data_index: np.ndarray | None = None,
     first_refine: int | None = None,
     spread_first: bool = False,
-    retry: int | None = None,
     at_once: int = 1,
     compile_only: bool = False,
 ) -> Best | None:
@@ -222,9 +221,7 @@ def solve(
     ``data`` each problem uses (e.g. several resamples of one group). ``first_refine``
     (``< n_refine``): each problem refines that many first and the rest only where in doubt,
     within each call (:func:`jaxscale.engine.solve_chunk`'s ``first``), those spread over the
-    ``n_refine`` with ``spread_first``. ``retry`` (grouped): problems whose best start did not
-    converge or lost a term refine their best ``retry`` screened starts in the same call
-    (:func:`jaxscale.engine.solve_chunk`'s ``retry``). ``compile_only``: compile the kernel of these calls
+    ``n_refine`` with ``spread_first``. ``compile_only``: compile the kernel of these calls
     (JAX keeps it for the calls to come) without running it, and return None.
     """
     lanes = backends.or_default("lanes", lanes)
@@ -239,7 +236,6 @@ def solve(
         starts_c = centered_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
     first = None if first_refine is None or first_refine >= k else int(first_refine)
-    retry = None if retry is None or retry <= k else int(retry)
     limits = limits_of(cfg, np.asarray(starts).dtype)
     cfg = cfg._replace(max_steps=0, gtol=0.0)  # in the kernels' static key; limits carries them
     cfg = screening.with_grid_starts(cfg, starts)  # the law's grid: ranked term by term
@@ -257,9 +253,9 @@ def solve(
         args, static = (chunk_data, chunk_starts, w, limits), {}
         if devices == 1:
             kernel, args = engine.chunk_solver(grouped), (cfg, *args, k, lanes)
-            static = dict(grouped=grouped, first=first, spread=spread_first, retry=retry)
+            static = dict(grouped=grouped, first=first, spread=spread_first)
         else:
-            kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first, retry)
+            kernel = engine.sharded_solver(cfg, k, lanes, devices, grouped, first, spread_first)
         lowered = traced_alone(kernel, *args, **static)
         if compile_only:
             lowered.compile()

@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from . import backends, mixed, newton, passes, solver
-from .passes import SKIPPED
+from . import backends, mixed, newton, refinement, solver
 from .problem import (
     METHODS,
     Best,
@@ -46,6 +45,8 @@ BLOCK_GROUPED = 32  # float64 widths
 BLOCK_SHARED = 256
 FEW_LANES = 64  # at most this many lanes: blocks of BLOCK_FEW
 BLOCK_FEW = 16
+# The status of a start that a staged solve did not refine (its problem was not in doubt).
+SKIPPED = 9
 # A seeded BFGS start's inverse Hessian: |eigenvalues| floored at this fraction of the largest.
 # 1e-8 (Newton's floor, re-evaluated every step) let a first step along a near-flat direction
 # run an exponent to ~500 on one archive group, where a term vanished and BFGS stopped on the
@@ -94,12 +95,10 @@ def _solve_items(
     grouped: bool,
     limits: Limits,
     n_items=None,
-    double=None,
 ):
     """Solve ``M`` items (start ``x0[i]`` with weights ``weights[owner[i]]``) on ``lanes`` lanes;
     with ``n_items`` (a traced count), only the first ``n_items`` (the others' results are
-    placeholders). ``double`` (``[M]`` bool, ``"bfgs_mixed"`` only): items solved in float64
-    from their start, with no float32 search (that is ``"bfgs"``'s arithmetic).
+    placeholders).
 
     ``grouped``: ``data`` has one set of arrays per problem and each lane reads its owner's.
 
@@ -127,11 +126,8 @@ def _solve_items(
     def bfgs(lanes):
         return lanes.state if two_precisions else lanes
 
-    def as_lanes(state, items):
-        if not two_precisions:
-            return state
-        lanes = mixed.searching(state)
-        return lanes if double is None else lanes._replace(finishing=double[items])
+    def as_lanes(state):
+        return mixed.searching(state) if two_precisions else state
 
     def advance(state, lane_w, lane_data):
         if two_precisions:
@@ -168,7 +164,7 @@ def _solve_items(
     take = jnp.where(live, lane_item, 0)
     state = start(take)
     # Idle lanes (more lanes than items) start finished so they never count as work.
-    state = as_lanes(state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS)), take)
+    state = as_lanes(state._replace(status=jnp.where(live, state.status, solver.MAX_STEPS)))
     lane_item = jnp.where(live, lane_item, -1)
     out = solver.unsolved(x0)  # placeholders, every item is overwritten
 
@@ -187,8 +183,7 @@ def _solve_items(
         out = jax.tree.map(lambda o, r: o.at[dest].set(r, mode="drop"), out, res)
         new_item = next_item + jnp.cumsum(finished) - 1
         refill = finished & (new_item < n_items)
-        taken = jnp.where(refill, new_item, 0)
-        fresh = as_lanes(start(taken), taken)
+        fresh = as_lanes(start(jnp.where(refill, new_item, 0)))
         state = jax.tree.map(lambda a, b: jnp.where(refill.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state)
         lane_item = jnp.where(finished, jnp.where(refill, new_item, -1), lane_item)
         # Live lanes first, in lane order (those still searching before those finishing, so
@@ -246,6 +241,79 @@ def _solve_items_lbfgs(
     )(x0, item_weights, data)
 
 
+def _items(starts_c, idx, grouped: bool):
+    """The starts ``idx [B, K]`` (indices into each problem's candidates) as items: ``x0 [B * K,
+    p_free]`` and each item's problem ``owner [B * K]``."""
+    n_problems, k = idx.shape
+    owner = jnp.repeat(jnp.arange(n_problems), k)
+    return (starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]), owner
+
+
+def _spread_first(starts_c, idx, first: int, grouped: bool):
+    """``idx [B, K]`` reordered so that its first ``first`` columns are the best screened start and
+    then, one by one, the start farthest from those already taken (distances in units of the
+    start grid's spread per coordinate): starts that agree from far apart are better evidence of
+    one basin than neighbours of the best, which tend to share its basin whatever it is."""
+    scale = jnp.std(starts_c, axis=-2, keepdims=True) + 1e-12  # [1, p] or [B, 1, p]
+    pts = jnp.take_along_axis(starts_c / scale, idx[..., None], axis=-2) if grouped else (starts_c / scale)[idx]
+
+    def order(p):  # p [K, p_free] -> a permutation of range(K)
+        taken = jnp.zeros(p.shape[0], bool).at[0].set(True)
+        near = jnp.sum((p - p[0]) ** 2, axis=-1)  # squared distance to the nearest taken start
+        for _ in range(first - 1):
+            pick = jnp.argmax(jnp.where(taken, -1.0, near))
+            taken = taken.at[pick].set(True)
+            near = jnp.minimum(near, jnp.sum((p - p[pick]) ** 2, axis=-1))
+        return jnp.argsort(~taken, stable=True)  # taken ones first, each part in rank order
+
+    perm = jax.vmap(order)(pts)
+    return jnp.take_along_axis(idx, perm, axis=1)
+
+
+def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread):
+    """Refine each problem's best ``first`` screened starts, then, in the same call and on the
+    same lanes, the rest of its ``K`` for the problems that first pass leaves in doubt
+    (:func:`jaxscale.refinement.in_doubt_traced`); ``spread``: the first pass is spread over the
+    ``K`` (:func:`_spread_first`), else the best ``first``. Results ``[B * K]`` (the screened
+    ranks, reordered where spread); the starts not refined have value NaN and status
+    :data:`SKIPPED`. Each refined start's arithmetic is what it is unstaged (the lanes' width is
+    the same), so a problem in doubt gets exactly its ``K``-start result.
+    """
+    n_problems, k = idx.shape
+    idx = _spread_first(starts_c, idx, first, grouped) if spread else idx
+    x0, owner = _items(starts_c, idx, grouped)
+    per_problem = 0 if grouped else None
+    first_pass = jnp.tile(jnp.arange(k) < first, n_problems)  # [B * K]
+
+    def doubt(x, value, status, d, w):
+        best = jnp.argmin(jnp.where(jnp.isfinite(value), value, jnp.inf))
+        theta = full_theta(cfg, d, x[best])
+        sens = sensitivity(cfg, d, theta, w)
+        return refinement.in_doubt_traced(cfg, theta, value, status[best], sens)
+
+    def stage(carry, _):
+        # One pass over the items ``wanted``, moved to the front of the queue; then the items
+        # of the next pass: the rest of the starts of the problems the first pass leaves in
+        # doubt. Both passes are this one loop body, so the solver compiles once (the second
+        # pass's doubt, one sensitivity per problem, is computed and dropped: milliseconds).
+        res, wanted = carry
+        order = jnp.argsort(~wanted, stable=True)
+        out = _solve_items(
+            cfg, data, x0[order], owner[order], weights, lanes, refill_every, grouped, limits, jnp.sum(wanted)
+        )
+        out = jax.tree.map(lambda a: jnp.zeros_like(a).at[order].set(a), out)  # back to problem order
+        res = jax.tree.map(lambda r, o: jnp.where(wanted.reshape((-1,) + (1,) * (o.ndim - 1)), o, r), res, out)
+        firsts = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:])[:, :first], res)
+        in_doubt = jax.vmap(doubt, in_axes=(0, 0, 0, per_problem, 0))(
+            firsts.x, firsts.value, firsts.status, data, weights
+        )
+        return (res, jnp.repeat(in_doubt, k) & ~first_pass), None
+
+    skipped = solver.unsolved(x0, value=jnp.nan, status=SKIPPED)  # the starts no pass refines
+    (res, _), _ = jax.lax.scan(stage, (skipped, first_pass), None, length=2)
+    return res
+
+
 def _solve_chunk(
     cfg: Config,
     data: Data,
@@ -258,7 +326,6 @@ def _solve_chunk(
     grouped: bool = False,
     first: int | None = None,
     spread: bool = False,
-    retry: int | None = None,
 ) -> Best:
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centered), ``weights [B, P]``;
     ``limits``: the solver's budget and tolerance (``cfg.max_steps`` and ``cfg.gtol`` unused).
@@ -270,30 +337,22 @@ def _solve_chunk(
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
     (``cfg.method`` ``"bfgs"``, ``"bfgs_hessian"``, ``"bfgs_mixed"`` or ``"newton"``) or run
     side by side in one lockstep batch (``"lbfgs"``). ``first < n_refine`` (not lbfgs): staged
-    in the call (:func:`jaxscale.passes.staged`, with ``spread``). ``retry`` (more than
-    ``n_refine``; grouped, not lbfgs): each problem whose best start did not converge or lost a
-    term refines its best ``retry`` screened starts (``fit_groups``' retry), in the call.
+    in the call (:func:`_staged`, with ``spread``).
     """
     n_problems = weights.shape[0]
-    idx = screen(cfg, data, starts_c, weights, retry or n_refine, grouped, keep_for=n_refine)  # [B, K]
+    idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
     k = idx.shape[1]
-
-    def solve(x0, owner, n_items=None, double=None):
-        return _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits, n_items, double)
-
     if cfg.method == "lbfgs":
-        if retry is not None:
-            raise ValueError('"lbfgs" refines every start it is given at once: retry outside the call')
-        x0, owner = passes.items(starts_c, idx, grouped)
+        x0, owner = _items(starts_c, idx, grouped)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
     elif cfg.method not in METHODS:
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
-    elif retry is not None or (first is not None and first < k):
-        n_first = n_refine if first is None else first
-        res = passes.staged(solve, cfg, data, starts_c, idx, weights, grouped, n_first, spread, min(n_refine, k))
+    elif first is not None and first < k:
+        res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)
     else:
-        res = solve(*passes.items(starts_c, idx, grouped))
+        x0, owner = _items(starts_c, idx, grouped)
+        res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
     values = jnp.where(jnp.isfinite(res.value), res.value, jnp.inf)
     best = jnp.argmin(values, axis=1)
@@ -320,7 +379,7 @@ def _solve_chunk(
 @functools.lru_cache(maxsize=8)
 def _solve_chunk_compiled_with(options: tuple[tuple[str, object], ...]):
     """:func:`_solve_chunk` jitted with the XLA ``options`` (none: XLA's defaults), once per set."""
-    static = ("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread", "retry")
+    static = ("cfg", "n_refine", "lanes", "refill_every", "grouped", "first", "spread")
     return jax.jit(_solve_chunk, static_argnames=static, compiler_options=dict(options) or None)
 
 
@@ -339,9 +398,7 @@ def chunk_solver(grouped: bool):
 
 
 @functools.lru_cache(maxsize=32)
-def sharded_solver(
-    cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped=False, first=None, spread=False, retry=None
-):
+def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, grouped=False, first=None, spread=False):
     """``solve_chunk`` over ``n_devices`` local devices, one chunk per device.
 
     Every device runs the same per-chunk program as the single-device path (same shapes),
@@ -351,7 +408,7 @@ def sharded_solver(
     per_problem = PartitionSpec("devices") if grouped else PartitionSpec()
     fn = jax.shard_map(
         functools.partial(
-            _solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped, first=first, spread=spread, retry=retry
+            _solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped, first=first, spread=spread
         ),
         mesh=mesh,
         in_specs=(per_problem, per_problem, PartitionSpec("devices"), PartitionSpec()),

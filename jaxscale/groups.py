@@ -32,6 +32,7 @@ from . import backends, batches, checks, identify, objective, runner, specs
 from .fit import match_inputs
 from .io import read_runs, read_weights
 from .laws import Law, get_law
+from .refinement import Solved
 from .results import BootstrapResult, FitResult, fit_result
 from .runs import Runs
 
@@ -106,8 +107,7 @@ def fit_groups(
             kept in the table unfitted with status ``"too_few_runs"`` (``"report"``).
         retry: refit each group whose best start did not converge, or stopped where a term of
             the law vanished (see ``FitResult.vanished``), from 8 times as many screened starts (64 by
-            default, the first ``n_refine`` among them; :func:`jaxscale.refinement.retry`), in the
-            same kernel call (:func:`jaxscale.passes.staged`), keeping the best of them; groups
+            default; :func:`jaxscale.refinement.retry`), keeping whichever result is better; groups
             that still fail stay in the table with their status.
         n_resamples: resamples per group (0: none); adds ``<param>_lower``/``_upper`` columns
             at ``level`` for every parameter and derived quantity, from converged resamples.
@@ -206,7 +206,7 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     with jax.enable_x64(True):
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
         ahead = _checks_compiled_ahead(spec, log_x, log_y, members, ids, w)
-        buckets = runner.solve_groups(
+        first = runner.solve_groups(
             spec,
             log_x,
             log_y,
@@ -216,11 +216,27 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             seed=seed,
             progress=progress,
             run_weights=w,
+            retry_later=True,
         )
         totals = {g: float(np.sum(w[members[g]])) for g in ids}
-        if ahead is not None:
-            ahead.result()  # the checks' kernel compiled: the calls below reuse it
-        assessed = _checked(spec, buckets, used, totals)
+
+        # The retry solves a few groups with a kernel of its own to compile, leaving cores idle:
+        # every group's first result is checked beside it, and the groups it changed again after.
+        def check() -> list[list[FitResult]]:
+            if ahead is not None:
+                ahead.result()  # the kernel compiled: the calls below reuse it
+            return _checked(spec, first, None, used, totals)
+
+        jobs = [lambda: runner.retry_groups(spec, log_x, log_y, members, first, w), check]
+        buckets, assessed = batches.side_by_side(lambda job: job(), jobs, backends.sizes().calls_at_once)
+        if progress is not None and ids:
+            progress(len(ids), len(ids))
+        changed = [np.flatnonzero(_rows_differ(a.solved, b.solved)) for a, b in zip(first, buckets, strict=True)]
+        if any(rows.size for rows in changed):
+            again = _checked(spec, buckets, changed, used, totals, like=len(ids))
+            for results, rows, new in zip(assessed, changed, again, strict=True):
+                for j, result in zip(rows, new, strict=True):
+                    results[j] = result
         for bucket, results in zip(buckets, assessed, strict=True):
             fits.update(zip(bucket.ids, results, strict=True))
             if bucket.resamples is not None:
@@ -245,17 +261,29 @@ def _checks_compiled_ahead(spec, log_x, log_y, members, ids: list[int], w) -> Fu
         pool.shutdown(wait=False)
 
 
-def _checked(spec, buckets, used, totals) -> list[list[FitResult]]:
-    """Every bucket's fit results, checked (:func:`jaxscale.identify.assess_groups`, every
-    bucket's at once: their curvature matrices share one compiled shape)."""
+def _checked(spec, buckets, rows, used, totals, like: int | None = None) -> list[list[FitResult]]:
+    """The fit results of rows ``rows[i]`` of bucket ``i`` (``rows`` None: all of them), checked
+    (:func:`jaxscale.identify.assess_groups`, every bucket's at once: their curvature matrices
+    share one compiled shape, that of ``like`` groups where given)."""
     parts = []
-    for bucket in buckets:
+    for i, bucket in enumerate(buckets):
+        picked = np.arange(len(bucket.ids)) if rows is None else rows[i]
         found = [
-            fit_result(spec, bucket.solved, j, n_points=used[g], total_weight=totals[g])
-            for j, g in enumerate(bucket.ids)
+            fit_result(spec, bucket.solved, j, n_points=used[bucket.ids[j]], total_weight=totals[bucket.ids[j]])
+            for j in picked.tolist()
         ]
-        parts.append((bucket.data, bucket.weights, found))
-    return identify.assess_groups(spec.cfg, parts)
+        data = type(bucket.data)(*(np.asarray(a)[picked] for a in bucket.data))
+        parts.append((data, bucket.weights[picked], found))
+    return identify.assess_groups(spec.cfg, parts, like=like)
+
+
+def _rows_differ(a: Solved, b: Solved) -> np.ndarray:
+    """``[B]`` whether row i of two solutions differs in any field (NaN equal to NaN)."""
+    out = np.zeros(len(a.value), dtype=bool)
+    for x, y in zip(a, b, strict=True):
+        x, y = np.asarray(x).reshape(len(out), -1), np.asarray(y).reshape(len(out), -1)
+        out |= ~np.all((x == y) | (np.isnan(x) & np.isnan(y)), axis=1)
+    return out
 
 
 def group_fits(

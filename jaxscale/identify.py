@@ -245,20 +245,26 @@ def assess(res, cfg: problem.Config, data: problem.Data, w: np.ndarray, matrices
 CURVATURE_CALL = 2048
 
 
-def assess_groups(cfg: problem.Config, parts: list[tuple[problem.Data, np.ndarray, list]]) -> list[list]:
+def assess_groups(
+    cfg: problem.Config, parts: list[tuple[problem.Data, np.ndarray, list]], like: int | None = None
+) -> list[list]:
     """:func:`assess` for the fits of grouped data sets (``fit_groups``' buckets): each part is
     ``(data [G, P, ...], weights [G, P], results [G])`` (``G`` may be 0: the part still sets the
     calls' point count), and one list of assessed results per part comes back. Groups that pass
     every check on array-wide tests (:func:`_clear_groups`) are recorded without the per-group
     checks, which name the problems of the others; both record the same numbers. The curvature
-    matrices of all parts come from calls of one shape (:func:`grouped_curvature`)."""
+    matrices of all parts come from calls of one shape (:func:`grouped_curvature`); with ``like``,
+    the shape they have for ``like`` groups, so that a few groups checked again reuse the kernel
+    compiled when all of them were checked."""
     if not any(results for _, _, results in parts):
         return [[] for _ in parts]
     p = cfg.law.n_params
     thetas = [
         np.array([np.asarray(r.theta, dtype=np.float64) for r in results]).reshape(-1, p) for _, _, results in parts
     ]
-    hess, gn = grouped_curvature(cfg, [(data, w, theta) for (data, w, _), theta in zip(parts, thetas, strict=True)])
+    hess, gn = grouped_curvature(
+        cfg, [(data, w, theta) for (data, w, _), theta in zip(parts, thetas, strict=True)], like=like
+    )
     out, lo = [], 0
     for data, w, results in parts:
         if not results:
@@ -280,13 +286,16 @@ def assess_groups(cfg: problem.Config, parts: list[tuple[problem.Data, np.ndarra
     return out
 
 
-def grouped_curvature(cfg: problem.Config, parts: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+def grouped_curvature(
+    cfg: problem.Config, parts: list[tuple], like: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`curvature_matrices` ``[G, q, q]`` of every group of the parts ``(data [G_i, P_i, ...],
     weights [G_i, P_i], theta [G_i, p])``, in part order.
 
     Every call has one shape, whatever the parts' point counts: their points are padded to the
     largest part's with weight-0 copies (cycled), which add exactly 0 to both matrices, and calls
-    take :data:`CURVATURE_CALL` groups (fewer groups: padded to a power of two, cycled, trimmed).
+    take :data:`CURVATURE_CALL` groups (fewer groups: padded to a power of two, cycled, trimmed;
+    ``like``: as many as for that many groups).
     ``fit_groups``' buckets of several sizes thus compile one kernel, not one each."""
     size = max(w.shape[1] for _, w, _ in parts)
 
@@ -300,7 +309,7 @@ def grouped_curvature(cfg: problem.Config, parts: list[tuple]) -> tuple[np.ndarr
     part = np.concatenate([np.full(len(w), i) for i, (_, w, _) in enumerate(parts)])
     row = np.concatenate([np.arange(len(w)) for _, w, _ in parts])
     n = len(row)
-    n_call = _call_groups(n)
+    n_call = _call_groups(max(n, like or 0))
     hess, gn = [], []
     for lo in range(0, n, n_call):
         pick = np.resize(np.arange(lo, min(lo + n_call, n)), n_call)

@@ -8,8 +8,7 @@ The runner (:mod:`jaxscale.runner`) solves; this module decides, from what a sol
   (:func:`jaxscale.engine.solve_chunk`'s ``first``); a bootstrap's first pass includes its
   point estimate where :func:`may_stage` allows (:func:`with_point_estimate`);
 * :func:`retry`: :data:`RETRY_FACTOR` times more starts where a term vanished (and, for
-  groups, where the best start did not converge; :func:`retried_traced` inside a kernel,
-  where ``fit_groups`` retries: :func:`jaxscale.engine.solve_chunk`'s ``retry``);
+  groups, where the best start did not converge);
 * :func:`keep_better`: the second result replaces the first unless the first is better.
 
 Example:
@@ -48,7 +47,7 @@ INERT_TOL = 1e-6
 # give resamples that do too, and there a few agreeing starts can share a worse one
 # (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
 STAGE_AGREEMENT = 0.5
-# Groups (fit_groups) refine a first pass spread over their best 8 (passes.spread_first): of
+# Groups (fit_groups) refine a first pass spread over their best 8 (engine._spread_first): of
 # first_pass(spec) starts where they have more than STAGE_ABOVE_RUNS runs, and of
 # SMALL_GROUP_EXTRA more where they have no more (buckets never mix the two: batches.group_buckets
 # splits there). On four 2,000-group archives (benchmarks/RESULTS.md, "Refinement policy"): the
@@ -194,33 +193,14 @@ def in_doubt_traced(cfg: problem.Config, theta, values, status, sensitivity):
     """:func:`in_doubt` inside a kernel, for one problem: its first pass's refined starts'
     objectives ``values [f]``, the best one's ``status``, fitted parameters ``theta [p]`` and
     ``sensitivity [p]`` (:func:`jaxscale.problem.sensitivity`). Pure and traceable."""
-    gone = _vanished_traced(cfg, theta, sensitivity)
+    free = np.isin(np.arange(cfg.law.n_params), cfg.free)
+    log_scale = np.asarray(cfg.law.log_scale)
+    gone = jnp.any(free & ((log_scale & (theta < VANISHED_LOG)) | (sensitivity < INERT_TOL)))
     finite = jnp.where(jnp.isfinite(values), values, jnp.inf)
     best = jnp.min(finite)
     tol = SAME_OPTIMUM_RTOL * jnp.maximum(jnp.abs(best), 1e-300)
     agree = jnp.all(jnp.isfinite(values) & (values <= best + tol))
     return (status != CONVERGED) | gone | ~agree
-
-
-def _vanished_traced(cfg: problem.Config, theta, sensitivity):
-    """:func:`vanished` inside a kernel, for one problem: whether any free parameter's term vanished."""
-    free = np.isin(np.arange(cfg.law.n_params), cfg.free)
-    log_scale = np.asarray(cfg.law.log_scale)
-    return jnp.any(free & ((log_scale & (theta < VANISHED_LOG)) | (sensitivity < INERT_TOL)))
-
-
-def retried_traced(cfg: problem.Config, theta, status, sensitivity):
-    """Whether :func:`retry` (with ``retry_failed``) solves a problem again, inside a kernel: its
-    best start's ``status``, fitted parameters ``theta [p]`` and ``sensitivity [p]``."""
-    return (status != CONVERGED) | _vanished_traced(cfg, theta, sensitivity)
-
-
-def retry_starts(spec: Spec) -> int | None:
-    """Screened starts a retry refines (:func:`retry`): :data:`RETRY_FACTOR` times
-    ``spec.n_refine``, at most every candidate; None where nothing is retried (``spec.retry``
-    off, or no more starts than the first pass's)."""
-    more = min(len(spec.candidates), RETRY_FACTOR * spec.n_refine)
-    return more if spec.retry and more > spec.n_refine else None
 
 
 def retry_config(cfg: problem.Config) -> problem.Config:
@@ -250,12 +230,9 @@ def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int, pro
     A fit of one data set (``fit``) and bootstrap resamples are not solved again when they
     fail to converge: a budget the caller set (``max_steps``) is theirs to raise, and a
     failed resample is counted as failed. Groups are (``fit_groups``): with only a few
-    starts each, another basin often converges where the first few did not. ``fit_groups``
-    retries within its kernel calls (:func:`jaxscale.passes.staged`'s third pass, rows chosen
-    by :func:`retried_traced`: the same rule), keeping the best of the first pass's starts and
-    the retry's."""
-    more = retry_starts(spec)
-    if more is None:
+    starts each, another basin often converges where the first few did not."""
+    more = min(len(spec.candidates), RETRY_FACTOR * spec.n_refine)
+    if not spec.retry or more <= spec.n_refine:
         return solved
     again = vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
     if spec.retry_failed:

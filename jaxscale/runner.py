@@ -45,7 +45,6 @@ from .refinement import (
     first_pass,
     replace_rows,
     retry,
-    retry_starts,
     solved_from,
     stages_bucket,
     vanished,
@@ -154,7 +153,7 @@ def solve_resamples(
             lanes=spec.lanes,
             devices=spec.devices,
             progress=progress,
-            first_refine=first_pass(spec),  # staged within each call (passes.staged)
+            first_refine=first_pass(spec),  # staged within each call (engine._staged)
             at_once=backends.sizes().calls_at_once,
         )
     with jax.enable_x64(True):
@@ -208,20 +207,21 @@ def solve_groups(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     run_weights: np.ndarray | None = None,
+    retry_later: bool = False,
 ) -> list[Bucket]:
     """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
     ``run_weights`` [rows], default 1): groups of similar size share a bucket (padded to one
-    size, the buckets chosen for these groups: :func:`bucket_groups`) and one kernel call per
-    chunk of it; retried (:func:`jaxscale.refinement.retry`) within those calls, or, for a
-    solver that does not stage (``"lbfgs"``), in one call for all buckets
-    (:func:`_retry_groups`). ``n_resamples``: also solve that many resamples of every group,
-    group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them."""
+    size, the buckets chosen for these groups: :func:`jaxscale.batches.group_buckets`) and one
+    kernel call per chunk of it; retried (:func:`retry`) in one call for all
+    buckets (:func:`retry_groups`). ``n_resamples``: also solve that many resamples of every
+    group, group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them.
+    ``retry_later``: return the buckets before the retry (and leave the last progress report),
+    for the caller to run :func:`retry_groups` beside other work."""
     # Few groups need few lanes; the cap must not depend on chunk_size, since the lane count
     # fixes the compiled arithmetic and results would then depend on the chunking.
     spec = spec._replace(lanes=min(spec.lanes, max(1, spec.n_refine * len(ids))))
     sizes = bucket_groups(members, ids)
     calls = _bucket_calls(spec, {size: len(group) for size, group in sizes.items()})
-    in_call = retry_starts(spec) if spec.retry_failed and spec.cfg.method != "lbfgs" else None
 
     def solve_call(call: batches.Call) -> tuple[problem.Data, np.ndarray, Solved] | None:
         size, lo, hi, compile_only = call
@@ -231,9 +231,9 @@ def solve_groups(
         data, w = batches.pad_groups(
             spec.cfg, spec.theta_fixed, log_x, log_y, [members[g] for g in picked], size, run_weights
         )
-        # Staged and retried within each kernel call (passes.staged): no other call, no new shapes.
+        # Staged within each kernel call (engine._staged): no second call with new shapes.
         first = stages_bucket(spec, size)
-        solved = _solve_padded(spec, data, w, spec.n_refine, first, calls.chunk[size], compile_only, in_call)
+        solved = _solve_padded(spec, data, w, spec.n_refine, first, calls.chunk[size], compile_only)
         return None if compile_only else jax.tree.map(lambda a: np.asarray(a)[: hi - lo], (data, w, solved))
 
     parts: dict[int, dict[int, tuple]] = {size: {} for size in sizes}
@@ -244,7 +244,7 @@ def solve_groups(
         size, lo, hi, _ = call
         parts[size][lo] = part
         done += hi - lo
-        if progress is not None:
+        if progress is not None and done < len(ids):  # the last report waits for the retry
             progress(done, len(ids))
 
     def bucket(size: int) -> Bucket:
@@ -253,7 +253,12 @@ def solve_groups(
         return Bucket(sizes[size], data, w, solved, resamples)
 
     out = list(batches.side_by_side(bucket, sorted(sizes), calls.at_once if n_resamples else 1))
-    return out if in_call is not None else _retry_groups(spec, log_x, log_y, members, out, run_weights)
+    if retry_later:
+        return out
+    buckets = retry_groups(spec, log_x, log_y, members, out, run_weights)
+    if progress is not None and ids:
+        progress(len(ids), len(ids))
+    return buckets
 
 
 def bucket_groups(members: list[np.ndarray], ids: list[int]) -> dict[int, list[int]]:
@@ -297,12 +302,10 @@ def _solve_padded(
     first: int | None = None,
     chunk: int | None = None,
     compile_only: bool = False,
-    retry: int | None = None,
 ) -> Solved | None:
     """One problem per padded group (``data [G, size, ...]``, run weights ``w [G, size]``), ``k``
-    starts each, staged with ``first`` and retried from ``retry`` in the call, in calls of
-    ``chunk`` groups per device (default the spec's); ``compile_only``: compile the kernel and
-    return None (``batches.solve``)."""
+    starts each, staged with ``first``, in calls of ``chunk`` groups per device (default the
+    spec's); ``compile_only``: compile the kernel and return None (``batches.solve``)."""
     best = batches.solve(
         spec.cfg,
         data,
@@ -315,13 +318,12 @@ def _solve_padded(
         grouped=True,
         first_refine=first,
         spread_first=True,  # groups: a first pass spread over the 8 (refinement.stages_bucket)
-        retry=retry,
         compile_only=compile_only,
     )
     return None if best is None else solved_from(best)
 
 
-def _retry_groups(spec: Spec, log_x, log_y, members, buckets: list[Bucket], run_weights=None) -> list[Bucket]:
+def retry_groups(spec: Spec, log_x, log_y, members, buckets: list[Bucket], run_weights=None) -> list[Bucket]:
     """Every bucket's groups retried (:func:`retry`) in one solve: those to solve again are
     padded to the largest of their buckets' sizes (weight-0 points add exactly 0 to the
     objective), so the retry compiles one kernel rather than one per bucket it draws from."""

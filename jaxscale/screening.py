@@ -162,12 +162,8 @@ def grid_values(cfg: Config, data: Data, w, points=None, dtype=jnp.float32):
     return losses @ w.astype(dtype)
 
 
-def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool = False, keep_for: int | None = None):
+def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool = False):
     """Indices ``[n_refine]`` of one problem's best starts by initial objective.
-
-    ``keep_for``: the coarse ranking keeps as many as for that many refined starts (default
-    ``n_refine``), so that the first ``keep_for`` indices are those ``n_refine=keep_for`` gives
-    (a call that may retry from more starts: :func:`jaxscale.engine.solve_chunk`'s ``retry``).
 
     ``alone``: the kernel screens only this problem (a single fit), so its long first ranking
     is sorted rather than bisected: the same starts, about a millisecond more once per fit, for
@@ -175,7 +171,7 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
     many problems keep the bisection, cheaper per problem.
     """
     n_starts, n_points = starts_c.shape[0], data.log_y.shape[0]
-    keep = max(PRESELECT, PRESELECT_PER_REFINED * (n_refine if keep_for is None else keep_for), n_refine)
+    keep = max(PRESELECT, PRESELECT_PER_REFINED * n_refine)
     sort_at_most = n_starts if alone else SORT_AT_MOST
 
     def best(values, k):
@@ -195,16 +191,15 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
     return pre[best(w @ point_loss(cfg, data, starts_c[pre]).T, n_refine)]
 
 
-def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: bool = False, keep_for=None):
-    """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all);
-    ``keep_for``: as :func:`screen_one`'s, for grouped problems."""
+def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: bool = False):
+    """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all)."""
     n_starts = starts_c.shape[-2]
-    if min(n_refine, n_refine if keep_for is None else keep_for) >= n_starts:  # every start, no order needed
+    if n_refine >= n_starts:
         return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
     if grouped:  # a few problems at a time (backends.sizes): [S, P] per problem rather than [B, S, P] at once
         batch = backends.sizes().screen_batch
         return jax.lax.map(
-            lambda a: screen_one(cfg, a[0], a[1], a[2], n_refine, keep_for=keep_for),
+            lambda a: screen_one(cfg, a[0], a[1], a[2], n_refine),
             (data, starts_c, weights),
             batch_size=None if batch <= 1 else batch,
         )

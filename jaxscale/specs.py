@@ -24,7 +24,7 @@ N_REFINE_ONE = 64
 N_REFINE_MANY = 8
 N_REFINE_WARM = 2
 # Many problems refine this many of their screened starts first, and all ``n_refine`` only
-# where that first pass leaves doubt (refinement.in_doubt, decided within the kernel call: passes.staged).
+# where that first pass leaves doubt (refinement.in_doubt, decided within the kernel call: engine._staged).
 N_REFINE_FIRST = 3
 DTYPES = ("float64", "float32")
 STARTS = ("screen", "grid")
@@ -38,7 +38,7 @@ class Spec(NamedTuple):
     fixed: tuple[str, ...]  # names of the held-fixed natural parameters
     candidates: np.ndarray  # [S, p] candidate starts, fitted coordinates
     n_refine: int  # starts refined per problem (all S when the starts are not screened)
-    first_refine: int  # starts refined in a first pass (n_refine: no first pass; passes.staged)
+    first_refine: int  # starts refined in a first pass (n_refine: no first pass; engine._staged)
     lanes: int
     chunk_size: int
     devices: int

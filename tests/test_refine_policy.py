@@ -1,4 +1,4 @@
-"""The staged refinement policy (refinement.in_doubt, passes.staged): which problems get all their starts."""
+"""The staged refinement policy (refinement.in_doubt, engine._staged): which problems get all their starts."""
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def test_staged_bootstrap_reaches_the_unstaged_optima_on_the_epoch_points():
 
 
 def test_staged_in_the_kernel_refines_the_rest_exactly_where_the_first_pass_is_in_doubt():
-    """passes.staged: every problem's first 3 starts as unstaged; all 8 (bit for bit as
+    """engine._staged: every problem's first 3 starts as unstaged; all 8 (bit for bit as
     unstaged) for exactly the problems refinement.in_doubt flags after a 3-start solve; the
     others' 5 skipped."""
     from benchmarks.groups_data import make_archive
@@ -94,75 +94,8 @@ def test_staged_in_the_kernel_refines_the_rest_exactly_where_the_first_pass_is_i
     np.testing.assert_array_equal(again.n_starts, np.where(doubt, 8, 3))
 
 
-def _archive_groups(solver: str, seed: int, candidates=None):
-    """A spec with ``solver`` and 48 noisy groups of 12-40 runs padded to 64, and a solve of them
-    (from ``candidates``, default the spec's)."""
-    from benchmarks.groups_data import make_archive
-    from jaxscale import batches
-    from jaxscale.fit import match_inputs
-
-    df, _ = make_archive(48, min_points=12, max_points=40, noise=0.05, seed=seed)
-    runs = js.read_runs(df, group=["group"])
-    members = [np.flatnonzero(df["group"].to_numpy() == g) for g in range(48)]
-    spec = specs.make_spec(LAW, n_refine=8, solver=solver)
-    data, w = batches.pad_groups(spec.cfg, spec.theta_fixed, match_inputs(runs, LAW), runs.log_loss(), members, 64)
-    options = dict(n_refine=8, chunk_size=2048, lanes=256, devices=1, grouped=True, spread_first=True)
-
-    def solve(cfg=spec.cfg, first=None, retry=None):
-        starts = spec.candidates if candidates is None else candidates
-        return batches.solve(cfg, data, starts, w, first_refine=first, retry=retry, **options)
-
-    return spec, solve
-
-
-def test_the_retry_in_the_call_refines_64_exactly_where_refinement_retry_would():
-    """passes.staged's third pass: the first two passes bit for bit as without it; starts 9-64
-    refined for exactly the problems refinement.retry solves again (best start not converged,
-    or a term vanished), skipped for the others; a retried problem keeps the best of its 64."""
-    spec, solve = _archive_groups("bfgs", seed=6)
-    staged, both = solve(first=3), solve(first=3, retry=64)
-    after = refinement.solved_from(staged)
-    retried = (after.status != 0) | refinement.vanished(spec, after.theta, after.sensitivity).any(axis=1)
-    assert 0 < retried.sum() < 48  # both kinds occur
-    np.testing.assert_array_equal(both.start_values[:, :8], staged.start_values[:, :8])
-    np.testing.assert_array_equal(both.n_refined, np.where(retried, 64, staged.n_refined))
-    assert np.all(np.isinf(both.start_values[~retried, 8:])) and np.all(np.isfinite(both.start_values[retried]))
-    np.testing.assert_array_equal(both.value[~retried], staged.value[~retried])
-    np.testing.assert_array_equal(both.value[retried], np.min(both.start_values[retried], axis=1))
-    assert np.all(both.value <= staged.value)  # more starts never end higher
-    assert np.sum(both.value < staged.value * (1 - 1e-9)) >= 1  # and here some end lower
-    # 20 candidates, all of them retried: the first pass still refines the best 8 of the 20.
-    few = spec.candidates[np.random.default_rng(0).choice(len(spec.candidates), 20, replace=False)]
-    _, solve = _archive_groups("bfgs", seed=6, candidates=few)
-    staged, both = solve(), solve(retry=20)
-    np.testing.assert_array_equal(both.start_values[:, :8], staged.start_values[:, :8])
-    assert np.all(both.n_refined[both.n_refined != 8] == 20) and np.any(both.n_refined == 20)
-
-
-def test_the_retry_in_the_call_solves_with_the_float64_bfgs():
-    """refinement.retry_config: with "bfgs_mixed", the retry's starts run the float64 BFGS from
-    their start (a lane finishing from its start, no float32 search): where a retried problem's
-    best start is one of the retry's, it took the steps "bfgs" takes in its own kernel (the
-    compiled programs differ, so a crawling start may still part in the last bits), while the
-    float32 search's step counts are not the float64 BFGS's."""
-    _, mixed = _archive_groups("bfgs_mixed", seed=7)
-    spec, double = _archive_groups("bfgs", seed=7)
-    m, b = mixed(retry=64), double(retry=64)
-
-    def best_column(result):
-        return np.argmin(np.where(np.isfinite(result.start_values), result.start_values, np.inf), axis=1)
-
-    rows = (m.n_refined == 64) & (b.n_refined == 64) & (best_column(m) >= 8) & (best_column(b) >= 8)
-    assert rows.sum() >= 4
-    assert np.mean(m.steps[rows] == b.steps[rows]) >= 0.75, (m.steps[rows], b.steps[rows])
-    values = np.abs(m.start_values[rows, 8:] / b.start_values[rows, 8:] - 1)
-    assert np.mean(values < 1e-12) >= 0.98
-    searched = (best_column(m) < 8) & (best_column(b) < 8)
-    assert np.mean(m.steps[searched] == b.steps[searched]) < 0.1  # the first 8: float32 searches
-
-
 def test_a_spread_first_pass_takes_the_best_start_then_the_farthest_ones():
-    from jaxscale.passes import spread_first as _spread_first
+    from jaxscale.engine import _spread_first
 
     # Five starts in 2-D, screened ranks 0..4 in this order; the grid's spread is the same on both axes.
     starts = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 3.0], [0.2, 0.1]])
