@@ -361,18 +361,17 @@ def repeated_rows(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
         [True, False, True, True, True]
     """
     mixed = np.zeros(len(df), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for col in cols:
-            v = df[col].to_numpy()
-            if v.dtype.kind == "f":
-                v = v.astype(np.float64) + 0.0  # -0.0 becomes 0.0
-                bits = np.where(np.isnan(v), np.float64(np.nan), v).view(np.uint64)
-            elif v.dtype.kind in "iub":
-                bits = v.astype(np.int64).view(np.uint64)
-            else:  # pandas' own codes: its equality for objects, strings, categories
-                bits = pd.factorize(df[col])[0].astype(np.int64).view(np.uint64)
-            mixed = (mixed ^ bits) * np.uint64(0x9E3779B97F4A7C15)
-            mixed ^= mixed >> np.uint64(29)
+    for col in cols:
+        v = df[col].to_numpy()
+        if v.dtype.kind == "f":
+            v = v.astype(np.float64) + 0.0  # -0.0 becomes 0.0
+            bits = np.where(np.isnan(v), np.float64(np.nan), v).view(np.uint64)
+        elif v.dtype.kind in "iub":
+            bits = v.astype(np.int64).view(np.uint64)
+        else:  # pandas' own codes: its equality for objects, strings, categories
+            bits = pd.factorize(df[col])[0].astype(np.int64).view(np.uint64)
+        mixed = (mixed ^ bits) * np.uint64(0x9E3779B97F4A7C15)  # wraps modulo 2**64, silently for arrays
+        mixed ^= mixed >> np.uint64(29)
     maybe = pd.Series(mixed).duplicated(keep=False).to_numpy().copy()
     if maybe.any():
         maybe[maybe] = df.loc[maybe, cols].duplicated(keep=False).to_numpy()
