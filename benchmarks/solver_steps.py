@@ -42,7 +42,7 @@ def point_fit_starts() -> None:
     data = specs.make_data(spec, match_inputs(runs, law), runs.log_loss())
     w = jnp.ones(runs.n_points)
     starts = problem.centered_starts(spec.cfg, data, spec.candidates)
-    x0 = starts[screen(spec.cfg, data, starts, w[None], 64, False)[0]]
+    x0 = starts[screen(spec.cfg, data, starts, w[None], 64)[0]]
 
     def f(z):
         return problem.objective(spec.cfg, data, z, w)

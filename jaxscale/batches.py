@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import backends, engine, problem, screening
@@ -175,7 +174,21 @@ def pad_points(data: Data, weights: np.ndarray, size: int) -> tuple[Data, np.nda
     padded = np.zeros(weights.shape[:-1] + (size,))
     padded[..., : weights.shape[-1]] = weights
     log_x, log_y = np.asarray(data.log_x)[take], np.asarray(data.log_y)[take]
-    return data._replace(log_x=jnp.asarray(log_x), log_y=jnp.asarray(log_y)), padded
+    return data._replace(log_x=to_device(log_x), log_y=to_device(log_y)), padded
+
+
+def to_device(a) -> jax.Array:
+    """A host array on JAX's default device, as ``jnp.asarray`` makes it (the dtype canonical for
+    the x64 setting), without compiling: ``jnp.asarray`` of a host array runs a small compiled
+    program (``lax.stage``), compiled once per shape, which a first call of many shapes pays
+    for each.
+
+    Example:
+        >>> import numpy as np
+        >>> to_device(np.arange(3.0)).tolist()
+        [0.0, 1.0, 2.0]
+    """
+    return jax.device_put(np.asarray(a))
 
 
 def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
@@ -230,10 +243,8 @@ def solve(
     else:
         array = np.asarray(weights)
         source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
-    if grouped:
-        starts_j = jnp.asarray(starts)  # centered per problem, chunk by chunk, below
-    else:
-        starts_c = centered_starts(cfg, data, starts)
+    # Grouped: each problem centers the starts on its own data, in the kernel (engine._screened).
+    starts_c = to_device(starts) if grouped else centered_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
     first = None if first_refine is None or first_refine >= k else int(first_refine)
     limits = limits_of(cfg, np.asarray(starts).dtype)
@@ -244,13 +255,12 @@ def solve(
 
     def call(lo: int) -> tuple[int, Best]:
         hi = min(lo + step, n)
-        w = jnp.asarray(pad_rows(source(lo, hi), step))
-        chunk_data, chunk_starts = data, None if grouped else starts_c
+        w = to_device(pad_rows(source(lo, hi), step))
+        chunk_data = data
         if grouped:
             rows = np.arange(lo, hi) if data_index is None else np.asarray(data_index)[lo:hi]
-            chunk_data = Data(*(jnp.asarray(pad_rows(np.asarray(a)[rows], step)) for a in data))
-            chunk_starts = engine.centered_starts_per_problem(cfg, chunk_data, starts_j)
-        args, static = (chunk_data, chunk_starts, w, limits), {}
+            chunk_data = Data(*(to_device(pad_rows(np.asarray(a)[rows], step)) for a in data))
+        args, static = (chunk_data, starts_c, w, limits), {}
         if devices == 1:
             kernel, args = engine.chunk_solver(grouped), (cfg, *args, k, lanes)
             static = dict(grouped=grouped, first=first, spread=spread_first)

@@ -31,7 +31,7 @@ from .problem import (
     objective_value_and_grad,
     sensitivity,
 )
-from .screening import screen
+from .screening import screen, screen_one
 
 # Lanes iterated as one vectorised step. Once the queue of starts runs dry, the live lanes
 # are packed to the front and only the blocks holding them are stepped, so a call's tail (a
@@ -241,21 +241,21 @@ def _solve_items_lbfgs(
     )(x0, item_weights, data)
 
 
-def _items(starts_c, idx, grouped: bool):
-    """The starts ``idx [B, K]`` (indices into each problem's candidates) as items: ``x0 [B * K,
-    p_free]`` and each item's problem ``owner [B * K]``."""
-    n_problems, k = idx.shape
-    owner = jnp.repeat(jnp.arange(n_problems), k)
-    return (starts_c[owner, idx.reshape(-1)] if grouped else starts_c[idx.reshape(-1)]), owner
+def _items(picked):
+    """The screened starts ``picked [B, K, p_free]`` as items: ``x0 [B * K, p_free]`` and each
+    item's problem ``owner [B * K]``."""
+    n_problems, k, p = picked.shape
+    return picked.reshape(n_problems * k, p), jnp.repeat(jnp.arange(n_problems), k)
 
 
-def _spread_first(starts_c, idx, first: int, grouped: bool):
-    """``idx [B, K]`` reordered so that its first ``first`` columns are the best screened start and
-    then, one by one, the start farthest from those already taken (distances in units of the
-    start grid's spread per coordinate): starts that agree from far apart are better evidence of
-    one basin than neighbours of the best, which tend to share its basin whatever it is."""
-    scale = jnp.std(starts_c, axis=-2, keepdims=True) + 1e-12  # [1, p] or [B, 1, p]
-    pts = jnp.take_along_axis(starts_c / scale, idx[..., None], axis=-2) if grouped else (starts_c / scale)[idx]
+def _spread_first(picked, scale, first: int):
+    """A permutation ``[B, K]`` of each problem's screened starts ``picked [B, K, p_free]`` (in
+    rank order) whose first ``first`` are the best start and then, one by one, the start
+    farthest from those already taken (distances in units of ``scale``, the start grid's spread
+    per coordinate, ``[p_free]`` or ``[B, 1, p_free]``): starts that agree from far apart are
+    better evidence of one basin than neighbours of the best, which tend to share its basin
+    whatever it is."""
+    pts = picked / (scale + 1e-12)
 
     def order(p):  # p [K, p_free] -> a permutation of range(K)
         taken = jnp.zeros(p.shape[0], bool).at[0].set(True)
@@ -266,22 +266,19 @@ def _spread_first(starts_c, idx, first: int, grouped: bool):
             near = jnp.minimum(near, jnp.sum((p - p[pick]) ** 2, axis=-1))
         return jnp.argsort(~taken, stable=True)  # taken ones first, each part in rank order
 
-    perm = jax.vmap(order)(pts)
-    return jnp.take_along_axis(idx, perm, axis=1)
+    return jax.vmap(order)(pts)
 
 
-def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread):
-    """Refine each problem's best ``first`` screened starts, then, in the same call and on the
-    same lanes, the rest of its ``K`` for the problems that first pass leaves in doubt
-    (:func:`jaxscale.refinement.in_doubt_traced`); ``spread``: the first pass is spread over the
-    ``K`` (:func:`_spread_first`), else the best ``first``. Results ``[B * K]`` (the screened
-    ranks, reordered where spread); the starts not refined have value NaN and status
-    :data:`SKIPPED`. Each refined start's arithmetic is what it is unstaged (the lanes' width is
-    the same), so a problem in doubt gets exactly its ``K``-start result.
+def _staged(cfg: Config, data: Data, picked, weights, lanes, refill_every, grouped, limits, first):
+    """Refine each problem's first ``first`` screened starts ``picked [B, K, p_free]``, then, in
+    the same call and on the same lanes, the rest of its ``K`` for the problems that first pass
+    leaves in doubt (:func:`jaxscale.refinement.in_doubt_traced`). Results ``[B * K]``; the
+    starts not refined have value NaN and status :data:`SKIPPED`. Each refined start's
+    arithmetic is what it is unstaged (the lanes' width is the same), so a problem in doubt gets
+    exactly its ``K``-start result.
     """
-    n_problems, k = idx.shape
-    idx = _spread_first(starts_c, idx, first, grouped) if spread else idx
-    x0, owner = _items(starts_c, idx, grouped)
+    n_problems, k, _ = picked.shape
+    x0, owner = _items(picked)
     per_problem = 0 if grouped else None
     first_pass = jnp.tile(jnp.arange(k) < first, n_problems)  # [B * K]
 
@@ -314,6 +311,31 @@ def _staged(cfg: Config, data: Data, starts_c, idx, weights, lanes, refill_every
     return res
 
 
+def _screened(cfg: Config, data: Data, starts, weights, n_refine: int, grouped: bool):
+    """Each problem's best ``n_refine`` starts by initial objective (:mod:`jaxscale.screening`),
+    in the solver's coordinates, ``[B, K, p_free]`` in rank order, and the spread of all the
+    starts per coordinate (for :func:`_spread_first`): ``[p_free]``, or ``[B, 1, p_free]`` grouped.
+
+    Shared data: ``starts [S, p_free]``, centered once for all problems. Grouped: ``starts
+    [S, p]`` in the law's fitted parameters, centered on each problem's data as it is screened
+    (a few problems at a time, :data:`jaxscale.backends.Sizes.screen_batch`): the ``[B, S,
+    p_free]`` table of every problem's centered starts is never built, only its screened rows.
+    """
+    if not grouped:
+        idx = screen(cfg, data, starts, weights, n_refine)
+        return starts[idx], jnp.std(starts, axis=0)
+
+    def one(args):
+        d, w = args
+        starts_c = centered_starts(cfg, d, starts)
+        n_starts = starts_c.shape[0]
+        idx = jnp.arange(n_starts) if n_refine >= n_starts else screen_one(cfg, d, starts_c, w, n_refine)
+        return starts_c[idx], jnp.std(starts_c, axis=0, keepdims=True)
+
+    batch = backends.sizes().screen_batch
+    return jax.lax.map(one, (data, weights), batch_size=None if batch <= 1 else batch)
+
+
 def _solve_chunk(
     cfg: Config,
     data: Data,
@@ -330,28 +352,34 @@ def _solve_chunk(
     """Solve one chunk of problems. ``starts_c [S, p_free]`` (centered), ``weights [B, P]``;
     ``limits``: the solver's budget and tolerance (``cfg.max_steps`` and ``cfg.gtol`` unused).
 
-    ``grouped``: every problem has its own data (``data`` and ``starts_c`` carry a leading
-    ``[B]`` axis; padding points have weight 0), as in ``solve(..., grouped=True)``.
+    ``grouped``: every problem has its own data (``data`` carries a leading ``[B]`` axis;
+    padding points have weight 0), as in ``solve(..., grouped=True)``, and ``starts_c`` is then
+    the candidate starts in the law's fitted parameters, ``[S, p]``, each problem centering
+    them on its own data in the call (:func:`_screened`).
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
     (``cfg.method`` ``"bfgs"``, ``"bfgs_hessian"``, ``"bfgs_mixed"`` or ``"newton"``) or run
     side by side in one lockstep batch (``"lbfgs"``). ``first < n_refine`` (not lbfgs): staged
-    in the call (:func:`_staged`, with ``spread``).
+    in the call (:func:`_staged`), the first pass spread over the ``n_refine`` with ``spread``
+    (:func:`_spread_first`), else their best ``first``; results are in that order.
     """
     n_problems = weights.shape[0]
-    idx = screen(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K]
-    k = idx.shape[1]
+    picked, scale = _screened(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K, p_free]
+    k = picked.shape[1]
+    staged = first is not None and first < k and cfg.method != "lbfgs"
+    if staged and spread:
+        picked = jnp.take_along_axis(picked, _spread_first(picked, scale, first)[..., None], axis=1)
     if cfg.method == "lbfgs":
-        x0, owner = _items(starts_c, idx, grouped)
+        x0, owner = _items(picked)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data
         res = _solve_items_lbfgs(cfg, item_data, x0, weights[owner], grouped, limits)
     elif cfg.method not in METHODS:
         raise ValueError(f"unknown solver method {cfg.method!r}; choose one of {METHODS}")
-    elif first is not None and first < k:
-        res = _staged(cfg, data, starts_c, idx, weights, lanes, refill_every, grouped, limits, first, spread)
+    elif staged:
+        res = _staged(cfg, data, picked, weights, lanes, refill_every, grouped, limits, first)
     else:
-        x0, owner = _items(starts_c, idx, grouped)
+        x0, owner = _items(picked)
         res = _solve_items(cfg, data, x0, owner, weights, lanes, refill_every, grouped, limits)
     res = jax.tree.map(lambda a: a.reshape((n_problems, k) + a.shape[1:]), res)
     values = jnp.where(jnp.isfinite(res.value), res.value, jnp.inf)
@@ -411,13 +439,8 @@ def sharded_solver(cfg: Config, n_refine: int, lanes: int, n_devices: int, group
             _solve_chunk, cfg, n_refine=n_refine, lanes=lanes, grouped=grouped, first=first, spread=spread
         ),
         mesh=mesh,
-        in_specs=(per_problem, per_problem, PartitionSpec("devices"), PartitionSpec()),
+        in_specs=(per_problem, PartitionSpec(), PartitionSpec("devices"), PartitionSpec()),
         out_specs=PartitionSpec("devices"),
         check_vma=False,
     )
     return jax.jit(fn, compiler_options=dict(_compile_options(grouped)) or None)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def centered_starts_per_problem(cfg: Config, data: Data, starts: jax.Array) -> jax.Array:
-    return jax.vmap(lambda d: centered_starts(cfg, d, starts))(data)

@@ -191,18 +191,13 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
     return pre[best(w @ point_loss(cfg, data, starts_c[pre]).T, n_refine)]
 
 
-def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int, grouped: bool = False):
-    """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all)."""
+def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int):
+    """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all), for
+    problems that share ``data`` (groups, each with data of its own, are screened one at a time
+    by :func:`screen_one`: :func:`jaxscale.engine._screened`)."""
     n_starts = starts_c.shape[-2]
     if n_refine >= n_starts:
         return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
-    if grouped:  # a few problems at a time (backends.sizes): [S, P] per problem rather than [B, S, P] at once
-        batch = backends.sizes().screen_batch
-        return jax.lax.map(
-            lambda a: screen_one(cfg, a[0], a[1], a[2], n_refine),
-            (data, starts_c, weights),
-            batch_size=None if batch <= 1 else batch,
-        )
     if weights.shape[0] == 1:
         return screen_one(cfg, data, starts_c, weights[0], n_refine, alone=True)[None]
     # Many problems on shared data: one [S, P] table serves them all, since the objective is
