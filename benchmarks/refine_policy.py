@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jaxscale as js  # noqa: E402
 from benchmarks.groups_data import make_archive  # noqa: E402
-from jaxscale import refinement, runner, specs  # noqa: E402
+from jaxscale import group_runner, refinement, runner, specs  # noqa: E402
 from jaxscale.fit import match_inputs  # noqa: E402
 
 RTOL = 1e-9
@@ -126,9 +126,9 @@ def archive(n_groups: int, noise: float, seed: int) -> None:
         if with_point:
             continue  # groups have no point estimate to start from
         spec = specs.make_spec(law, retry_failed=True, **options)._replace(first_refine=first)
-        runner.solve_groups(spec, log_x, log_y, members, ids)  # compile every shape the timed call runs
+        group_runner.solve_groups(spec, log_x, log_y, members, ids)  # compile every shape the timed call runs
         start = time.perf_counter()
-        buckets = runner.solve_groups(spec, log_x, log_y, members, ids)
+        buckets = group_runner.solve_groups(spec, log_x, log_y, members, ids)
         took = time.perf_counter() - start
         value, n_starts = np.empty(len(ids)), np.empty(len(ids))
         for b in buckets:

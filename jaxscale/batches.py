@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
 import jax
@@ -55,6 +55,28 @@ def side_by_side(fn: Callable[[T], R], items: Iterable[T], at_once: int) -> Iter
             yield future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def in_background(fn: Callable[..., R], *args) -> Future:
+    """``fn(*args)`` in a thread of its own, started now, with the caller's float64 setting (JAX's
+    is per thread): its result (or exception) comes from the future's ``result()``. For work that
+    fills a core the current work leaves idle, e.g. compiling a kernel that later calls need.
+
+    Example:
+        >>> in_background(sum, [1, 2, 3]).result()
+        6
+    """
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def run() -> R:
+        with jax.enable_x64(x64):
+            return fn(*args)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead")
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)
 
 
 # One thread traces (and lowers) a kernel at a time: tracing is Python, so two threads tracing at

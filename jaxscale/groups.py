@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import jax
 import numpy as np
 import pandas as pd
 
-from . import backends, batches, checks, identify, objective, runner, specs
+from . import backends, batches, checks, group_runner, identify, objective, refinement, specs
 from .fit import match_inputs
 from .io import read_runs, read_weights
 from .laws import Law, get_law
@@ -206,7 +206,16 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     with jax.enable_x64(True):
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
         ahead = _checks_compiled_ahead(spec, log_x, log_y, members, ids, w)
-        first = runner.solve_groups(
+        retry_kernel: list[Future] = []
+
+        def start_retry_kernel(solved: Solved) -> None:
+            # The retry's kernel compiles from the first call that needs it, beside the calls
+            # left, rather than alone after them.
+            if not retry_kernel and refinement.retry_rows(spec, solved).size:
+                compile_retry = group_runner.compile_retry
+                retry_kernel.append(batches.in_background(compile_retry, spec, log_x, log_y, members, ids, w))
+
+        first = group_runner.solve_groups(
             spec,
             log_x,
             log_y,
@@ -217,17 +226,19 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             progress=progress,
             run_weights=w,
             retry_later=True,
+            on_call=start_retry_kernel,
         )
         totals = {g: float(np.sum(w[members[g]])) for g in ids}
 
-        # The retry solves a few groups with a kernel of its own to compile, leaving cores idle:
-        # every group's first result is checked beside it, and the groups it changed again after.
+        # The retry solves a few groups, in a call that leaves cores idle: every group's first
+        # result is checked beside it, and the groups it changed again after.
         def check() -> list[list[FitResult]]:
             if ahead is not None:
                 ahead.result()  # the kernel compiled: the calls below reuse it
             return _checked(spec, first, None, used, totals)
 
-        jobs = [lambda: runner.retry_groups(spec, log_x, log_y, members, first, w), check]
+        compiled = retry_kernel[0] if retry_kernel else None
+        jobs = [lambda: group_runner.retry_groups(spec, log_x, log_y, members, first, w, compiled), check]
         buckets, assessed = batches.side_by_side(lambda job: job(), jobs, backends.sizes().calls_at_once)
         if progress is not None and ids:
             progress(len(ids), len(ids))
@@ -251,14 +262,10 @@ def _checks_compiled_ahead(spec, log_x, log_y, members, ids: list[int], w) -> Fu
     the solve, when it would wait for the compilation (None: no groups)."""
     if not ids:
         return None
-    buckets = runner.bucket_groups(members, ids)
+    buckets = group_runner.bucket_groups(members, ids)
     size = max(buckets)
     data, weights = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, [members[buckets[size][0]]], size, w)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead")
-    try:
-        return pool.submit(identify.compile_grouped_curvature, spec.cfg, data, weights, len(ids))
-    finally:
-        pool.shutdown(wait=False)
+    return batches.in_background(identify.compile_grouped_curvature, spec.cfg, data, weights, len(ids))
 
 
 def _checked(spec, buckets, rows, used, totals, like: int | None = None) -> list[list[FitResult]]:
@@ -342,7 +349,7 @@ def _too_few_message(law: Law, spec: specs.Spec, keys, used: list[int], few: lis
     )
 
 
-def _bootstraps(law: Law, bucket: runner.Bucket, fits: dict, totals: dict, n: int, seed: int) -> dict:
+def _bootstraps(law: Law, bucket: group_runner.Bucket, fits: dict, totals: dict, n: int, seed: int) -> dict:
     """Each group's resamples of a bucket as its :class:`BootstrapResult`."""
     draws = np.asarray(law.to_natural(bucket.resamples.theta)).reshape(len(bucket.ids), n, -1)
     value = np.asarray(bucket.resamples.value).reshape(len(bucket.ids), n)

@@ -219,25 +219,37 @@ def retry_config(cfg: problem.Config) -> problem.Config:
     return cfg._replace(method="bfgs") if cfg.method == "bfgs_mixed" else cfg
 
 
+def retry_starts(spec: Spec) -> int:
+    """Screened starts a retry refines (:func:`retry`): :data:`RETRY_FACTOR` times the spec's,
+    at most every candidate."""
+    return min(len(spec.candidates), RETRY_FACTOR * spec.n_refine)
+
+
+def retry_rows(spec: Spec, solved: Solved) -> np.ndarray:
+    """The problems :func:`retry` solves again: those whose best start stopped where a term
+    vanished (and, with ``spec.retry_failed``, those that did not converge); none where the spec
+    does not retry, or a retry would refine no more starts than the first solve."""
+    if not spec.retry or retry_starts(spec) <= spec.n_refine:
+        return np.zeros(0, dtype=np.int64)
+    again = vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
+    if spec.retry_failed:
+        again |= np.asarray(solved.status) != CONVERGED
+    return np.flatnonzero(again)
+
+
 def retry(spec: Spec, solved: Solved, solve_rows: Callable[[np.ndarray, int, problem.Config], Solved]) -> Solved:
     """Solve again, from :data:`RETRY_FACTOR` times more screened starts (which include the
     first pass's), each problem whose best start stopped where a term vanished (and, with
-    ``spec.retry_failed``, each that did not converge): a vanished term is a real outcome
-    (the runs do not need it) or a plateau that the solver took for an optimum, and more
-    starts tell them apart. The retry's result is kept unless the first is strictly better
+    ``spec.retry_failed``, each that did not converge; :func:`retry_rows`): a vanished term is a
+    real outcome (the runs do not need it) or a plateau that the solver took for an optimum, and
+    more starts tell them apart. The retry's result is kept unless the first is strictly better
     (the same start can end in other last bits).
 
     A fit of one data set (``fit``) and bootstrap resamples are not solved again when they
     fail to converge: a budget the caller set (``max_steps``) is theirs to raise, and a
     failed resample is counted as failed. Groups are (``fit_groups``): with only a few
     starts each, another basin often converges where the first few did not."""
-    more = min(len(spec.candidates), RETRY_FACTOR * spec.n_refine)
-    if not spec.retry or more <= spec.n_refine:
-        return solved
-    again = vanished(spec, solved.theta, solved.sensitivity).any(axis=1)
-    if spec.retry_failed:
-        again |= solved.status != CONVERGED
-    rows = np.flatnonzero(again)
+    rows = retry_rows(spec, solved)
     if rows.size == 0:
         return solved
-    return keep_better(solved, rows, solve_rows(rows, more, retry_config(spec.cfg)))
+    return keep_better(solved, rows, solve_rows(rows, retry_starts(spec), retry_config(spec.cfg)))

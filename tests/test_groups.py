@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxscale as js
-from jaxscale import batches, runner, specs
+from jaxscale import batches, group_runner, specs
 from jaxscale.batches import GROUP_STEP, balanced_chunk, bucket_size, group_buckets
 
 from .conftest import shared_file
@@ -144,7 +144,7 @@ def test_bucket_calls_compile_side_by_side_then_run_longest_first():
     bucket's calls are those batches.solve would make (one shape, one kernel)."""
     spec = specs.make_spec(js.get_law("chinchilla"), staged=True)._replace(chunk_size=2048, devices=1)
     counts = {64: 1620, 192: 4543, 320: 3837}
-    calls = runner._bucket_calls(spec, counts)
+    calls = group_runner._bucket_calls(spec, counts)
     assert [(c.size, c.lo, c.compile_only) for c in calls.order[:3]] == [
         (320, 0, False),
         (192, 0, False),
@@ -157,7 +157,7 @@ def test_bucket_calls_compile_side_by_side_then_run_longest_first():
         assert spans[0][0] == 0 and spans[-1][1] == n
         assert all(a[1] == b[0] and a[1] - a[0] == calls.rows[size] for a, b in zip(spans, spans[1:], strict=False))
     starts = {64: 4 + 4 / 8, 192: 3 + 5 / 8, 320: 3 + 5 / 8}  # stages_bucket's first pass, a tenth or so all 8
-    rest = [(c.hi - c.lo) * (c.size + runner.CALL_FIXED_POINTS) * starts[c.size] for c in runs[2:]]
+    rest = [(c.hi - c.lo) * (c.size + group_runner.CALL_FIXED_POINTS) * starts[c.size] for c in runs[2:]]
     assert rest == sorted(rest, reverse=True)
 
 
@@ -342,12 +342,13 @@ def test_retry_reaches_fits_optimum_where_eight_starts_do_not():
 def test_retries_of_every_bucket_are_one_padded_call(monkeypatch):
     """Group 5318's 20 runs (bucket 32) beside the same runs four times over (80 runs, bucket
     96; the objective is exactly 4x, the optimum the same): both stop at max_steps with 8
-    starts, and both are retried in one kernel call, group 5318 padded with weight-0 points to
+    starts, and both are retried in one kernel call of the retry's one shape (group_runner.retry_call_rows
+    groups, here 8: the two and copies of the first), group 5318 padded with weight-0 points to
     96. Padding changes nothing: group 5318 ends where it does retried alone, and the copy
     at the same parameters with 4x the objective."""
     import sys
 
-    from jaxscale import runner, specs
+    from jaxscale import specs
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.groups_data import make_archive
@@ -356,16 +357,16 @@ def test_retries_of_every_bucket_are_one_padded_call(monkeypatch):
     part = df[df["group"] == 5318]
     both = pd.concat([part.assign(group=0), *[part.assign(group=1)] * 4])
     calls = []
-    solve = runner.batches.solve
+    solve = group_runner.batches.solve
 
     def spy(cfg, data, *args, **kwargs):
         calls.append((kwargs["n_refine"], np.asarray(data.log_y).shape))
         return solve(cfg, data, *args, **kwargs)
 
-    monkeypatch.setattr(runner.batches, "solve", spy)
+    monkeypatch.setattr(group_runner.batches, "solve", spy)
     table = js.fit_groups(js.read_runs(both, group="group", check_duplicates=False)).set_index("group")
     retries = [shape for k, shape in calls if k > specs.N_REFINE_MANY]
-    assert retries == [(2, 96)], calls
+    assert retries == [(8, 96)] * 2, calls  # compiled ahead (group_runner.compile_retry), then the call
     monkeypatch.undo()
     alone = js.fit_groups(part, by="group").iloc[0]
     assert (table["status"] == "converged").all() and alone["status"] == "converged"
