@@ -41,13 +41,15 @@ TOO_FEW_RUNS = "too_few_runs"
 
 def _group_ids(runs: Runs) -> tuple[list[tuple], np.ndarray]:
     """Sorted group keys (first-seen order if the keys cannot be sorted) and each run's group id."""
-    keys = list(dict.fromkeys(runs.groups))
+    codes, uniques = pd.factorize(runs.groups)  # keys hashed in C, in first-seen order
+    keys = list(uniques)
     try:
-        keys = sorted(keys)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
     except TypeError:
-        pass
-    index = {key: i for i, key in enumerate(keys)}
-    return keys, np.array([index[key] for key in runs.groups], dtype=np.int64)
+        order = list(range(len(keys)))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    return [keys[i] for i in order], rank[codes]
 
 
 @checks.renamed(bootstrap="n_resamples")

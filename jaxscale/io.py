@@ -151,9 +151,7 @@ def row_keys(df: pd.DataFrame, by: Sequence[str]) -> np.ndarray:
         [('a', 1), ('b', 2)]
     """
     columns = [[python_value(v) for v in df[c]] if df[c].dtype == object else df[c].tolist() for c in by]
-    keys = np.empty(len(df), dtype=object)
-    keys[:] = list(zip(*columns, strict=True))
-    return keys
+    return np.fromiter(zip(*columns, strict=True), dtype=object, count=len(df))
 
 
 def read_runs(
