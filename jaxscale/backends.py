@@ -34,8 +34,10 @@ One place for every size that is chosen per JAX backend (:func:`sizes`):
 * ``grouped_compile``: XLA options for the kernels of grouped problems (``fit_groups``), whose
   first call compiles several kernels for seconds each. On a CPU, XLA's older fusion emitters
   (``xla_cpu_use_fusion_emitters`` off) compile them faster, which outweighs their slower loops
-  in a first call; a single fit's and a bootstrap's kernels run long after one compilation, so
-  they keep XLA's defaults (benchmarks/RESULTS.md, "Compile time").
+  in a first call, and LLVM's optimisation level 1 (``xla_backend_optimization_level``) compiles
+  them faster still (the same results on the 10,000-group archive, loops as fast); a single
+  fit's and a bootstrap's kernels run long after one compilation, so they keep XLA's defaults
+  (benchmarks/RESULTS.md, "Compile time").
 * ``grouped_solver``: ``fit_groups``' default solver. On a CPU, ``"bfgs_mixed"``
   (:mod:`jaxscale.mixed`): a search in float32, whose ``exp`` and ``log`` cost a fraction of
   float64's, finished in float64: faster calls (benchmarks/RESULTS.md, "Solvers"). A
@@ -83,7 +85,7 @@ CPU = Sizes(
     calls_at_once=2,
     posterior_groups=4,
     compile_points=300_000,
-    grouped_compile=(("xla_cpu_use_fusion_emitters", False),),
+    grouped_compile=(("xla_cpu_use_fusion_emitters", False), ("xla_backend_optimization_level", 1)),
     grouped_solver="bfgs_mixed",
 )
 GPU = Sizes(

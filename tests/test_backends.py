@@ -31,9 +31,10 @@ def test_sizes_by_backend():
 
 def test_grouped_kernels_take_the_backends_compile_options_and_the_others_xlas_defaults():
     """backends.Sizes.grouped_compile (RESULTS.md, "Compile time"): the CPU's grouped kernels
-    compile with XLA's older fusion emitters, a GPU's and every shared-data kernel with XLA's
-    defaults; one jitted kernel per set of options."""
-    assert backends.CPU.grouped_compile == (("xla_cpu_use_fusion_emitters", False),)
+    compile with XLA's older fusion emitters and LLVM's optimisation level 1, a GPU's and every
+    shared-data kernel with XLA's defaults; one jitted kernel per set of options."""
+    options = (("xla_cpu_use_fusion_emitters", False), ("xla_backend_optimization_level", 1))
+    assert backends.CPU.grouped_compile == options
     assert backends.GPU.grouped_compile == ()
     assert engine.chunk_solver(grouped=False) is engine.solve_chunk
     grouped = engine.chunk_solver(grouped=True)
