@@ -25,13 +25,12 @@ from .problem import (
     Config,
     Data,
     Limits,
-    centered_starts,
     full_theta,
     objective,
     objective_value_and_grad,
     sensitivity,
 )
-from .screening import screen, screen_one
+from .screening import screened_starts, spread_first
 
 # Lanes iterated as one vectorised step. Once the queue of starts runs dry, the live lanes
 # are packed to the front and only the blocks holding them are stepped, so a call's tail (a
@@ -248,27 +247,6 @@ def _items(picked):
     return picked.reshape(n_problems * k, p), jnp.repeat(jnp.arange(n_problems), k)
 
 
-def _spread_first(picked, scale, first: int):
-    """A permutation ``[B, K]`` of each problem's screened starts ``picked [B, K, p_free]`` (in
-    rank order) whose first ``first`` are the best start and then, one by one, the start
-    farthest from those already taken (distances in units of ``scale``, the start grid's spread
-    per coordinate, ``[p_free]`` or ``[B, 1, p_free]``): starts that agree from far apart are
-    better evidence of one basin than neighbours of the best, which tend to share its basin
-    whatever it is."""
-    pts = picked / (scale + 1e-12)
-
-    def order(p):  # p [K, p_free] -> a permutation of range(K)
-        taken = jnp.zeros(p.shape[0], bool).at[0].set(True)
-        near = jnp.sum((p - p[0]) ** 2, axis=-1)  # squared distance to the nearest taken start
-        for _ in range(first - 1):
-            pick = jnp.argmax(jnp.where(taken, -1.0, near))
-            taken = taken.at[pick].set(True)
-            near = jnp.minimum(near, jnp.sum((p - p[pick]) ** 2, axis=-1))
-        return jnp.argsort(~taken, stable=True)  # taken ones first, each part in rank order
-
-    return jax.vmap(order)(pts)
-
-
 def _staged(cfg: Config, data: Data, picked, weights, lanes, refill_every, grouped, limits, first):
     """Refine each problem's first ``first`` screened starts ``picked [B, K, p_free]``, then, in
     the same call and on the same lanes, the rest of its ``K`` for the problems that first pass
@@ -311,31 +289,6 @@ def _staged(cfg: Config, data: Data, picked, weights, lanes, refill_every, group
     return res
 
 
-def _screened(cfg: Config, data: Data, starts, weights, n_refine: int, grouped: bool):
-    """Each problem's best ``n_refine`` starts by initial objective (:mod:`jaxscale.screening`),
-    in the solver's coordinates, ``[B, K, p_free]`` in rank order, and the spread of all the
-    starts per coordinate (for :func:`_spread_first`): ``[p_free]``, or ``[B, 1, p_free]`` grouped.
-
-    Shared data: ``starts [S, p_free]``, centered once for all problems. Grouped: ``starts
-    [S, p]`` in the law's fitted parameters, centered on each problem's data as it is screened
-    (a few problems at a time, :data:`jaxscale.backends.Sizes.screen_batch`): the ``[B, S,
-    p_free]`` table of every problem's centered starts is never built, only its screened rows.
-    """
-    if not grouped:
-        idx = screen(cfg, data, starts, weights, n_refine)
-        return starts[idx], jnp.std(starts, axis=0)
-
-    def one(args):
-        d, w = args
-        starts_c = centered_starts(cfg, d, starts)
-        n_starts = starts_c.shape[0]
-        idx = jnp.arange(n_starts) if n_refine >= n_starts else screen_one(cfg, d, starts_c, w, n_refine)
-        return starts_c[idx], jnp.std(starts_c, axis=0, keepdims=True)
-
-    batch = backends.sizes().screen_batch
-    return jax.lax.map(one, (data, weights), batch_size=None if batch <= 1 else batch)
-
-
 def _solve_chunk(
     cfg: Config,
     data: Data,
@@ -355,21 +308,21 @@ def _solve_chunk(
     ``grouped``: every problem has its own data (``data`` carries a leading ``[B]`` axis;
     padding points have weight 0), as in ``solve(..., grouped=True)``, and ``starts_c`` is then
     the candidate starts in the law's fitted parameters, ``[S, p]``, each problem centering
-    them on its own data in the call (:func:`_screened`).
+    them on its own data in the call (:func:`jaxscale.screening.screened_starts`).
 
     ``n_refine < S`` screens the starts per problem and refines the best ``n_refine``;
     otherwise every start is refined. All ``B * n_refine`` refinements share ``lanes`` lanes
     (``cfg.method`` ``"bfgs"``, ``"bfgs_hessian"``, ``"bfgs_mixed"`` or ``"newton"``) or run
     side by side in one lockstep batch (``"lbfgs"``). ``first < n_refine`` (not lbfgs): staged
     in the call (:func:`_staged`), the first pass spread over the ``n_refine`` with ``spread``
-    (:func:`_spread_first`), else their best ``first``; results are in that order.
+    (:func:`jaxscale.screening.spread_first`), else their best ``first``; results are in that order.
     """
     n_problems = weights.shape[0]
-    picked, scale = _screened(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K, p_free]
+    picked, scale = screened_starts(cfg, data, starts_c, weights, n_refine, grouped)  # [B, K, p_free]
     k = picked.shape[1]
     staged = first is not None and first < k and cfg.method != "lbfgs"
     if staged and spread:
-        picked = jnp.take_along_axis(picked, _spread_first(picked, scale, first)[..., None], axis=1)
+        picked = jnp.take_along_axis(picked, spread_first(picked, scale, first)[..., None], axis=1)
     if cfg.method == "lbfgs":
         x0, owner = _items(picked)
         item_data = jax.tree.map(lambda a: a[owner], data) if grouped else data

@@ -3,7 +3,9 @@
 Many problems on shared data (bootstrap resamples) are ranked by one matrix product: the
 objective of start ``s`` under weights ``w`` is ``w @ R[s]``, where ``R[s, i]`` is the loss of
 start ``s`` at point ``i``, because the objective is linear in the weights. A single fit, or
-groups with data of their own, are ranked one problem at a time in two stages.
+groups with data of their own, are ranked one problem at a time in two stages. The kernel takes
+each problem's best starts from :func:`screened_starts` (groups center the candidates on their
+own data there), and a staged first pass spread over them from :func:`spread_first`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from . import backends, specs
 from .laws import Law
 from .objective import point_losses
-from .problem import Config, Data, full_theta
+from .problem import Config, Data, centered_starts, full_theta
 from .selection import SORT_AT_MOST, smallest_k
 
 # Two-stage screening of one problem's data (a single fit, or each group): rank every start on
@@ -194,7 +196,7 @@ def screen_one(cfg: Config, data: Data, starts_c, w, n_refine: int, alone: bool 
 def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int):
     """Indices ``[B, n_refine]`` of each problem's best starts by initial objective (or all), for
     problems that share ``data`` (groups, each with data of its own, are screened one at a time
-    by :func:`screen_one`: :func:`jaxscale.engine._screened`)."""
+    by :func:`screen_one`: :func:`screened_starts`)."""
     n_starts = starts_c.shape[-2]
     if n_refine >= n_starts:
         return jnp.broadcast_to(jnp.arange(n_starts), (weights.shape[0], n_starts))
@@ -207,3 +209,70 @@ def screen(cfg: Config, data: Data, starts_c, weights, n_refine: int):
     # vmap each pass would wait for the slowest row of the batch.
     batch = backends.sizes().screen_batch
     return jax.lax.map(lambda v: smallest_k(v, n_refine), screened, batch_size=None if batch <= 1 else batch)
+
+
+def screened_starts(
+    cfg: Config, data: Data, starts, weights, n_refine: int, grouped: bool
+) -> tuple[jax.Array, jax.Array]:
+    """Each problem's best ``n_refine`` starts by initial objective (:mod:`jaxscale.screening`),
+    in the solver's coordinates, ``[B, K, p_free]`` in rank order, and the spread of all the
+    starts per coordinate (for :func:`spread_first`): ``[p_free]``, or ``[B, 1, p_free]`` grouped.
+
+    Shared data: ``starts [S, p_free]``, centered once for all problems. Grouped: ``starts
+    [S, p]`` in the law's fitted parameters, centered on each problem's data as it is screened
+    (a few problems at a time, :data:`jaxscale.backends.Sizes.screen_batch`): the ``[B, S,
+    p_free]`` table of every problem's centered starts is never built, only its screened rows.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> import jaxscale as js
+        >>> from jaxscale import problem, specs
+        >>> spec, runs = specs.make_spec(js.get_law("chinchilla")), js.datasets.chinchilla()
+        >>> with jax.enable_x64(True):
+        ...     data = specs.make_data(spec, runs.log_inputs(), runs.log_loss())
+        ...     starts_c = problem.centered_starts(spec.cfg, data, spec.candidates)
+        ...     picked, scale = screened_starts(spec.cfg, data, starts_c, np.ones((1, runs.n_points)), 8, False)
+        >>> picked.shape, scale.shape
+        ((1, 8, 5), (5,))
+    """
+    if not grouped:
+        idx = screen(cfg, data, starts, weights, n_refine)
+        return starts[idx], jnp.std(starts, axis=0)
+
+    def one(args):
+        d, w = args
+        starts_c = centered_starts(cfg, d, starts)
+        n_starts = starts_c.shape[0]
+        idx = jnp.arange(n_starts) if n_refine >= n_starts else screen_one(cfg, d, starts_c, w, n_refine)
+        return starts_c[idx], jnp.std(starts_c, axis=0, keepdims=True)
+
+    batch = backends.sizes().screen_batch
+    return jax.lax.map(one, (data, weights), batch_size=None if batch <= 1 else batch)
+
+
+def spread_first(picked, scale, first: int) -> jax.Array:
+    """A permutation ``[B, K]`` of each problem's screened starts ``picked [B, K, p_free]`` (in
+    rank order) whose first ``first`` are the best start and then, one by one, the start
+    farthest from those already taken (distances in units of ``scale``, the start grid's spread
+    per coordinate, ``[p_free]`` or ``[B, 1, p_free]``): starts that agree from far apart are
+    better evidence of one basin than neighbours of the best, which tend to share its basin
+    whatever it is.
+
+    Example:
+        >>> import numpy as np
+        >>> picked = np.array([[[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 3.0]]])
+        >>> spread_first(picked, np.ones(2), 2).tolist()
+        [[0, 2, 1, 3]]
+    """
+    pts = picked / (scale + 1e-12)
+
+    def order(p):  # p [K, p_free] -> a permutation of range(K)
+        taken = jnp.zeros(p.shape[0], bool).at[0].set(True)
+        near = jnp.sum((p - p[0]) ** 2, axis=-1)  # squared distance to the nearest taken start
+        for _ in range(first - 1):
+            pick = jnp.argmax(jnp.where(taken, -1.0, near))
+            taken = taken.at[pick].set(True)
+            near = jnp.minimum(near, jnp.sum((p - p[pick]) ** 2, axis=-1))
+        return jnp.argsort(~taken, stable=True)  # taken ones first, each part in rank order
+
+    return jax.vmap(order)(pts)

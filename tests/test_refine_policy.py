@@ -95,14 +95,14 @@ def test_staged_in_the_kernel_refines_the_rest_exactly_where_the_first_pass_is_i
 
 
 def test_a_spread_first_pass_takes_the_best_start_then_the_farthest_ones():
-    from jaxscale.engine import _spread_first
+    from jaxscale.screening import spread_first
 
     # Five starts in 2-D, screened ranks 0..4 in this order.
     starts = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 3.0], [0.2, 0.1]])
     idx = np.array([[0, 1, 2, 3, 4]])
     picked, scale = starts[idx], starts.std(axis=0)  # screened starts in rank order; the grid's spread
-    out = np.asarray(_spread_first(picked, scale, 3))
+    out = np.asarray(spread_first(picked, scale, 3))
     # best (0), the farthest from it (2), the farthest from both (3); then the rest in rank order
     np.testing.assert_array_equal(out, [[0, 2, 3, 1, 4]])
-    grouped = np.asarray(_spread_first(picked, scale[None, None], 2))  # a spread per problem: [B, 1, p]
+    grouped = np.asarray(spread_first(picked, scale[None, None], 2))  # a spread per problem: [B, 1, p]
     np.testing.assert_array_equal(grouped, [[0, 2, 1, 3, 4]])
