@@ -265,7 +265,7 @@ def solve(
     else:
         array = np.asarray(weights)
         source, n = (lambda lo, hi: array[lo:hi]), array.shape[0]
-    # Grouped: each problem centers the starts on its own data, in the kernel (engine._screened).
+    # Grouped: each problem centers the starts on its own data, in the kernel (screening.screened_starts).
     starts_c = to_device(starts) if grouped else centered_starts(cfg, data, starts)
     k = min(n_refine, starts.shape[0])
     first = None if first_refine is None or first_refine >= k else int(first_refine)

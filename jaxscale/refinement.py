@@ -47,7 +47,7 @@ INERT_TOL = 1e-6
 # give resamples that do too, and there a few agreeing starts can share a worse one
 # (benchmarks/RESULTS.md, "Refinement policy": 13 of 64 on the synthetic group that needed it).
 STAGE_AGREEMENT = 0.5
-# Groups (fit_groups) refine a first pass spread over their best 8 (engine._spread_first): of
+# Groups (fit_groups) refine a first pass spread over their best 8 (screening.spread_first): of
 # first_pass(spec) starts where they have more than STAGE_ABOVE_RUNS runs, and of
 # SMALL_GROUP_EXTRA more where they have no more (buckets never mix the two: batches.group_buckets
 # splits there). On four 2,000-group archives (benchmarks/RESULTS.md, "Refinement policy"): the
