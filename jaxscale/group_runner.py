@@ -210,12 +210,12 @@ def retry_groups(
     ]
 
 
-def compile_retry(spec: Spec, log_x, log_y, members, ids: list[int], run_weights=None) -> None:
-    """Compile the kernel of :func:`retry_groups`' calls for the groups ``ids`` (whichever of
-    them it retries), without running it."""
-    size = max(bucket_groups(members, ids))
+def compile_retry(spec: Spec, log_x, log_y, runs: np.ndarray, size: int, run_weights=None) -> None:
+    """Compile the kernel of :func:`retry_groups`' calls for buckets of at most ``size`` runs
+    (whichever of their groups it retries; ``runs``: one group's run indices, for the shapes),
+    without running it."""
     cfg, k = retry_config(spec.cfg), retry_starts(spec)
-    _solve_retry(spec, cfg, log_x, log_y, [members[ids[0]]], size, k, run_weights, compile_only=True)
+    _solve_retry(spec, cfg, log_x, log_y, [runs], size, k, run_weights, compile_only=True)
 
 
 def retry_call_rows(spec: Spec) -> int:

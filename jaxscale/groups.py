@@ -207,7 +207,10 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     boots: dict[int, BootstrapResult] = {}
     with jax.enable_x64(True):
         log_x, log_y = match_inputs(runs, law), runs.log_loss()
-        ahead = _checks_compiled_ahead(spec, log_x, log_y, members, ids, w)
+        # The largest bucket, and one of its groups: the shapes of the checks' and the retry's kernels.
+        sizes = group_runner.bucket_groups(members, ids)
+        like = (members[sizes[max(sizes)][0]], max(sizes)) if ids else None
+        ahead = _checks_compiled_ahead(spec, log_x, log_y, like, len(ids), w)
         retry_kernel: list[Future] = []
 
         def start_retry_kernel(solved: Solved) -> None:
@@ -215,7 +218,7 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             # left, rather than alone after them.
             if not retry_kernel and refinement.retry_rows(spec, solved).size:
                 compile_retry = group_runner.compile_retry
-                retry_kernel.append(batches.in_background(compile_retry, spec, log_x, log_y, members, ids, w))
+                retry_kernel.append(batches.in_background(compile_retry, spec, log_x, log_y, *like, w))
 
         first = group_runner.solve_groups(
             spec,
@@ -257,17 +260,17 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
     return fits, boots
 
 
-def _checks_compiled_ahead(spec, log_x, log_y, members, ids: list[int], w) -> Future | None:
-    """The checks' kernel (:func:`jaxscale.identify.compile_grouped_curvature`, for the groups
-    ``ids`` padded to their largest bucket) compiling in a thread of its own, from now: beside
-    the solver kernels' tracing, which holds Python and leaves a core idle, rather than after
-    the solve, when it would wait for the compilation (None: no groups)."""
-    if not ids:
+def _checks_compiled_ahead(spec, log_x, log_y, like: tuple | None, n_groups: int, w) -> Future | None:
+    """The checks' kernel (:func:`jaxscale.identify.compile_grouped_curvature`, for ``n_groups``
+    groups padded to their largest bucket; ``like``: one of its groups' runs and its size)
+    compiling in a thread of its own, from now: beside the solver kernels' tracing, which holds
+    Python and leaves a core idle, rather than after the solve, when it would wait for the
+    compilation (None: no groups)."""
+    if like is None:
         return None
-    buckets = group_runner.bucket_groups(members, ids)
-    size = max(buckets)
-    data, weights = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, [members[buckets[size][0]]], size, w)
-    return batches.in_background(identify.compile_grouped_curvature, spec.cfg, data, weights, len(ids))
+    runs, size = like
+    data, weights = batches.pad_groups(spec.cfg, spec.theta_fixed, log_x, log_y, [runs], size, w)
+    return batches.in_background(identify.compile_grouped_curvature, spec.cfg, data, weights, n_groups)
 
 
 def _checked(spec, buckets, rows, used, totals, like: int | None = None) -> list[list[FitResult]]:
