@@ -67,7 +67,7 @@ def solve_groups(
     """One problem per group ``ids`` (rows ``members[g]`` of ``log_x``, ``log_y``, weighted by
     ``run_weights`` [rows], default 1): groups of similar size share a bucket (padded to one
     size, the buckets chosen for these groups: :func:`jaxscale.batches.group_buckets`) and one
-    kernel call per chunk of it; retried (:func:`retry`) in one call for all
+    kernel call per chunk of it; retried (:func:`retry`) in calls of one shape for all
     buckets (:func:`retry_groups`). ``n_resamples``: also solve that many resamples of every
     group, group ``g``'s drawn as :func:`jaxscale.bootstrap` with seed ``seed + g`` draws them.
     ``retry_later``: return the buckets before the retry (and leave the last progress report),

@@ -217,8 +217,8 @@ def _solve(spec, runs: Runs, members, ids: list[int], used: list[int], w, n_resa
             # The retry's kernel compiles from the first call that needs it, beside the calls
             # left, rather than alone after them.
             if not retry_kernel and refinement.retry_rows(spec, solved).size:
-                compile_retry = group_runner.compile_retry
-                retry_kernel.append(batches.in_background(compile_retry, spec, log_x, log_y, *like, w))
+                args = (spec, log_x, log_y, *like, w)
+                retry_kernel.append(batches.in_background(group_runner.compile_retry, *args))
 
         first = group_runner.solve_groups(
             spec,
